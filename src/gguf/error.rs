@@ -1,0 +1,43 @@
+//! The one error type of the GGUF layer: I/O failures and malformed files, each naming the file,
+//! and for malformed files the field and the byte offset where reading stopped.
+
+use std::path::{Path, PathBuf};
+
+/// Why a GGUF file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufError {
+    /// The operating system refused (missing file, permissions, disk full).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The bytes do not form a valid GGUF file.
+    #[error("{}: {field} at byte {offset}: {problem}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset where the problem was found.
+        offset: u64,
+        /// What was being read ("tensor_count", "tensor \"blk.0.attn_q.weight\"").
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A writer was asked for something it cannot produce.
+    #[error("{}: {problem}", path.display())]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+impl GgufError {
+    pub(crate) fn malformed(path: &Path, offset: u64, field: &str, problem: impl Into<String>) -> GgufError {
+        GgufError::Malformed { path: path.to_path_buf(), offset, field: field.to_string(), problem: problem.into() }
+    }
+}

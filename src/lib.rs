@@ -1,0 +1,21 @@
+//! mathneuro: MathNeuro "math neurosurgery" on GGUF language models, on an ordinary CPU.
+//!
+//! The modules follow the pipeline, data flowing one way:
+//! `data` (calibration texts) → `calibrate` (forward passes, activation norms) → `stats`
+//! (the STATS file) → `select` (math-specific weights) → `surgery` (the rewritten GGUF) →
+//! `eval` (did math improve, did the rest survive). `gguf` is the file format, `ffi` holds every
+//! call into llama.cpp/ggml (and the crate's only `unsafe`), `model` names the weights that are
+//! targets, and `cli` glues the stages into commands.
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod calibrate;
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod ffi;
+pub mod gguf;
+pub mod model;
+pub mod select;
+pub mod stats;
+pub mod surgery;

@@ -1,0 +1,96 @@
+//! Which weights of a model are MathNeuro targets, and a fingerprint that ties statistics and
+//! masks to the model they were computed on.
+//!
+//! Targets follow the reference (MathNeuro.py): every linear weight of the transformer blocks
+//! (`blk.N.*.weight` with two dimensions, or three for mixture-of-experts `*_exps` tensors), plus
+//! `output.weight` when the output head is not tied to the token embedding. Embeddings and norms
+//! (one-dimensional) are never targets.
+
+use sha2::{Digest, Sha256};
+
+use crate::gguf::{GgufFile, TensorInfo};
+
+/// True when `t` is a weight MathNeuro may select from.
+pub fn is_target(t: &TensorInfo) -> bool {
+    let linear_shape = t.dims.len() == 2 || (t.dims.len() == 3 && t.name.contains("_exps"));
+    if !linear_shape || !t.name.ends_with(".weight") {
+        return false;
+    }
+    if t.name == "output.weight" {
+        return true;
+    }
+    let Some(rest) = t.name.strip_prefix("blk.") else { return false };
+    let mut parts = rest.splitn(2, '.');
+    let layer_ok = parts.next().is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+    // Position embeddings or per-layer token tables inside blocks (rare) are embeddings.
+    layer_ok && !t.name.contains("token_embd") && !t.name.contains("_embd.")
+}
+
+/// The target weights of `file`, in tensor-table order.
+pub fn target_weights(file: &GgufFile) -> Vec<&TensorInfo> {
+    file.tensors.iter().filter(|t| is_target(t)).collect()
+}
+
+/// True when the model has no `output.weight`, so the head reuses `token_embd.weight`.
+pub fn output_is_tied(file: &GgufFile) -> bool {
+    file.tensor("output.weight").is_none()
+}
+
+/// The layer index of a `blk.N.…` tensor.
+pub fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
+}
+
+/// The matrix kind of a tensor name: `blk.3.attn_q.weight` → `attn_q`, `output.weight` → `output`.
+pub fn matrix_kind(name: &str) -> &str {
+    let base = name.strip_suffix(".weight").unwrap_or(name);
+    match base.strip_prefix("blk.") {
+        Some(rest) => rest.split_once('.').map_or(rest, |(_, kind)| kind),
+        None => base,
+    }
+}
+
+/// A fingerprint of the model's tensor table (names, shapes, types, in order): files computed on
+/// one model are refused for another. Hex sha256, 64 characters.
+pub fn fingerprint(file: &GgufFile) -> String {
+    let mut h = Sha256::new();
+    for t in &file.tensors {
+        h.update(t.name.as_bytes());
+        h.update([0]);
+        for d in &t.dims {
+            h.update(d.to_le_bytes());
+        }
+        h.update(t.ggml_type.to_u32().to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgmlType;
+
+    fn t(name: &str, dims: &[u64]) -> TensorInfo {
+        TensorInfo { name: name.into(), dims: dims.to_vec(), ggml_type: GgmlType::F32, offset: 0 }
+    }
+
+    #[test]
+    fn targets_are_block_linears_and_untied_head() {
+        assert!(is_target(&t("blk.0.attn_q.weight", &[640, 1024])));
+        assert!(is_target(&t("blk.17.ffn_down.weight", &[2048, 640])));
+        assert!(is_target(&t("blk.1.ffn_up_exps.weight", &[64, 128, 8])));
+        assert!(is_target(&t("output.weight", &[640, 1000])));
+        assert!(!is_target(&t("token_embd.weight", &[640, 1000])));
+        assert!(!is_target(&t("blk.0.attn_norm.weight", &[640])));
+        assert!(!is_target(&t("blk.0.attn_q.bias", &[640])));
+        assert!(!is_target(&t("output_norm.weight", &[640])));
+    }
+
+    #[test]
+    fn names_split_into_layer_and_kind() {
+        assert_eq!(layer_of("blk.12.ffn_gate.weight"), Some(12));
+        assert_eq!(layer_of("output.weight"), None);
+        assert_eq!(matrix_kind("blk.12.ffn_gate.weight"), "ffn_gate");
+        assert_eq!(matrix_kind("output.weight"), "output");
+    }
+}
