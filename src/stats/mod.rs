@@ -2,6 +2,8 @@
 //! A_j = Σ_s ‖X_s[:,j]‖₂ (the MathNeuro statistic) and the pooled Σ_s Σ_t x² (llama.cpp's
 //! imatrix statistic), stored as a STATS GGUF file.
 
+pub mod file;
+
 use std::collections::BTreeMap;
 
 /// Statistics of one target weight's input activations.
