@@ -44,6 +44,9 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
 /// (type, ggml id, name, elements per block, bytes per block) — from ggml.h and ggml.c.
@@ -80,6 +83,9 @@ const TYPE_TABLE: &[(GgmlType, u32, &str, u64, u64)] = &[
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::NVFP4, 40, "NVFP4", 64, 36),
+    (GgmlType::Q1_0, 41, "Q1_0", 128, 18),
+    (GgmlType::Q2_0, 42, "Q2_0", 64, 18),
 ];
 
 impl GgmlType {
@@ -93,6 +99,10 @@ impl GgmlType {
     /// The type with ggml id `id`, or `None` for an id ggml does not define (or removed).
     pub fn from_u32(id: u32) -> Option<GgmlType> {
         TYPE_TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
+    }
+    /// The type named `name` (ggml's spelling, case-insensitive: "Q4_K", "q4_k").
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        TYPE_TABLE.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
     }
     /// The ggml id (`enum ggml_type`).
     pub fn to_u32(self) -> u32 {
