@@ -214,6 +214,10 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, field: &str, min_item_bytes: usize) -> Result<usize, GgufError> {
         let at = self.pos;
         let n = self.u64(field)?;
+        self.check_count(at, n, field, min_item_bytes)
+    }
+    /// Checks a count read earlier at `at` against what is left of the file now.
+    fn check_count(&self, at: usize, n: u64, field: &str, min_item_bytes: usize) -> Result<usize, GgufError> {
         let need = n.checked_mul(min_item_bytes as u64);
         match need {
             Some(need) if need <= self.remaining() as u64 => Ok(n as usize),
@@ -310,8 +314,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
             format!("GGUF version {version} is not supported (only 2 and 3){hint}"),
         ));
     }
-    // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
-    let n_tensors = c.count("tensor_count", 32)?;
+    // Checked against what is left once the metadata is read (nothing is sized by it before), so
+    // a file cut short in its metadata is reported there, not as a bad tensor count.
+    let tensor_count_at = c.pos;
+    let tensor_count = c.u64("tensor_count")?;
     // A key/value pair takes at least 8 (key len) + 4 (type) + 1 (smallest value).
     let n_kv = c.count("metadata_kv_count", 13)?;
 
@@ -350,6 +356,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         }
     };
 
+    // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
+    let n_tensors = c.check_count(tensor_count_at, tensor_count, "tensor_count", 32)?;
     let mut tensors = Vec::with_capacity(n_tensors.min(MAX_RESERVE));
     let mut names = HashSet::with_capacity(n_tensors.min(MAX_RESERVE));
     for i in 0..n_tensors {
