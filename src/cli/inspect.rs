@@ -23,7 +23,7 @@ pub struct InspectArgs {
 /// Runs `mathneuro inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let file = GgufFile::open(&args.model)
-        .with_context(|| format!("cannot inspect {}", args.model.display()))?;
+        .context("cannot inspect the model")?;
     let report = InspectReport::new(&file);
     let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
     let mut out = std::io::stdout().lock();
