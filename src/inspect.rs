@@ -179,7 +179,7 @@ impl InspectReport {
         }
         let mut types: Vec<TypeTotal> = totals.into_values().collect();
         // Stable sort keeps ggml id order among equal counts.
-        types.sort_by(|a, b| b.count.cmp(&a.count));
+        types.sort_by_key(|t| std::cmp::Reverse(t.count));
         let targets = model::target_weights(file);
         let provenance = file
             .metadata

@@ -563,7 +563,7 @@ fn exercise(bytes: Vec<u8>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_files_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
@@ -738,13 +738,11 @@ fn real_model_round_trip_is_byte_identical() {
     GgufWriter::from_file(&src)
         .write_atomic(&out, Some(&input), |i, _, sink| sink.write_all(src.tensor_data(&src.tensors[i])))
         .unwrap();
-    assert_eq!(std::fs::metadata(&out).unwrap().len(), std::fs::metadata(&input).unwrap().len());
-    assert_eq!(sha256(&out), sha256(&input), "read → write with no edits is byte-identical");
-    assert_eq!(
-        sha256(&input),
-        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        "the default model is the pinned file"
-    );
+    let copy = GgufFile::open(&out).unwrap();
+    assert_eq!(copy.bytes().len(), src.bytes().len());
+    assert!(copy.bytes() == src.bytes(), "read → write with no edits is byte-identical");
+    // …and the copy has the pinned model's sha256 (so the input was the pinned model too).
+    assert_eq!(sha256(&out), "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818");
     assert_eq!(leftovers(dir.path()), Vec::<String>::new());
 }
 
@@ -754,8 +752,9 @@ fn real_model_header_truncations_are_errors() {
     let f = GgufFile::open(real_model()).unwrap();
     let header = f.data_offset as usize;
     let bytes = f.bytes()[..header].to_vec();
-    for k in 0..200 {
-        let len = header * k / 200 + k % 7;
+    let cuts = 40;
+    for k in 0..cuts {
+        let len = header * k / cuts + k % 7;
         let err = parse(bytes[..len].to_vec()).unwrap_err();
         assert!(matches!(err, GgufError::Malformed { .. }), "cut at {len}: {err}");
     }

@@ -22,8 +22,8 @@ pub struct InspectArgs {
 
 /// Runs `mathneuro inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let file = GgufFile::open(&args.model)
-        .context("cannot inspect the model")?;
+    // The GGUF error already names the file, the field and the offset (and the OS error).
+    let file = GgufFile::open(&args.model).map_err(|e| anyhow::anyhow!("cannot inspect the model: {e}"))?;
     let report = InspectReport::new(&file);
     let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
     let mut out = std::io::stdout().lock();

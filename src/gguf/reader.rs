@@ -69,7 +69,11 @@ impl GgufFile {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
         let file = File::open(&path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a GGUF file")));
+        }
+        let len = meta.len();
         if len == 0 {
             return Err(GgufError::malformed(&path, 0, "magic", "the file is empty"));
         }
@@ -398,7 +402,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         if n_elements.is_none_or(|n| n > i64::MAX as u64) || n_bytes.is_none() {
             return Err(GgufError::malformed(path, at, &field, "element count or byte size overflows"));
         }
-        if dims[0] % ggml_type.block_size() != 0 {
+        if !dims[0].is_multiple_of(ggml_type.block_size()) {
             return Err(GgufError::malformed(
                 path,
                 at,
@@ -406,7 +410,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
                 format!("row length {} is not a multiple of the {} block size {}", dims[0], ggml_type, ggml_type.block_size()),
             ));
         }
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(GgufError::malformed(
                 path,
                 at,

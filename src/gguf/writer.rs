@@ -160,10 +160,10 @@ impl GgufWriter {
             }
             check_value(value, 0).map_err(|p| bad(format!("metadata {key:?}: {p}")))?;
         }
-        if let Some(v) = self.get("general.alignment") {
-            if !matches!(v, MetaValue::U32(a) if *a != 0 && a.is_power_of_two()) {
-                return Err(bad(format!("general.alignment must be a non-zero power of two stored as u32, found {v:?}")));
-            }
+        if let Some(v) = self.get("general.alignment")
+            && !matches!(v, MetaValue::U32(a) if *a != 0 && a.is_power_of_two())
+        {
+            return Err(bad(format!("general.alignment must be a non-zero power of two stored as u32, found {v:?}")));
         }
         let mut names = HashSet::new();
         for t in &self.tensors {
@@ -175,7 +175,7 @@ impl GgufWriter {
                 Some(format!("has {} dimensions (1 to {MAX_DIMS} allowed)", t.dims.len()))
             } else if t.dims.iter().any(|&d| d == 0 || d > i64::MAX as u64) {
                 Some(format!("dimensions {:?} are out of range", t.dims))
-            } else if t.dims[0] % t.ggml_type.block_size() != 0 {
+            } else if !t.dims[0].is_multiple_of(t.ggml_type.block_size()) {
                 Some(format!(
                     "row length {} is not a multiple of the {} block size {}",
                     t.dims[0],
