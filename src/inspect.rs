@@ -320,7 +320,9 @@ pub fn meta_to_json(v: &MetaValue) -> serde_json::Value {
     match v {
         MetaValue::String(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
         MetaValue::Bool(b) => Value::Bool(*b),
-        MetaValue::F32(x) => serde_json::Number::from_f64(*x as f64).map_or(Value::Null, Value::Number),
+        // Via the f32's shortest decimal form, so 1.1f32 shows as 1.1, not 1.100000023841858.
+        MetaValue::F32(x) => serde_json::Number::from_f64(x.to_string().parse().unwrap_or(*x as f64))
+            .map_or(Value::Null, Value::Number),
         MetaValue::F64(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
         MetaValue::I8(x) => Value::from(*x),
         MetaValue::I16(x) => Value::from(*x),
@@ -393,6 +395,8 @@ mod tests {
         assert_eq!(r.types[0].ggml_type, "F16");
         assert_eq!(r.types[0].count, 14);
         assert_eq!(r.provenance["mathneuro.scale"], serde_json::json!(1.5));
+        assert_eq!(meta_to_json(&MetaValue::F32(1.1)), serde_json::json!(1.1));
+        assert_eq!(meta_to_json(&MetaValue::F32(f32::NAN)), serde_json::Value::Null);
         let text = r.to_text();
         assert!(text.contains("MOSTLY_F16 (1)"), "{text}");
         assert!(text.contains("mathneuro.scale = 1.5"), "{text}");
