@@ -320,9 +320,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Total number of elements.
+    /// Total number of elements (saturating: infos read from a file were checked not to
+    /// overflow, hand-made ones give u64::MAX rather than a wrong small number).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).unwrap_or(u64::MAX)
     }
     /// Elements per row (the innermost dimension).
     pub fn row_len(&self) -> u64 {
@@ -330,7 +331,7 @@ impl TensorInfo {
     }
     /// Number of rows (product of all outer dimensions).
     pub fn n_rows(&self) -> u64 {
-        self.dims.iter().skip(1).product()
+        self.dims.iter().skip(1).try_fold(1u64, |acc, &d| acc.checked_mul(d)).unwrap_or(u64::MAX)
     }
     /// Bytes of the tensor's data (validated on read, so this does not overflow there).
     pub fn n_bytes(&self) -> u64 {

@@ -28,8 +28,8 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Bytes of the tensor's data.
     pub fn n_bytes(&self) -> u64 {
-        let n: u64 = self.dims.iter().product();
-        self.ggml_type.bytes_for(n).unwrap_or(u64::MAX)
+        let n = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        n.and_then(|n| self.ggml_type.bytes_for(n)).unwrap_or(u64::MAX)
     }
 }
 
