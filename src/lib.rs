@@ -15,6 +15,7 @@ pub mod data;
 pub mod eval;
 pub mod ffi;
 pub mod gguf;
+pub mod inspect;
 pub mod model;
 pub mod select;
 pub mod stats;

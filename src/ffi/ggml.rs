@@ -3,9 +3,11 @@
 //! (`ggml_quantize_chunk`, optionally guided by an importance vector). Block geometry is checked
 //! against ggml's own `ggml_blck_size`/`ggml_type_size` before any pointer crosses into C.
 
+use std::ops::Range;
+
 use llama_cpp_sys_2 as sys;
 
-use crate::gguf::GgmlType;
+use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 
 /// Why a codec call was refused (before reaching C).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -42,6 +44,9 @@ pub enum CodecError {
         /// Block size of the type.
         block: u64,
     },
+    /// Rows were asked for that the tensor (or the file) does not hold.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The importance vector is not one weight per column.
     #[error("{ty}: importance vector has {got} entries, rows have {n_per_row}")]
     BadImatrix {
@@ -117,6 +122,36 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Cod
 pub fn dequantize_to_vec(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>, CodecError> {
     let mut out = vec![0f32; n_elements];
     dequantize(ty, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes rows `rows` of tensor `t` of `file` into `out`, which must hold exactly
+/// `rows.len() × t.row_len()` values (reuse one buffer when streaming a tensor in chunks).
+pub fn dequantize_rows_into(file: &GgufFile, t: &TensorInfo, rows: Range<u64>, out: &mut [f32]) -> Result<(), CodecError> {
+    let bytes = file.tensor_rows(t, rows.clone()).map_err(|e| CodecError::OutOfRange(e.to_string()))?;
+    let want = (rows.end - rows.start).checked_mul(t.row_len()).and_then(|n| usize::try_from(n).ok());
+    if want != Some(out.len()) {
+        return Err(CodecError::OutOfRange(format!(
+            "tensor {:?}: rows {}..{} hold {} values of {} per row, the output has room for {}",
+            t.name,
+            rows.start,
+            rows.end,
+            rows.end - rows.start,
+            t.row_len(),
+            out.len()
+        )));
+    }
+    dequantize(t.ggml_type, bytes, out)
+}
+
+/// Decodes rows `rows` of tensor `t` of `file` into a new vector (`rows.len() × t.row_len()`
+/// values, row after row). `dequantize_rows(f, t, 0..t.n_rows())` decodes the whole tensor.
+pub fn dequantize_rows(file: &GgufFile, t: &TensorInfo, rows: Range<u64>) -> Result<Vec<f32>, CodecError> {
+    let n = rows.end.saturating_sub(rows.start).checked_mul(t.row_len()).and_then(|n| usize::try_from(n).ok());
+    // Check the range before allocating for it.
+    file.tensor_rows(t, rows.clone()).map_err(|e| CodecError::OutOfRange(e.to_string()))?;
+    let mut out = vec![0f32; n.ok_or_else(|| CodecError::OutOfRange(format!("tensor {:?}: too many values", t.name)))?];
+    dequantize_rows_into(file, t, rows, &mut out)?;
     Ok(out)
 }
 

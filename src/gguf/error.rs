@@ -26,6 +26,16 @@ pub enum GgufError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A caller asked for tensor data the file does not hold (rows past the end of a tensor).
+    #[error("{}: tensor {tensor:?}: {problem}", path.display())]
+    OutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// What was asked and what exists.
+        problem: String,
+    },
     /// A writer was asked for something it cannot produce.
     #[error("{}: {problem}", path.display())]
     Write {

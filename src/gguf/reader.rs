@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -22,6 +23,11 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_DIMS: u32 = 4;
 /// Arrays nested deeper than this are refused (real files nest at most 1 deep).
 pub const MAX_ARRAY_DEPTH: u32 = 8;
+/// Longest tensor name ggml accepts, in bytes (`GGML_MAX_NAME` - 1; gguf.cpp refuses longer).
+pub const MAX_TENSOR_NAME: usize = 63;
+/// Vectors sized by a count read from the file reserve at most this many slots up front and grow
+/// as items are actually read, so a lying count cannot make a large allocation by itself.
+const MAX_RESERVE: usize = 4096;
 
 /// Where the bytes of a parsed file live: a read-only map of a file, or an owned buffer
 /// (tests, generated files).
@@ -63,7 +69,11 @@ impl GgufFile {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
         let file = File::open(&path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a GGUF file")));
+        }
+        let len = meta.len();
         if len == 0 {
             return Err(GgufError::malformed(&path, 0, "magic", "the file is empty"));
         }
@@ -121,10 +131,37 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// A tensor's data bytes (extents were validated when the file was parsed).
+    /// A tensor's data bytes (extents were validated when the file was parsed). `t` must come
+    /// from this file's table; for infos of unknown origin use `tensor_rows`, which checks.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
         let start = (self.data_offset + t.offset) as usize;
         &self.bytes()[start..start + t.n_bytes() as usize]
+    }
+
+    /// The bytes of rows `rows` of tensor `t` (a row is `dims[0]` elements, whole blocks; rows
+    /// count over all outer dimensions). An empty range gives an empty slice. Rows past the end
+    /// of the tensor, or an info whose data does not lie in this file, are an error.
+    pub fn tensor_rows(&self, t: &TensorInfo, rows: Range<u64>) -> Result<&[u8], GgufError> {
+        let out_of_range = |problem: String| GgufError::OutOfRange {
+            path: self.path.clone(),
+            tensor: t.name.clone(),
+            problem,
+        };
+        let n_rows = t.n_rows();
+        if rows.start > rows.end || rows.end > n_rows {
+            return Err(out_of_range(format!("rows {}..{} asked for, the tensor has {n_rows}", rows.start, rows.end)));
+        }
+        let row_bytes = t
+            .ggml_type
+            .bytes_for(t.row_len())
+            .ok_or_else(|| out_of_range(format!("row length {} is not whole {} blocks", t.row_len(), t.ggml_type)))?;
+        let span = self
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|base| Some((base.checked_add(rows.start.checked_mul(row_bytes)?)?, base.checked_add(rows.end.checked_mul(row_bytes)?)?)))
+            .and_then(|(s, e)| Some(usize::try_from(s).ok()?..usize::try_from(e).ok()?));
+        span.and_then(|r| self.bytes().get(r))
+            .ok_or_else(|| out_of_range(format!("data at offset {} does not lie in this file", t.offset)))
     }
 
     /// `general.architecture`, e.g. "gemma3".
@@ -181,6 +218,10 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, field: &str, min_item_bytes: usize) -> Result<usize, GgufError> {
         let at = self.pos;
         let n = self.u64(field)?;
+        self.check_count(at, n, field, min_item_bytes)
+    }
+    /// Checks a count read earlier at `at` against what is left of the file now.
+    fn check_count(&self, at: usize, n: u64, field: &str, min_item_bytes: usize) -> Result<usize, GgufError> {
         let need = n.checked_mul(min_item_bytes as u64);
         match need {
             Some(need) if need <= self.remaining() as u64 => Ok(n as usize),
@@ -240,7 +281,7 @@ impl<'a> Cursor<'a> {
                 // Strings and arrays take at least 8 bytes (their own length/count).
                 let min = elem.fixed_size().unwrap_or(8);
                 let n = self.count(field, min)?;
-                let mut items = Vec::with_capacity(n);
+                let mut items = Vec::with_capacity(n.min(MAX_RESERVE));
                 for _ in 0..n {
                     items.push(self.value(elem, field, depth + 1)?);
                 }
@@ -263,20 +304,30 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
     }
     let version = c.u32("version")?;
     if version != 2 && version != 3 {
+        let hint = if version.swap_bytes() == 2 || version.swap_bytes() == 3 {
+            " (this is a big-endian GGUF; only little-endian files are read)"
+        } else if version == 1 {
+            " (GGUF v1 predates 64-bit counts; convert the model with a current llama.cpp)"
+        } else {
+            ""
+        };
         return Err(GgufError::malformed(
             path,
             4,
             "version",
-            format!("GGUF version {version} is not supported (only 2 and 3)"),
+            format!("GGUF version {version} is not supported (only 2 and 3){hint}"),
         ));
     }
-    // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
-    let n_tensors = c.count("tensor_count", 32)?;
+    // Checked against what is left once the metadata is read (nothing is sized by it before), so
+    // a file cut short in its metadata is reported there, not as a bad tensor count.
+    let tensor_count_at = c.pos;
+    let tensor_count = c.u64("tensor_count")?;
     // A key/value pair takes at least 8 (key len) + 4 (type) + 1 (smallest value).
     let n_kv = c.count("metadata_kv_count", 13)?;
 
-    let mut metadata = Vec::with_capacity(n_kv);
-    let mut keys = HashSet::with_capacity(n_kv);
+    let mut metadata = Vec::with_capacity(n_kv.min(MAX_RESERVE));
+    let mut keys = HashSet::with_capacity(n_kv.min(MAX_RESERVE));
+    let mut alignment_at = 0u64;
     for i in 0..n_kv {
         let key_at = c.pos;
         let key = c.utf8(&format!("metadata key #{i}"))?;
@@ -285,6 +336,9 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         }
         let field = format!("metadata {key:?}");
         let tag_at = c.pos;
+        if key == "general.alignment" {
+            alignment_at = tag_at as u64;
+        }
         let tag = c.u32(&field)?;
         let ty = MetaType::from_u32(tag).ok_or_else(|| {
             GgufError::malformed(path, tag_at as u64, &field, format!("unknown value type {tag}"))
@@ -299,19 +353,29 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         Some((_, v)) => {
             return Err(GgufError::malformed(
                 path,
-                0,
+                alignment_at,
                 "general.alignment",
                 format!("must be a non-zero power of two stored as u32, found {v:?}"),
             ));
         }
     };
 
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
+    let n_tensors = c.check_count(tensor_count_at, tensor_count, "tensor_count", 32)?;
+    let mut tensors = Vec::with_capacity(n_tensors.min(MAX_RESERVE));
+    let mut names = HashSet::with_capacity(n_tensors.min(MAX_RESERVE));
     for i in 0..n_tensors {
         let at = c.pos as u64;
         let name = c.utf8(&format!("tensor #{i} name"))?;
         let field = format!("tensor {name:?}");
+        if name.len() > MAX_TENSOR_NAME {
+            return Err(GgufError::malformed(
+                path,
+                at,
+                &field,
+                format!("name is {} bytes long; ggml allows at most {MAX_TENSOR_NAME}", name.len()),
+            ));
+        }
         if !names.insert(name.clone()) {
             return Err(GgufError::malformed(path, at, &field, "duplicate tensor name"));
         }
@@ -338,7 +402,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
         if n_elements.is_none_or(|n| n > i64::MAX as u64) || n_bytes.is_none() {
             return Err(GgufError::malformed(path, at, &field, "element count or byte size overflows"));
         }
-        if dims[0] % ggml_type.block_size() != 0 {
+        if !dims[0].is_multiple_of(ggml_type.block_size()) {
             return Err(GgufError::malformed(
                 path,
                 at,
@@ -346,7 +410,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, GgufError> {
                 format!("row length {} is not a multiple of the {} block size {}", dims[0], ggml_type, ggml_type.block_size()),
             ));
         }
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(GgufError::malformed(
                 path,
                 at,

@@ -44,6 +44,9 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
 /// (type, ggml id, name, elements per block, bytes per block) — from ggml.h and ggml.c.
@@ -80,6 +83,9 @@ const TYPE_TABLE: &[(GgmlType, u32, &str, u64, u64)] = &[
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::NVFP4, 40, "NVFP4", 64, 36),
+    (GgmlType::Q1_0, 41, "Q1_0", 128, 18),
+    (GgmlType::Q2_0, 42, "Q2_0", 64, 18),
 ];
 
 impl GgmlType {
@@ -93,6 +99,10 @@ impl GgmlType {
     /// The type with ggml id `id`, or `None` for an id ggml does not define (or removed).
     pub fn from_u32(id: u32) -> Option<GgmlType> {
         TYPE_TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
+    }
+    /// The type named `name` (ggml's spelling, case-insensitive: "Q4_K", "q4_k").
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        TYPE_TABLE.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
     }
     /// The ggml id (`enum ggml_type`).
     pub fn to_u32(self) -> u32 {
@@ -117,7 +127,7 @@ impl GgmlType {
     /// Bytes of `n_elements` elements, or `None` when `n_elements` is not a whole number of
     /// blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
-        if n_elements % self.block_size() != 0 {
+        if !n_elements.is_multiple_of(self.block_size()) {
             return None;
         }
         (n_elements / self.block_size()).checked_mul(self.type_size())
@@ -310,9 +320,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Total number of elements.
+    /// Total number of elements (saturating: infos read from a file were checked not to
+    /// overflow, hand-made ones give u64::MAX rather than a wrong small number).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).unwrap_or(u64::MAX)
     }
     /// Elements per row (the innermost dimension).
     pub fn row_len(&self) -> u64 {
@@ -320,7 +331,7 @@ impl TensorInfo {
     }
     /// Number of rows (product of all outer dimensions).
     pub fn n_rows(&self) -> u64 {
-        self.dims.iter().skip(1).product()
+        self.dims.iter().skip(1).try_fold(1u64, |acc, &d| acc.checked_mul(d)).unwrap_or(u64::MAX)
     }
     /// Bytes of the tensor's data (validated on read, so this does not overflow there).
     pub fn n_bytes(&self) -> u64 {

@@ -6,11 +6,12 @@
 //! that exactly the declared number arrived. Files are written atomically: to a temporary file in
 //! the target directory, fsync'd, then renamed over the target.
 
+use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::error::GgufError;
-use super::reader::{DEFAULT_ALIGNMENT, GgufFile};
+use super::reader::{DEFAULT_ALIGNMENT, GgufFile, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_TENSOR_NAME};
 use super::types::{GgmlType, MetaType, MetaValue, TensorInfo};
 
 /// Name, shape and type of a tensor to write; its offset is computed by the writer.
@@ -27,8 +28,8 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Bytes of the tensor's data.
     pub fn n_bytes(&self) -> u64 {
-        let n: u64 = self.dims.iter().product();
-        self.ggml_type.bytes_for(n).unwrap_or(u64::MAX)
+        let n = self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        n.and_then(|n| self.ggml_type.bytes_for(n)).unwrap_or(u64::MAX)
     }
 }
 
@@ -142,6 +143,57 @@ impl GgufWriter {
         h
     }
 
+    /// Checks that the file this writer describes is one the reader (and llama.cpp) accepts:
+    /// version 2 or 3, unique keys, `general.alignment` a power-of-two u32, arrays whose items
+    /// all have the element type (nested at most `MAX_ARRAY_DEPTH`), unique tensor names of at
+    /// most `MAX_TENSOR_NAME` bytes, 1 to 4 non-zero dimensions, rows of whole blocks and sizes
+    /// that do not overflow. `write_to` calls it first, so nothing invalid is ever written.
+    pub fn validate(&self, name: &Path) -> Result<(), GgufError> {
+        let bad = |problem: String| GgufError::Write { path: name.to_path_buf(), problem };
+        if self.version != 2 && self.version != 3 {
+            return Err(bad(format!("GGUF version {} cannot be written (only 2 and 3)", self.version)));
+        }
+        let mut keys = HashSet::new();
+        for (key, value) in &self.metadata {
+            if !keys.insert(key.as_str()) {
+                return Err(bad(format!("metadata key {key:?} appears twice")));
+            }
+            check_value(value, 0).map_err(|p| bad(format!("metadata {key:?}: {p}")))?;
+        }
+        if let Some(v) = self.get("general.alignment")
+            && !matches!(v, MetaValue::U32(a) if *a != 0 && a.is_power_of_two())
+        {
+            return Err(bad(format!("general.alignment must be a non-zero power of two stored as u32, found {v:?}")));
+        }
+        let mut names = HashSet::new();
+        for t in &self.tensors {
+            let problem = if !names.insert(t.name.as_str()) {
+                Some("appears twice".to_string())
+            } else if t.name.len() > MAX_TENSOR_NAME {
+                Some(format!("name is {} bytes long; ggml allows at most {MAX_TENSOR_NAME}", t.name.len()))
+            } else if t.dims.is_empty() || t.dims.len() > MAX_DIMS as usize {
+                Some(format!("has {} dimensions (1 to {MAX_DIMS} allowed)", t.dims.len()))
+            } else if t.dims.iter().any(|&d| d == 0 || d > i64::MAX as u64) {
+                Some(format!("dimensions {:?} are out of range", t.dims))
+            } else if !t.dims[0].is_multiple_of(t.ggml_type.block_size()) {
+                Some(format!(
+                    "row length {} is not a multiple of the {} block size {}",
+                    t.dims[0],
+                    t.ggml_type,
+                    t.ggml_type.block_size()
+                ))
+            } else if t.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).and_then(|n| t.ggml_type.bytes_for(n)).is_none() {
+                Some("element count or byte size overflows".to_string())
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return Err(bad(format!("tensor {:?}: {p}", t.name)));
+            }
+        }
+        Ok(())
+    }
+
     /// Streams the file to `out`. `data(i, spec, sink)` must write exactly `spec.n_bytes()`
     /// bytes of tensor `i`; padding is added here. `name` is used in error messages.
     pub fn write_to<W, F>(&self, name: &Path, out: W, mut data: F) -> Result<W, GgufError>
@@ -149,6 +201,7 @@ impl GgufWriter {
         W: Write,
         F: FnMut(usize, &TensorSpec, &mut dyn Write) -> io::Result<()>,
     {
+        self.validate(name)?;
         let io_err = |source| GgufError::Io { path: name.to_path_buf(), source };
         let mut out = CountingWriter { inner: out, written: 0 };
         let header = self.header_bytes();
@@ -208,6 +261,22 @@ impl<W: Write> Write for CountingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Array items must all carry the array's element tag, at every nesting level.
+fn check_value(v: &MetaValue, depth: u32) -> Result<(), String> {
+    if let MetaValue::Array { elem, items } = v {
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if item.meta_type() != *elem {
+                return Err(format!("array of {elem:?} holds a {:?} at index {i}", item.meta_type()));
+            }
+            check_value(item, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 fn put_str(h: &mut Vec<u8>, s: &[u8]) {
