@@ -17,6 +17,7 @@ pub mod mask;
 pub mod maskfile;
 pub mod matrix;
 pub mod score;
+pub mod synth;
 pub mod topk;
 
 use rayon::prelude::*;

@@ -2,14 +2,17 @@
 //! entry are decoded, changed (×s, or 0 when pruning) and re-encoded in the tensor's own type;
 //! every other block is copied byte-for-byte.
 //!
-//! Re-encoding tries ggml's quantizer with and without the importance vector (the STATS' Σx²)
-//! and keeps the candidate with the smaller importance-weighted error against the intended values
-//! (for a prune, zeros that came out exact are preferred first). A block whose intended values
+//! Re-encoding first edits the block on its own grid (`regrid`: scales kept, only the selected
+//! quants re-rounded, so no other entry moves). Only when a target falls outside the block's
+//! range (or a Q4_K prune) are full re-encodes tried: ggml's quantizer with and without the
+//! importance vector (the STATS' Σx²), and for a Q4_K prune the zero-exact encoder of `q4k`; the
+//! candidate with the fewest inexact zeros (prune) and then the smallest importance-weighted
+//! squared error against the intended values wins (ties: the earlier candidate). A block whose intended values
 //! equal its decoded values (e.g. `--scale 1`) is copied unchanged. Rows run in parallel.
 
 use rayon::prelude::*;
 
-use super::q4k;
+use super::regrid;
 use super::report::BlockTally;
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -113,7 +116,7 @@ fn rewrite_row(
         }
         tally.blocks_rewritten += 1;
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
-        let (bytes, decoded) = encode_best(ty, &target, &sel, change, imp)?;
+        let (bytes, decoded) = encode_best(ty, s, &target, &sel, change, imp)?;
         d.copy_from_slice(&bytes);
         tally.record(&orig, &target, &decoded, &sel);
     }
@@ -121,17 +124,21 @@ fn rewrite_row(
 }
 
 /// Candidate encodings of one block's intended values; the best one and its decoded values.
-fn encode_best(ty: GgmlType, target: &[f32], sel: &[bool], change: Change, imp: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], change: Change, imp: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
     let bs = target.len();
-    let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(3);
-    if !ggml::requires_imatrix(ty) {
-        candidates.push(ggml::quantize(ty, target, bs, None)?);
+    let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(4);
+    if regrid::supports(ty) {
+        let mut edited = original.to_vec();
+        let clamped = regrid::regrid(ty, &mut edited, target, sel);
+        if !clamped {
+            let decoded = ggml::dequantize_to_vec(ty, &edited, bs)?;
+            return Ok((edited, decoded));
+        }
+        candidates.push(edited);
     }
-    if let Some(imp) = imp.filter(|_| accepts_importance(ty)) {
-        candidates.push(ggml::quantize(ty, target, bs, Some(imp))?);
-    }
-    if ty == GgmlType::Q4_K && change == Change::Prune {
-        candidates.extend(q4k::encode_zero_exact(target, sel, imp));
+    match imp.filter(|_| accepts_importance(ty)) {
+        Some(imp) => candidates.push(ggml::quantize(ty, target, bs, Some(imp))?),
+        None => candidates.push(ggml::quantize(ty, target, bs, None)?),
     }
     let mut best: Option<((usize, f64), Vec<u8>, Vec<f32>)> = None;
     for c in candidates {
