@@ -1,4 +1,4 @@
-//! The pruned `*-mathneuro.gguf` loads in llama.cpp (through the `llama-cpp-2` safe crate) and
+//! A pruned `*-mathneuro.gguf` loads in llama.cpp (through the `llama-cpp-2` safe crate) and
 //! generates text: decode a prompt, then a few greedy tokens.
 
 mod apply_support;
@@ -18,7 +18,7 @@ fn output_loads_and_generates_through_llama_cpp() {
     let (math, general) = apply_support::stats_pair(&model);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("gemma-mathneuro.gguf");
-    let mut opts = ApplyOptions::new(Change::Scale(1.1), &out);
+    let mut opts = ApplyOptions::new(Change::Prune, &out);
     opts.select.top_k_percent = 1.0;
     apply_support::two_threads(|| surgery::apply(&model, &math, &general, &opts)).unwrap();
 

@@ -135,10 +135,18 @@ fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], chan
             return Ok((edited, decoded));
         }
         candidates.push(edited);
+        let mut widened = original.to_vec();
+        if regrid::widen(ty, &mut widened, target, sel) {
+            // Units that needed no widening still re-round their selected entries.
+            regrid::regrid(ty, &mut widened, target, sel);
+            candidates.push(widened);
+        }
     }
-    match imp.filter(|_| accepts_importance(ty)) {
-        Some(imp) => candidates.push(ggml::quantize(ty, target, bs, Some(imp))?),
-        None => candidates.push(ggml::quantize(ty, target, bs, None)?),
+    if candidates.len() < 2 {
+        match imp.filter(|_| accepts_importance(ty)) {
+            Some(imp) => candidates.push(ggml::quantize(ty, target, bs, Some(imp))?),
+            None => candidates.push(ggml::quantize(ty, target, bs, None)?),
+        }
     }
     let mut best: Option<((usize, f64), Vec<u8>, Vec<f32>)> = None;
     for c in candidates {

@@ -177,3 +177,181 @@ mod tests {
         assert_eq!(f16_to_f32(0x7bff), 65504.0);
     }
 }
+
+/// f32 → IEEE half, rounded so that |half| ≥ |v| (for scales that must cover a range); `None`
+/// when out of half range or not finite.
+pub fn f32_to_f16_up(v: f32) -> Option<u16> {
+    if !v.is_finite() || v.abs() > 65504.0 {
+        return None;
+    }
+    // Start from truncation toward zero, then step up until the magnitude covers |v|.
+    let sign: u16 = if v < 0.0 { 0x8000 } else { 0 };
+    let a = v.abs();
+    let mut h: u16 = if a < 2f32.powi(-14) {
+        (a / 2f32.powi(-24)) as u16
+    } else {
+        let bits = a.to_bits();
+        let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
+        ((exp as u16) << 10) | ((bits >> 13) & 0x3ff) as u16
+    };
+    while f16_to_f32(h) < a {
+        h += 1;
+        if h >= 0x7c00 {
+            return None;
+        }
+    }
+    Some(sign | h)
+}
+
+fn put_half(b: &mut [u8], at: usize, h: u16) {
+    b[at..at + 2].copy_from_slice(&h.to_le_bytes());
+}
+
+/// Sets the 6-bit scale and min of Q4_K sub-block `j` (inverse of `q4k_scale_min`).
+pub fn q4k_set_scale_min(q: &mut [u8], j: usize, sc: u8, m: u8) {
+    if j < 4 {
+        q[j] = (q[j] & 0xC0) | (sc & 63);
+        q[j + 4] = (q[j + 4] & 0xC0) | (m & 63);
+    } else {
+        q[j + 4] = (sc & 0xF) | ((m & 0xF) << 4);
+        q[j - 4] = (q[j - 4] & 0x3F) | ((sc >> 4) << 6);
+        q[j] = (q[j] & 0x3F) | ((m >> 4) << 6);
+    }
+}
+
+/// Entries sharing one scale: the unit `widen` enlarges.
+pub fn unit_len(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_K => 32,
+        GgmlType::Q6_K => 16,
+        _ => 0,
+    }
+}
+
+/// Enlarges the scale (and, for Q4_K, the min) of every unit in which a selected target lies
+/// outside the grid, just enough to hold all of the unit's targets, then re-rounds that unit's
+/// entries (others keep their bytes). Returns false when the type's scale range cannot cover the
+/// targets (the caller then re-encodes the whole block).
+pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
+    let n = unit_len(ty);
+    if n == 0 {
+        return false;
+    }
+    for u in 0..target.len() / n {
+        let range = u * n..(u + 1) * n;
+        let out_of_range = range.clone().any(|j| {
+            let (s, o, lo, hi) = grid(ty, block, j);
+            let code = ((target[j] + o) / s).round();
+            sel[j] && !(s != 0.0 && code >= lo as f32 && code <= hi as f32)
+        });
+        if !out_of_range {
+            continue;
+        }
+        let t = &target[range.clone()];
+        let max_t = t.iter().cloned().fold(0.0f32, f32::max);
+        let min_t = t.iter().cloned().fold(0.0f32, f32::min);
+        let ok = match ty {
+            // value = d·q (q in ±127) or d·(q−16) (q−16 in −16..15): a signed d may serve either side.
+            GgmlType::Q8_0 | GgmlType::Q5_0 => {
+                let (neg_reach, pos_reach) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
+                // d > 0 reaches [−neg·d, pos·d]; d < 0 reaches [−pos·|d|, neg·|d|].
+                let positive = (max_t / pos_reach).max(-min_t / neg_reach);
+                let negative = (max_t / neg_reach).max(-min_t / pos_reach);
+                let d = if positive <= negative { positive } else { -negative };
+                match f32_to_f16_up(d) {
+                    Some(h) if d != 0.0 => {
+                        put_half(block, 0, h);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            GgmlType::Q6_K => {
+                let d = half(block, 208);
+                let is = 192 + u; // one i8 scale per 16 entries, in order
+                let positive = (max_t / 31.0).max(-min_t / 32.0);
+                let negative = (max_t / 32.0).max(-min_t / 31.0);
+                let need = if positive <= negative { positive } else { -negative };
+                let sc = (need / d).abs().ceil() * (need / d).signum();
+                if d == 0.0 || !sc.is_finite() || sc.abs() > 127.0 {
+                    false
+                } else {
+                    block[is] = sc as i8 as u8;
+                    true
+                }
+            }
+            GgmlType::Q4_K => {
+                let (d, dmin) = (half(block, 0), half(block, 2));
+                let (sc, m) = q4k_scale_min(&block[4..16], u);
+                let m_new = if -dmin * m as f32 <= min_t { m as f32 } else { (-min_t / dmin).ceil() };
+                let sc_new = (sc as f32).max(((max_t + dmin * m_new) / (15.0 * d)).ceil());
+                if d <= 0.0 || dmin <= 0.0 || !(m_new <= 63.0 && sc_new <= 63.0) {
+                    false
+                } else {
+                    q4k_set_scale_min(&mut block[4..16], u, sc_new as u8, m_new as u8);
+                    true
+                }
+            }
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        // Every entry of the unit on the new grid.
+        for j in range {
+            let (s, o, lo, hi) = grid(ty, block, j);
+            let code = if s == 0.0 { lo.max(0) as f32 } else { ((target[j] + o) / s).round().clamp(lo as f32, hi as f32) };
+            set_code(ty, block, j, code as i32);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod widen_tests {
+    use super::*;
+    use crate::ffi::ggml;
+
+    #[test]
+    fn widening_reaches_targets_beyond_the_range_and_keeps_other_units() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
+            let bs = ty.block_size() as usize;
+            // Units of different magnitudes, so the smallest one's scale code has room to grow.
+            let src: Vec<f32> = crate::gguf::synth::pseudo_random_f32(4, bs).iter().enumerate().map(|(i, v)| v * (1 + i / 16 % 4) as f32).collect();
+            let q = ggml::quantize(ty, &src, bs, None).unwrap();
+            let deq = ggml::dequantize_to_vec(ty, &q, bs).unwrap();
+            // Scale by 1.3 the largest entry of the unit with the smallest scale (K-quants give
+            // their largest unit the largest scale code, which cannot grow): outside its grid.
+            let n = unit_len(ty);
+            let unit = (0..bs / n).min_by(|&a, &b| grid(ty, &q, a * n).0.abs().total_cmp(&grid(ty, &q, b * n).0.abs())).unwrap();
+            let j = (unit * n..(unit + 1) * n).max_by(|&a, &b| deq[a].abs().total_cmp(&deq[b].abs())).unwrap();
+            let mut target = deq.clone();
+            let (s, o, lo, hi) = grid(ty, &q, j);
+            target[j] = if s > 0.0 { s * (hi + 4) as f32 - o } else { s * (lo - 4) as f32 - o };
+            let mut sel = vec![false; bs];
+            sel[j] = true;
+            let mut edited = q.clone();
+            assert!(regrid(ty, &mut edited, &target, &sel), "{ty}: expected a clamp");
+            let mut widened = q.clone();
+            assert!(widen(ty, &mut widened, &target, &sel), "{ty}");
+            let after = ggml::dequantize_to_vec(ty, &widened, bs).unwrap();
+            let step = grid(ty, &widened, j).0.abs();
+            assert!((after[j] - target[j]).abs() <= 0.5 * step * 1.001, "{ty}: {} vs {}", after[j], target[j]);
+            assert!((after[j] - deq[j]).abs() > 0.5 * (target[j] - deq[j]).abs(), "{ty}: most of the change achieved");
+            for i in 0..bs {
+                if i / n != j / n {
+                    assert_eq!(after[i].to_bits(), deq[i].to_bits(), "{ty}: entry {i} outside the unit moved");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn halves_round_up() {
+        for v in [1.0f32, 0.1, 3.3e-5, 1e-7, 65000.0, -0.7] {
+            let h = f32_to_f16_up(v).unwrap();
+            assert!(f16_to_f32(h).abs() >= v.abs() && f16_to_f32(h).abs() <= v.abs() * 1.001 + 6e-8, "{v} → {}", f16_to_f32(h));
+            assert_eq!(f16_to_f32(h).signum(), v.signum());
+        }
+    }
+}
