@@ -1,6 +1,7 @@
-//! Selection within one target weight. Memory: one f32 score per entry (reused for both STATS)
-//! plus two rows; rows are dequantized on the fly with ggml, three passes over the matrix:
-//! math threshold, general threshold, then the mask.
+//! Selection within one target weight. Rows are dequantized on the fly with ggml in three passes
+//! over the matrix: two radix-counting passes fix the exact top-k thresholds of the math and
+//! general scores at once (`radix`), the third walks the scores in flat order and sets the mask.
+//! Memory: a few rows of f32 and the count tables (512 KiB per score stream), never the matrix.
 
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
@@ -8,7 +9,8 @@ use sha2::{Digest, Sha256};
 use super::check::n_groups;
 use super::mask::BitMask;
 use super::score::score_row;
-use super::topk::{Membership, Threshold, threshold};
+use super::radix::RadixThresholds;
+use super::topk::{Membership, Threshold};
 use super::{Method, SelectError, SelectOptions, TensorSelection};
 use crate::ffi::ggml;
 use crate::gguf::{GgufFile, TensorInfo};
@@ -55,11 +57,28 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// The top-k threshold of `|W·A|`, using `scratch` (one f32 per entry).
-    fn threshold(&self, a: &[f32], k: u64, scratch: &mut Vec<f32>) -> Result<Threshold, SelectError> {
-        scratch.clear();
-        self.for_each_scored_row(a, |_, s| scratch.extend_from_slice(s))?;
-        Ok(threshold(scratch, k))
+    /// The exact top-k thresholds of `|W·A|` for each A of `streams`: two radix passes over
+    /// the dequantized rows, no score storage.
+    fn thresholds(&self, streams: &[&[f32]], k: u64) -> Result<Vec<Threshold>, SelectError> {
+        let mut radix = RadixThresholds::new(streams.len(), k, self.info.n_elements());
+        if radix.is_empty() {
+            return Ok(radix.finish());
+        }
+        let mut s = vec![0f32; self.n_in];
+        self.for_each_row(|_, off, w| {
+            for (i, a) in streams.iter().enumerate() {
+                score_row(w, &a[off..off + self.n_in], &mut s);
+                radix.count_high(i, &s);
+            }
+        })?;
+        radix.finish_high();
+        self.for_each_row(|_, off, w| {
+            for (i, a) in streams.iter().enumerate() {
+                score_row(w, &a[off..off + self.n_in], &mut s);
+                radix.count_low(i, &s);
+            }
+        })?;
+        Ok(radix.finish())
     }
 }
 
@@ -74,13 +93,13 @@ pub fn select_tensor(
     let rows = Rows::new(file, info);
     let numel = info.n_elements();
     let k = top_k_count(numel, opts.top_k_percent);
-    let mut scratch = Vec::with_capacity(numel as usize);
-    let t_math = rows.threshold(a_math, k, &mut scratch)?;
-    let t_general = match opts.method {
-        Method::Wanda => None,
-        Method::MathNeuro | Method::Random => Some(rows.threshold(a_general, k, &mut scratch)?),
+    let streams: Vec<&[f32]> = match opts.method {
+        Method::Wanda => vec![a_math],
+        Method::MathNeuro | Method::Random => vec![a_math, a_general],
     };
-    drop(scratch);
+    let thresholds = rows.thresholds(&streams, k)?;
+    let t_math = thresholds[0];
+    let t_general = thresholds.get(1).copied();
     let mut mask = BitMask::new(numel);
     let n_in = rows.n_in as u64;
     match t_general {

@@ -9,13 +9,16 @@
 //!   seeded from (seed, tensor name).
 //!
 //! Ties: scores are ordered by `f32::total_cmp`, larger first; **equal scores: the lower flat
-//! index wins** (see `topk`). Tensors are processed in parallel (rayon), each with one f32 per
-//! entry of scratch, so memory stays at about one matrix of f32 per worker thread.
+//! index wins** (see `topk`). Thresholds are found by radix selection over the score bits
+//! (`radix`, equal to the quickselect of `topk` by test), so no matrix of scores is ever stored:
+//! per worker thread a few rows of f32 and the count tables; the result is one bit per entry.
+//! Tensors are processed in parallel (rayon).
 
 pub mod check;
 pub mod mask;
 pub mod maskfile;
 pub mod matrix;
+pub mod radix;
 pub mod score;
 pub mod synth;
 pub mod topk;
