@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::regrid;
+use super::{q4k, regrid};
 use super::report::BlockTally;
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -132,14 +132,22 @@ fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], chan
         let clamped = regrid::regrid(ty, &mut edited, target, sel);
         if !clamped {
             let decoded = ggml::dequantize_to_vec(ty, &edited, bs)?;
-            return Ok((edited, decoded));
+            let zeros_missed = change == Change::Prune && (0..bs).any(|j| sel[j] && decoded[j] != 0.0);
+            if !zeros_missed {
+                return Ok((edited, decoded));
+            }
         }
         candidates.push(edited);
-        let mut widened = original.to_vec();
-        if regrid::widen(ty, &mut widened, target, sel) {
-            // Units that needed no widening still re-round their selected entries.
-            regrid::regrid(ty, &mut widened, target, sel);
-            candidates.push(widened);
+        if ty == GgmlType::Q4_K && change == Change::Prune {
+            // 0 is off this block's grid: choose dmin and the scales so that it is on it.
+            candidates.extend(q4k::encode_zero_exact(original, target, sel, imp));
+        } else if clamped {
+            let mut widened = original.to_vec();
+            if regrid::widen(ty, &mut widened, target, sel) {
+                // Units that needed no widening still re-round their selected entries.
+                regrid::regrid(ty, &mut widened, target, sel);
+                candidates.push(widened);
+            }
         }
     }
     if candidates.len() < 2 {

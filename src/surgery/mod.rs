@@ -11,6 +11,7 @@
 pub mod blocks;
 pub mod metadata;
 pub mod outputs;
+pub mod q4k;
 pub mod regrid;
 pub mod report;
 

@@ -29,7 +29,8 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-fn half(b: &[u8], at: usize) -> f32 {
+/// Reads the IEEE half at byte `at`.
+pub fn half(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
@@ -203,7 +204,8 @@ pub fn f32_to_f16_up(v: f32) -> Option<u16> {
     Some(sign | h)
 }
 
-fn put_half(b: &mut [u8], at: usize, h: u16) {
+/// Stores an IEEE half at byte `at`.
+pub fn put_half(b: &mut [u8], at: usize, h: u16) {
     b[at..at + 2].copy_from_slice(&h.to_le_bytes());
 }
 
