@@ -126,7 +126,9 @@ fn rewrite_row(
 /// Candidate encodings of one block's intended values; the best one and its decoded values.
 fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], change: Change, imp: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
     let bs = target.len();
-    let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(4);
+    let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(3);
+    // Without an in-grid edit (other types) the block is always re-encoded by ggml.
+    let mut needs_full_encode = true;
     if regrid::supports(ty) {
         let mut edited = original.to_vec();
         let clamped = regrid::regrid(ty, &mut edited, target, sel);
@@ -138,19 +140,24 @@ fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], chan
             }
         }
         candidates.push(edited);
+        needs_full_encode = clamped;
         if ty == GgmlType::Q4_K && change == Change::Prune {
             // 0 is off this block's grid: choose dmin and the scales so that it is on it.
-            candidates.extend(q4k::encode_zero_exact(original, target, sel, imp));
+            if let Some(z) = q4k::encode_zero_exact(original, target, sel, imp) {
+                candidates.push(z);
+                needs_full_encode = false;
+            }
         } else if clamped {
             let mut widened = original.to_vec();
             if regrid::widen(ty, &mut widened, target, sel) {
                 // Units that needed no widening still re-round their selected entries.
                 regrid::regrid(ty, &mut widened, target, sel);
                 candidates.push(widened);
+                needs_full_encode = false;
             }
         }
     }
-    if candidates.len() < 2 {
+    if needs_full_encode {
         match imp.filter(|_| accepts_importance(ty)) {
             Some(imp) => candidates.push(ggml::quantize(ty, target, bs, Some(imp))?),
             None => candidates.push(ggml::quantize(ty, target, bs, None)?),

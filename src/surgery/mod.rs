@@ -135,7 +135,7 @@ pub enum ApplyError {
         /// Codec failure.
         source: CodecError,
     },
-    /// The selection does not fit the model.
+    /// The selection does not fit the model, or the output paths conflict.
     #[error("{0}")]
     Mismatch(String),
 }

@@ -20,6 +20,9 @@ pub fn modelfile_path(output: &Path) -> PathBuf {
 
 /// Refuses outputs that would overwrite the input or, without `force`, an existing file.
 pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError> {
+    if opts.save_mask.as_ref().is_some_and(|m| m == &opts.output || same_file(m, &opts.output)) {
+        return Err(ApplyError::Mismatch(format!("{}: the mask file and the output model must differ", opts.output.display())));
+    }
     let mut paths = vec![&opts.output];
     paths.extend(opts.save_mask.iter());
     for p in paths {

@@ -6,7 +6,8 @@
 //! set to d·2^p (exact in f16), which makes d·sc·q0 − dmin·m exactly 0 whenever sc·q0 = m·2^p:
 //! for each sub-block with pruned entries a nearby (sc, q0) pair with that property is searched,
 //! the other sub-blocks get the min nearest their old offset, and every entry is re-rounded to
-//! its target. p ∈ 1..=4 are tried; the encoding with the smallest importance-weighted error wins.
+//! its target. p is the power of two nearest dmin/d (others tried only when it finds nothing);
+//! within a sub-block the (sc, m) pair with the smallest importance-weighted error wins.
 
 use super::regrid::{f16_to_f32, half, put_half, q4k_scale_min, q4k_set_scale_min};
 
@@ -39,8 +40,16 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
     if !pruned.iter().any(|&p| p) {
         return None;
     }
+    // dmin/d as a power of two: the one nearest the block's own ratio first; others only when
+    // that one finds no encoding.
+    let nearest = if dmin > 0.0 { (dmin / d).log2().round().clamp(1.0, 4.0) as u32 } else { 1 };
+    let mut order = vec![nearest];
+    order.extend((1..=4u32).filter(|&p| p != nearest));
     let mut best: Option<(f64, Vec<u8>)> = None;
-    for p in 1..=4u32 {
+    for p in order {
+        if best.is_some() {
+            break;
+        }
         let dmin_new = d * (1u32 << p) as f32;
         let Some(h) = exact_half(dmin_new) else { continue };
         let mut b = original.to_vec();
@@ -61,7 +70,7 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
             if pruned[u] {
                 // Codes near where 0 sat on the old grid.
                 let zero_code = if sc == 0 { 0 } else { ((dmin * m as f32) / (d * sc as f32)).round().clamp(0.0, 15.0) as u32 };
-                for sc_new in sc.saturating_sub(2).max(1)..=(sc + 4).min(63) {
+                for sc_new in sc.saturating_sub(1).max(1)..=(sc + 2).min(63) {
                     for q0 in zero_code.saturating_sub(1)..=(zero_code + 1).min(15) {
                         let prod = sc_new as u32 * q0;
                         if prod % (1 << p) == 0 && prod >> p <= 63 {
@@ -72,9 +81,7 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
             } else {
                 let m0 = (dmin * m as f32 / dmin_new).round() as i32;
                 for m_new in (m0 - 1).max(0)..=(m0 + 1).min(63) {
-                    for sc_new in sc.saturating_sub(1).max(1)..=(sc + 2).min(63) {
-                        consider(sc_new, m_new as u8, &mut best_u);
-                    }
+                    consider(sc, m_new as u8, &mut best_u);
                 }
             }
             let Some((err, sc_new, m_new, codes)) = best_u else {
