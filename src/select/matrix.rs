@@ -82,6 +82,17 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// True when every score lies strictly below the threshold (bit order = value order for |x|).
+fn below(scores: &[f32], t: Threshold) -> bool {
+    match t.value {
+        None => true,
+        Some(v) => {
+            let tb = v.to_bits();
+            scores.iter().fold(true, |acc, s| acc & (s.to_bits() < tb))
+        }
+    }
+}
+
 /// Selects within one target weight. `a_math`/`a_general` are the `norm_sum` vectors.
 pub fn select_tensor(
     file: &GgufFile,
@@ -122,11 +133,19 @@ pub fn select_tensor(
             rows.for_each_row(|r, off, w| {
                 score_row(w, &a_math[off..off + rows.n_in], &mut sm);
                 score_row(w, &a_general[off..off + rows.n_in], &mut sg);
-                for j in 0..rows.n_in {
-                    let math = m.next(sm[j]);
-                    let general = g.next(sg[j]);
-                    if math && !general {
-                        mask.set(r * n_in + j as u64);
+                // Scores below both thresholds neither select nor use up a tie: skip such runs.
+                const RUN: usize = 16;
+                for start in (0..rows.n_in).step_by(RUN) {
+                    let end = (start + RUN).min(rows.n_in);
+                    if below(&sm[start..end], t_math) && below(&sg[start..end], t_general) {
+                        continue;
+                    }
+                    for j in start..end {
+                        let math = m.next(sm[j]);
+                        let general = g.next(sg[j]);
+                        if math && !general {
+                            mask.set(r * n_in + j as u64);
+                        }
                     }
                 }
             })?;

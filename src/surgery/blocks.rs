@@ -154,6 +154,12 @@ fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], chan
                 regrid::regrid(ty, &mut widened, target, sel);
                 candidates.push(widened);
                 needs_full_encode = false;
+            } else {
+                let mut widened = original.to_vec();
+                if regrid::widen_block(ty, &mut widened, target) {
+                    candidates.push(widened);
+                    needs_full_encode = false;
+                }
             }
         }
     }

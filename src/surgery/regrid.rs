@@ -34,6 +34,13 @@ pub fn half(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
+/// Rounds half away from zero like `f32::round`, without a libm call (hot loop; inputs far
+/// beyond the i32 range saturate, which the callers clamp anyway).
+#[inline]
+pub fn round_code(x: f32) -> f32 {
+    (x + 0.5f32.copysign(x)) as i32 as f32
+}
+
 /// True when `regrid` can edit blocks of `ty`.
 pub fn supports(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q4_K)
@@ -117,7 +124,7 @@ pub fn regrid(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> b
             clamped |= target[j] != -o;
             continue;
         }
-        let exact = ((target[j] + o) / s).round();
+        let exact = round_code((target[j] + o) / s);
         let q = exact.clamp(lo as f32, hi as f32);
         clamped |= q != exact;
         set_code(ty, block, j, q as i32);
@@ -141,7 +148,7 @@ mod tests {
                 for j in 0..bs {
                     let (s, o, lo, hi) = grid(ty, block, j);
                     let v = deq[bi * bs + j];
-                    let code = ((v + o) / s).round();
+                    let code = round_code((v + o) / s);
                     assert!(code >= lo as f32 && code <= hi as f32, "{ty} code {code}");
                     assert!((s * code - o - v).abs() <= 1e-5 * (1.0 + v.abs()), "{ty} entry {j}: grid {} vs ggml {v}", s * code - o);
                 }
@@ -243,7 +250,7 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
         let range = u * n..(u + 1) * n;
         let out_of_range = range.clone().any(|j| {
             let (s, o, lo, hi) = grid(ty, block, j);
-            let code = ((target[j] + o) / s).round();
+            let code = round_code((target[j] + o) / s);
             sel[j] && !(s != 0.0 && code >= lo as f32 && code <= hi as f32)
         });
         if !out_of_range {
@@ -302,9 +309,88 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
         // Every entry of the unit on the new grid.
         for j in range {
             let (s, o, lo, hi) = grid(ty, block, j);
-            let code = if s == 0.0 { lo.max(0) as f32 } else { ((target[j] + o) / s).round().clamp(lo as f32, hi as f32) };
+            let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((target[j] + o) / s).clamp(lo as f32, hi as f32) };
             set_code(ty, block, j, code as i32);
         }
+    }
+    true
+}
+
+/// For the K-quants (Q4_K, Q6_K), when one unit's scale code cannot grow any more: raises the
+/// super-block scale `d` (and, for Q4_K, `dmin`) just enough, re-derives every unit's code from
+/// the scale it needs (its old one, or more where a target lies outside), and re-rounds every
+/// entry. Cheaper than a full re-encode and keeps each unit's grid as close to the old as the
+/// codes allow. Returns false when no such encoding exists (the caller re-encodes with ggml).
+pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
+    let n = unit_len(ty);
+    let units = target.len() / n.max(1);
+    match ty {
+        GgmlType::Q4_K => {
+            let (d, dmin) = (half(block, 0), half(block, 2));
+            // Needed scale S and offset O per unit: value = S·q − O, q in 0..=15.
+            let mut need = Vec::with_capacity(units);
+            for u in 0..units {
+                let t = &target[u * n..(u + 1) * n];
+                let (sc, m) = q4k_scale_min(&block[4..16], u);
+                let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
+                let o = (dmin * m as f32).max(-min_t);
+                let s = (d * sc as f32).max((max_t + o) / 15.0);
+                need.push((s, o));
+            }
+            let max_s = need.iter().map(|x| x.0).fold(0.0, f32::max);
+            let max_o = need.iter().map(|x| x.1).fold(0.0, f32::max);
+            let (Some(hd), Some(hm)) = (f32_to_f16_up((max_s / 63.0).max(d)), f32_to_f16_up((max_o / 63.0).max(dmin))) else { return false };
+            let (d2, dmin2) = (f16_to_f32(hd), f16_to_f32(hm));
+            if d2 <= 0.0 {
+                return false;
+            }
+            put_half(block, 0, hd);
+            put_half(block, 2, hm);
+            for (u, (s, o)) in need.into_iter().enumerate() {
+                let sc = (s / d2).ceil().min(63.0) as u8;
+                let m = if dmin2 > 0.0 { (o / dmin2).ceil().min(63.0) as u8 } else { 0 };
+                q4k_set_scale_min(&mut block[4..16], u, sc, m);
+            }
+        }
+        GgmlType::Q6_K => {
+            let d = half(block, 208);
+            let mut need = Vec::with_capacity(units);
+            for u in 0..units {
+                let t = &target[u * n..(u + 1) * n];
+                let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
+                let current = d * (block[192 + u] as i8) as f32;
+                // Signed effective scale: positive reaches [−32s, 31s], negative [−31|s|, 32|s|].
+                let positive = (max_t / 31.0).max(-min_t / 32.0);
+                let negative = (max_t / 32.0).max(-min_t / 31.0);
+                let s = if current > 0.0 && current >= positive {
+                    current
+                } else if current < 0.0 && -current >= negative {
+                    current
+                } else if positive <= negative {
+                    positive
+                } else {
+                    -negative
+                };
+                need.push(s);
+            }
+            let max_s = need.iter().map(|s| s.abs()).fold(0.0, f32::max);
+            let Some(hd) = f32_to_f16_up((max_s / 127.0).max(d.abs())) else { return false };
+            let d2 = f16_to_f32(hd);
+            if d2 <= 0.0 {
+                return false;
+            }
+            put_half(block, 208, hd);
+            for (u, s) in need.into_iter().enumerate() {
+                let sc = ((s.abs() / d2).ceil().min(127.0) * s.signum()) as i8;
+                block[192 + u] = sc as u8;
+            }
+        }
+        _ => return false,
+    }
+    for j in 0..target.len() {
+        let (s, o, lo, hi) = grid(ty, block, j);
+        let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((target[j] + o) / s).clamp(lo as f32, hi as f32) };
+        set_code(ty, block, j, code as i32);
     }
     true
 }
@@ -354,6 +440,25 @@ mod widen_tests {
             let h = f32_to_f16_up(v).unwrap();
             assert!(f16_to_f32(h).abs() >= v.abs() && f16_to_f32(h).abs() <= v.abs() * 1.001 + 6e-8, "{v} → {}", f16_to_f32(h));
             assert_eq!(f16_to_f32(h).signum(), v.signum());
+        }
+    }
+
+    #[test]
+    fn block_widening_covers_targets_beyond_the_largest_unit() {
+        for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
+            let src = crate::gguf::synth::pseudo_random_f32(6, 256);
+            let q = ggml::quantize(ty, &src, 256, None).unwrap();
+            let deq = ggml::dequantize_to_vec(ty, &q, 256).unwrap();
+            let j = (0..256).max_by(|&a, &b| deq[a].abs().total_cmp(&deq[b].abs())).unwrap();
+            let mut target = deq.clone();
+            target[j] *= 1.5;
+            let mut b = q.clone();
+            assert!(widen_block(ty, &mut b, &target), "{ty}");
+            let after = ggml::dequantize_to_vec(ty, &b, 256).unwrap();
+            let step = grid(ty, &b, j).0.abs();
+            assert!((after[j] - target[j]).abs() <= 0.51 * step, "{ty}: {} vs {}", after[j], target[j]);
+            let rms = (after.iter().zip(&target).map(|(a, t)| (a - t) * (a - t)).sum::<f32>() / 256.0).sqrt();
+            assert!(rms < 0.05, "{ty}: rms {rms}");
         }
     }
 }
