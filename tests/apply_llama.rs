@@ -37,8 +37,7 @@ fn output_loads_and_generates_through_llama_cpp() {
     ctx.decode(&mut batch).unwrap();
     let mut sampler = LlamaSampler::greedy();
     let mut generated = Vec::new();
-    let mut pos = prompt.len() as i32;
-    for _ in 0..6 {
+    for pos in prompt.len() as i32..prompt.len() as i32 + 6 {
         let token = sampler.sample(&ctx, batch.n_tokens() - 1);
         sampler.accept(token);
         if vocab.is_eog(token) {
@@ -47,7 +46,6 @@ fn output_loads_and_generates_through_llama_cpp() {
         generated.push(token);
         batch.clear();
         batch.add(token, pos, &[0], true).unwrap();
-        pos += 1;
         ctx.decode(&mut batch).unwrap();
     }
     let text = String::from_utf8_lossy(&vocab.detokenize(&generated, true, false)).into_owned();

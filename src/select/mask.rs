@@ -66,7 +66,7 @@ impl BitMask {
 
     /// True when any entry in `[start, end)` is selected (byte-wise when aligned).
     pub fn any_in(&self, start: u64, end: u64) -> bool {
-        if start % 8 == 0 && end % 8 == 0 {
+        if start.is_multiple_of(8) && end.is_multiple_of(8) {
             return self.bytes[(start / 8) as usize..(end / 8) as usize].iter().any(|b| *b != 0);
         }
         (start..end).any(|i| self.get(i))

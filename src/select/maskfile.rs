@@ -62,7 +62,7 @@ impl MaskFile {
         w.set("mathneuro.kind", MetaValue::string(KIND_MASK));
         w.set("mathneuro.model_fingerprint", MetaValue::string(&self.model_fingerprint));
         w.set("mathneuro.method", MetaValue::string(&self.method));
-        w.set("mathneuro.top_k", MetaValue::F64(self.top_k_percent));
+        w.set("mathneuro.top_k", MetaValue::F32(self.top_k_percent as f32));
         w.set("mathneuro.seed", MetaValue::U64(self.seed));
         w.set(
             "mathneuro.mask_numel",

@@ -169,7 +169,9 @@ fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], chan
             None => candidates.push(ggml::quantize(ty, target, bs, None)?),
         }
     }
-    let mut best: Option<((usize, f64), Vec<u8>, Vec<f32>)> = None;
+    // (inexact zeros, weighted error), bytes, decoded values.
+    type Scored = ((usize, f64), Vec<u8>, Vec<f32>);
+    let mut best: Option<Scored> = None;
     for c in candidates {
         let dec = ggml::dequantize_to_vec(ty, &c, bs)?;
         // Inexact zeros first (a prune must prune), then importance-weighted squared error.

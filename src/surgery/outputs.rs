@@ -23,6 +23,13 @@ pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError
     if opts.save_mask.as_ref().is_some_and(|m| m == &opts.output || same_file(m, &opts.output)) {
         return Err(ApplyError::Mismatch(format!("{}: the mask file and the output model must differ", opts.output.display())));
     }
+    let dir = match opts.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(ApplyError::Mismatch(format!("{}: the output directory {} does not exist", opts.output.display(), dir.display())));
+    }
     let mut paths = vec![&opts.output];
     paths.extend(opts.save_mask.iter());
     for p in paths {

@@ -73,7 +73,7 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
                 for sc_new in sc.saturating_sub(1).max(1)..=(sc + 2).min(63) {
                     for q0 in zero_code.saturating_sub(1)..=(zero_code + 1).min(15) {
                         let prod = sc_new as u32 * q0;
-                        if prod % (1 << p) == 0 && prod >> p <= 63 {
+                        if prod.is_multiple_of(1 << p) && prod >> p <= 63 {
                             consider(sc_new, (prod >> p) as u8, &mut best_u);
                         }
                     }

@@ -362,9 +362,8 @@ pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
                 // Signed effective scale: positive reaches [−32s, 31s], negative [−31|s|, 32|s|].
                 let positive = (max_t / 31.0).max(-min_t / 32.0);
                 let negative = (max_t / 32.0).max(-min_t / 31.0);
-                let s = if current > 0.0 && current >= positive {
-                    current
-                } else if current < 0.0 && -current >= negative {
+                let fits = (current > 0.0 && current >= positive) || (current < 0.0 && -current >= negative);
+                let s = if fits {
                     current
                 } else if positive <= negative {
                     positive
@@ -387,9 +386,9 @@ pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
         }
         _ => return false,
     }
-    for j in 0..target.len() {
+    for (j, t) in target.iter().enumerate() {
         let (s, o, lo, hi) = grid(ty, block, j);
-        let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((target[j] + o) / s).clamp(lo as f32, hi as f32) };
+        let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) };
         set_code(ty, block, j, code as i32);
     }
     true
