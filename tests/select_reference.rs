@@ -164,3 +164,37 @@ fn stats_that_do_not_match_the_model_are_refused_naming_the_tensor() {
 
     assert!(select::select(&file, &math, &general, &SelectOptions { top_k_percent: 0.0, ..opts }).is_err());
 }
+
+#[test]
+fn expert_tensors_use_each_experts_statistics_and_prune_cleanly() {
+    // blk.0.ffn_up_exps.weight: [n_in 64, n_out 16, 4 experts], Q8_0; A differs per expert.
+    let m = SynthModel::new("toy").tensor("blk.0.ffn_up_exps.weight", &[64, 16, 4], GgmlType::Q8_0, 5).tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0, 6);
+    let file = GgufFile::from_bytes("moe.gguf", m.to_bytes(&|ty, v| ggml::quantize(ty, v, 64, None).unwrap()).unwrap()).unwrap();
+    let (math, general) = apply_support::stats_pair(&file);
+    let t = file.tensor("blk.0.ffn_up_exps.weight").unwrap();
+    assert_eq!(math.weights[&t.name].n_groups, 4);
+    let opts = SelectOptions::default();
+    let got = select_tensor(&file, t, &math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum, &opts).unwrap();
+    let w = ggml::dequantize_to_vec(t.ggml_type, file.tensor_data(t), t.n_elements() as usize).unwrap();
+    let score = |a: &[f32]| -> Vec<f32> { w.iter().enumerate().map(|(i, v)| (v * a[(i / (64 * 16)) * 64 + i % 64]).abs()).collect() };
+    let top = |s: &[f32]| -> HashSet<u64> {
+        let mut idx: Vec<u64> = (0..s.len() as u64).collect();
+        idx.sort_by(|&x, &y| s[y as usize].partial_cmp(&s[x as usize]).unwrap().then(x.cmp(&y)));
+        idx.into_iter().take(got.k as usize).collect()
+    };
+    let want: HashSet<u64> = top(&score(&math.weights[&t.name].norm_sum)).difference(&top(&score(&general.weights[&t.name].norm_sum))).copied().collect();
+    assert_eq!(got.mask.ones().collect::<HashSet<_>>(), want);
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("moe.gguf");
+    std::fs::write(&src, file.bytes()).unwrap();
+    let model = GgufFile::open(&src).unwrap();
+    let out = dir.path().join("moe-mathneuro.gguf");
+    let report = mathneuro::surgery::apply(&model, &math, &general, &mathneuro::surgery::ApplyOptions::new(mathneuro::surgery::Change::Prune, &out)).unwrap();
+    let written = GgufFile::open(&out).unwrap();
+    let after = ggml::dequantize_to_vec(t.ggml_type, written.tensor_data(written.tensor(&t.name).unwrap()), t.n_elements() as usize).unwrap();
+    for i in got.mask.ones() {
+        assert_eq!(after[i as usize], 0.0, "entry {i}");
+    }
+    assert_eq!(report.tensors.iter().find(|r| r.name == t.name).unwrap().tally.selected, got.selected);
+}

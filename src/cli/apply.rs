@@ -81,6 +81,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         save_mask: args.save_mask.clone(),
         write_modelfile: !args.no_modelfile,
         write_report: true,
+        progress: true,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("starting worker threads")?;
     let model = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;

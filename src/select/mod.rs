@@ -187,6 +187,17 @@ pub enum SelectError {
 /// Selects over every target weight of `model`. The STATS files are checked against the model
 /// first (fingerprint, names, n_in); tensors run in parallel on the current rayon pool.
 pub fn select(model: &GgufFile, math: &ActivationStats, general: &ActivationStats, options: &SelectOptions) -> Result<Selection, SelectError> {
+    select_with_progress(model, math, general, options, &|| {})
+}
+
+/// `select`, calling `done()` after each target weight (from worker threads) for progress display.
+pub fn select_with_progress(
+    model: &GgufFile,
+    math: &ActivationStats,
+    general: &ActivationStats,
+    options: &SelectOptions,
+    done: &(dyn Fn() + Sync),
+) -> Result<Selection, SelectError> {
     if !(options.top_k_percent > 0.0 && options.top_k_percent <= 100.0) {
         return Err(SelectError::TopK(options.top_k_percent));
     }
@@ -197,7 +208,9 @@ pub fn select(model: &GgufFile, math: &ActivationStats, general: &ActivationStat
         .map(|t| {
             let a_math = &check::stats_for("math", math, t)?.norm_sum;
             let a_general = &check::stats_for("general", general, t)?.norm_sum;
-            matrix::select_tensor(model, t, a_math, a_general, options)
+            let selected = matrix::select_tensor(model, t, a_math, a_general, options);
+            done();
+            selected
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Selection { options: options.clone(), tensors })

@@ -44,6 +44,8 @@ pub struct ApplyOptions {
     pub write_modelfile: bool,
     /// Write `OUT.report.json` and `OUT.heatmap.svg` beside the output.
     pub write_report: bool,
+    /// Show progress bars on stderr (indicatif; hidden anyway when stderr is not a terminal).
+    pub progress: bool,
 }
 
 impl ApplyOptions {
@@ -57,6 +59,7 @@ impl ApplyOptions {
             save_mask: None,
             write_modelfile: true,
             write_report: true,
+            progress: true,
         }
     }
 }
@@ -145,7 +148,9 @@ pub enum ApplyError {
 pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     outputs::check_outputs(model.path(), opts)?;
     let t0 = Instant::now();
-    let selection = select::select(model, math, general, &opts.select)?;
+    let bar = progress_bar(opts.progress, crate::model::target_weights(model).len() as u64, "selecting");
+    let selection = select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?;
+    bar.finish_and_clear();
     let select_seconds = t0.elapsed().as_secs_f64();
     let mut report = apply_selection(model, &selection, math, general, opts)?;
     report.select_seconds = select_seconds;
@@ -192,10 +197,12 @@ pub fn apply_selection(
     let mut w = GgufWriter::from_file(model);
     metadata::apply_metadata(&mut w, model, &prov);
 
+    let bar = progress_bar(opts.progress, model.tensors.len() as u64, "writing");
     let reports: RefCell<Vec<TensorReport>> = RefCell::new(Vec::new());
     let failure: RefCell<Option<ApplyError>> = RefCell::new(None);
     let written = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
         let info = &model.tensors[i];
+        bar.inc(1);
         let original = model.tensor_data(info);
         let Some(ts) = selection.get(&info.name) else { return sink.write_all(original) };
         let importance = importance(math, general, &info.name);
@@ -210,6 +217,7 @@ pub fn apply_selection(
             }
         }
     });
+    bar.finish_and_clear();
     if let Some(e) = failure.into_inner() {
         return Err(e);
     }
@@ -248,6 +256,19 @@ pub fn apply_selection(
     report.rewrite_seconds = t0.elapsed().as_secs_f64();
     outputs::write_side_files(&mut report, opts)?;
     Ok(report)
+}
+
+/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
+fn progress_bar(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:10} {bar:40} {pos}/{len} tensors {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
 }
 
 /// The importance vector for re-encoding `name`: Σx² pooled over both STATS files.
