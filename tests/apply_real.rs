@@ -1,8 +1,9 @@
 //! `surgery::apply` on the real model with synthetic STATS: `--scale 1` leaves every tensor's
 //! bytes identical and records provenance; `--prune` sets every selected entry to 0 (exactly for
-//! Q8_0/Q5_0/Q6_K, the block's nearest grid value for Q4_K) and keeps every untouched block and
-//! every non-target tensor bit-identical; outputs are never written over the input or an
-//! existing file without `force`.
+//! Q8_0/Q5_0/Q6_K and floats; for Q4_K exactly where an encoding holds 0, else the nearest value
+//! the block holds) and keeps every untouched block and every non-target tensor bit-identical
+//! (float weights: every other entry); outputs are never written over the input or an existing
+//! file without `force`.
 
 mod apply_support;
 
@@ -123,4 +124,35 @@ fn prune_zeroes_selected_entries_and_keeps_untouched_blocks() {
     assert_eq!(report.totals.selected, report.selected);
     assert_eq!(report.totals.selected - report.totals.selected_exact, q4k_inexact, "only Q4_K zeros may be inexact");
     assert!(report.achieved_fraction > 0.99, "{}", report.achieved_fraction);
+}
+
+#[test]
+fn float_weights_prune_to_exact_zero_and_keep_every_other_entry() {
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("toy.gguf");
+        mathneuro::gguf::synth::SynthModel::toy_transformer(1, 64, 96, 16, ty).write(&src, &mathneuro::gguf::synth::encode_plain).unwrap();
+        let model = GgufFile::open(&src).unwrap();
+        let (math, general) = apply_support::stats_pair(&model);
+        let out = dir.path().join("toy-pruned.gguf");
+        let mask_path = dir.path().join("mask.gguf");
+        let opts = ApplyOptions { save_mask: Some(mask_path.clone()), ..ApplyOptions::new(Change::Prune, &out) };
+        let report = surgery::apply(&model, &math, &general, &opts).unwrap();
+        assert_eq!(report.totals.selected_exact, report.selected, "{ty}");
+        assert_eq!(report.collateral_rms, 0.0, "{ty}: element-wise types have no collateral");
+        let written = GgufFile::open(&out).unwrap();
+        let masks = MaskFile::load(&mask_path).unwrap();
+        for (name, mask) in &masks.masks {
+            let t = model.tensor(name).unwrap();
+            let before = ggml::dequantize_to_vec(ty, model.tensor_data(t), t.n_elements() as usize).unwrap();
+            let after = ggml::dequantize_to_vec(ty, written.tensor_data(written.tensor(name).unwrap()), t.n_elements() as usize).unwrap();
+            for i in 0..before.len() {
+                if mask.get(i as u64) {
+                    assert_eq!(after[i], 0.0, "{ty} {name} entry {i}");
+                } else {
+                    assert_eq!(after[i].to_bits(), before[i].to_bits(), "{ty} {name} entry {i}");
+                }
+            }
+        }
+    }
 }
