@@ -1,14 +1,20 @@
 //! Block-wise rewrite of one target weight: only the quantization blocks that contain a selected
 //! entry are decoded, changed (×s, or 0 when pruning) and re-encoded in the tensor's own type;
-//! every other block is copied byte-for-byte.
+//! every other block is copied byte-for-byte. A block whose intended values equal its decoded
+//! values (e.g. `--scale 1`) keeps its bytes. Rows run in parallel.
 //!
-//! Re-encoding first edits the block on its own grid (`regrid`: scales kept, only the selected
-//! quants re-rounded, so no other entry moves). Only when a target falls outside the block's
-//! range (or a Q4_K prune) are full re-encodes tried: ggml's quantizer with and without the
-//! importance vector (the STATS' Σx²), and for a Q4_K prune the zero-exact encoder of `q4k`; the
-//! candidate with the fewest inexact zeros (prune) and then the smallest importance-weighted
-//! squared error against the intended values wins (ties: the earlier candidate). A block whose intended values
-//! equal its decoded values (e.g. `--scale 1`) is copied unchanged. Rows run in parallel.
+//! Candidates for a touched block, cheapest first:
+//! 1. the in-grid edit (`regrid`, Q8_0/Q5_0/Q6_K/Q4_K): scales kept, only the selected codes
+//!    re-rounded, so no other entry moves — taken at once when every target is in range (and,
+//!    for a prune, every zero is exact);
+//! 2. for a Q4_K prune whose 0 is off the grid: the zero-exact encoding of `q4k`;
+//! 3. for a target out of range: the unit's scale widened (`regrid::widen`), or for K-quants at
+//!    their code limit the super-block scale (`regrid::widen_block`);
+//! 4. only when none of these exists (or for other types): ggml's quantizer, with the importance
+//!    vector (the STATS' Σx²) where the type takes one.
+//!
+//! The candidate with the fewest inexact zeros (prune), then the smallest importance-weighted
+//! squared error against the intended values wins (ties: the earlier candidate).
 
 use rayon::prelude::*;
 
