@@ -52,6 +52,11 @@ fn apply_and_mask_compare_from_the_command_line() {
     assert_eq!(written.get_str("mathneuro.method"), Some("random"));
     assert_eq!(written.get_str("mathneuro.operation"), Some("prune"));
 
+    // Same inputs and seed → the same bytes.
+    let out = apply(&["--prune", "--method", "random", "--seed", "3", "-o", d.join("r2.gguf").to_str().unwrap(), "--no-modelfile"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(d.join("r.gguf")).unwrap() == std::fs::read(d.join("r2.gguf")).unwrap(), "same seed, different bytes");
+
     let cmp = bin().args(["mask", "compare"]).arg(d.join("a.mask")).arg(d.join("a.mask")).output().unwrap();
     assert!(cmp.status.success());
     assert!(String::from_utf8_lossy(&cmp.stdout).contains("| overall |") && String::from_utf8_lossy(&cmp.stdout).contains("1.0000"));
