@@ -1,16 +1,95 @@
-//! `mathneuro apply`. (TODO)
+//! `mathneuro apply`: select math-specific weights from two STATS files and write a scaled or
+//! pruned copy of the model (`*-mathneuro.gguf`), a Modelfile, a JSON report and a heat map;
+//! prints the markdown summary on stdout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::gguf::GgufFile;
+use crate::select::{Method, SelectOptions};
+use crate::stats::ActivationStats;
+use crate::surgery::{self, ApplyOptions, Change};
 
 /// Arguments of `mathneuro apply`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["scale", "prune"])))]
 pub struct ApplyArgs {
     /// The GGUF model.
     pub model: PathBuf,
+    /// STATS file measured on math texts.
+    #[arg(long)]
+    pub math: PathBuf,
+    /// STATS file measured on general texts.
+    #[arg(long)]
+    pub general: PathBuf,
+    /// K: percent of each matrix's entries in a top-k set.
+    #[arg(long, default_value_t = 5.0)]
+    pub top_k: f64,
+    /// Multiply the selected weights by this factor (the paper uses 1.1).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Set the selected weights to zero.
+    #[arg(long)]
+    pub prune: bool,
+    /// Selection rule: mathneuro (math top-k minus general top-k), wanda (math top-k), random
+    /// (as many as mathneuro, at seeded random positions).
+    #[arg(long, value_enum, default_value_t = Method::MathNeuro)]
+    pub method: Method,
+    /// Seed for `--method random`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the selection as a mask GGUF (one bit-packed I8 tensor per weight).
+    #[arg(long)]
+    pub save_mask: Option<PathBuf>,
+    /// Output GGUF [default: MODEL-mathneuro.gguf beside the model].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not write the Ollama Modelfile.
+    #[arg(long)]
+    pub no_modelfile: bool,
+}
+
+/// `MODEL.gguf` → `MODEL-mathneuro.gguf` in the same directory.
+pub fn default_output(model: &Path) -> PathBuf {
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
+    model.with_file_name(format!("{stem}-mathneuro.gguf"))
 }
 
 /// Runs `mathneuro apply`.
-pub fn run(_args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mathneuro apply` is not implemented yet")
+pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let change = match (args.scale, args.prune) {
+        (Some(s), false) if s.is_finite() => Change::Scale(s),
+        (Some(s), false) => anyhow::bail!("--scale {s} is not a finite number"),
+        (None, true) => Change::Prune,
+        _ => anyhow::bail!("give exactly one of --scale S or --prune"),
+    };
+    let output = args.output.clone().unwrap_or_else(|| default_output(&args.model));
+    let opts = ApplyOptions {
+        select: SelectOptions { method: args.method, top_k_percent: args.top_k, seed: args.seed },
+        change,
+        output,
+        force: args.force,
+        save_mask: args.save_mask.clone(),
+        write_modelfile: !args.no_modelfile,
+        write_report: true,
+        progress: true,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("starting worker threads")?;
+    let model = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;
+    let general = ActivationStats::load(&args.general).with_context(|| format!("reading general STATS {}", args.general.display()))?;
+    let report = pool
+        .install(|| surgery::apply(&model, &math, &general, &opts))
+        .with_context(|| format!("applying {} / {} to {}", args.math.display(), args.general.display(), args.model.display()))?;
+    print!("{}", report.markdown());
+    Ok(ExitCode::SUCCESS)
 }

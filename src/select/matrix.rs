@@ -1,0 +1,180 @@
+//! Selection within one target weight. Rows are dequantized on the fly with ggml in three passes
+//! over the matrix: two radix-counting passes fix the exact top-k thresholds of the math and
+//! general scores at once (`radix`), the third walks the scores in flat order and sets the mask.
+//! Memory: a few rows of f32 and the count tables (512 KiB per score stream), never the matrix.
+
+use rand::SeedableRng;
+use sha2::{Digest, Sha256};
+
+use super::check::n_groups;
+use super::mask::BitMask;
+use super::score::score_row;
+use super::radix::RadixThresholds;
+use super::topk::{Membership, Threshold};
+use super::{Method, SelectError, SelectOptions, TensorSelection};
+use crate::ffi::ggml;
+use crate::gguf::{GgufFile, TensorInfo};
+
+/// k = floor(numel · K / 100) (computed in f64; K in percent).
+pub fn top_k_count(numel: u64, top_k_percent: f64) -> u64 {
+    ((numel as f64) * top_k_percent / 100.0).floor() as u64
+}
+
+/// Row-wise view of one target weight: its bytes, geometry and column statistics per group.
+struct Rows<'a> {
+    info: &'a TensorInfo,
+    data: &'a [u8],
+    n_in: usize,
+    rows_per_group: u64,
+}
+
+impl<'a> Rows<'a> {
+    fn new(file: &'a GgufFile, info: &'a TensorInfo) -> Rows<'a> {
+        let groups = n_groups(info) as u64;
+        Rows { info, data: file.tensor_data(info), n_in: info.dims[0] as usize, rows_per_group: info.n_rows() / groups }
+    }
+
+    /// Calls `f(row_index, a_row_offset, dequantized_row)` for each row in order.
+    fn for_each_row(&self, mut f: impl FnMut(u64, usize, &[f32])) -> Result<(), SelectError> {
+        let rb = self.info.row_bytes() as usize;
+        let mut w = vec![0f32; self.n_in];
+        for r in 0..self.info.n_rows() {
+            let bytes = &self.data[r as usize * rb..(r as usize + 1) * rb];
+            ggml::dequantize(self.info.ggml_type, bytes, &mut w)
+                .map_err(|source| SelectError::Codec { tensor: self.info.name.clone(), source })?;
+            let g = (r / self.rows_per_group) as usize;
+            f(r, g * self.n_in, &w);
+        }
+        Ok(())
+    }
+
+    /// Calls `f(row_index, scores)` for each row in order with `|W·A|` of that row.
+    fn for_each_scored_row(&self, a: &[f32], mut f: impl FnMut(u64, &[f32])) -> Result<(), SelectError> {
+        let mut s = vec![0f32; self.n_in];
+        self.for_each_row(|r, off, w| {
+            score_row(w, &a[off..off + self.n_in], &mut s);
+            f(r, &s);
+        })
+    }
+
+    /// The exact top-k thresholds of `|W·A|` for each A of `streams`: two radix passes over
+    /// the dequantized rows, no score storage.
+    fn thresholds(&self, streams: &[&[f32]], k: u64) -> Result<Vec<Threshold>, SelectError> {
+        let mut radix = RadixThresholds::new(streams.len(), k, self.info.n_elements());
+        if radix.is_empty() {
+            return Ok(radix.finish());
+        }
+        let mut s = vec![0f32; self.n_in];
+        self.for_each_row(|_, off, w| {
+            for (i, a) in streams.iter().enumerate() {
+                score_row(w, &a[off..off + self.n_in], &mut s);
+                radix.count_high(i, &s);
+            }
+        })?;
+        radix.finish_high();
+        self.for_each_row(|_, off, w| {
+            for (i, a) in streams.iter().enumerate() {
+                score_row(w, &a[off..off + self.n_in], &mut s);
+                radix.count_low(i, &s);
+            }
+        })?;
+        Ok(radix.finish())
+    }
+}
+
+/// True when every score lies strictly below the threshold (bit order = value order for |x|).
+fn below(scores: &[f32], t: Threshold) -> bool {
+    match t.value {
+        None => true,
+        Some(v) => {
+            let tb = v.to_bits();
+            scores.iter().fold(true, |acc, s| acc & (s.to_bits() < tb))
+        }
+    }
+}
+
+/// Selects within one target weight. `a_math`/`a_general` are the `norm_sum` vectors.
+pub fn select_tensor(
+    file: &GgufFile,
+    info: &TensorInfo,
+    a_math: &[f32],
+    a_general: &[f32],
+    opts: &SelectOptions,
+) -> Result<TensorSelection, SelectError> {
+    let rows = Rows::new(file, info);
+    let numel = info.n_elements();
+    let k = top_k_count(numel, opts.top_k_percent);
+    let streams: Vec<&[f32]> = match opts.method {
+        Method::Wanda => vec![a_math],
+        Method::MathNeuro | Method::Random => vec![a_math, a_general],
+    };
+    let thresholds = rows.thresholds(&streams, k)?;
+    let t_math = thresholds[0];
+    let t_general = thresholds.get(1).copied();
+    let mut mask = BitMask::new(numel);
+    let n_in = rows.n_in as u64;
+    match t_general {
+        None => {
+            let mut m = Membership::new(t_math);
+            rows.for_each_scored_row(a_math, |r, s| {
+                for (j, &v) in s.iter().enumerate() {
+                    if m.next(v) {
+                        mask.set(r * n_in + j as u64);
+                    }
+                }
+            })?;
+        }
+        Some(t_general) => {
+            // Both memberships must see every score in flat order: one walk scores both.
+            let mut m = Membership::new(t_math);
+            let mut g = Membership::new(t_general);
+            let mut sm = vec![0f32; rows.n_in];
+            let mut sg = vec![0f32; rows.n_in];
+            rows.for_each_row(|r, off, w| {
+                score_row(w, &a_math[off..off + rows.n_in], &mut sm);
+                score_row(w, &a_general[off..off + rows.n_in], &mut sg);
+                // Scores below both thresholds neither select nor use up a tie: skip such runs.
+                const RUN: usize = 16;
+                for start in (0..rows.n_in).step_by(RUN) {
+                    let end = (start + RUN).min(rows.n_in);
+                    if below(&sm[start..end], t_math) && below(&sg[start..end], t_general) {
+                        continue;
+                    }
+                    for j in start..end {
+                        let math = m.next(sm[j]);
+                        let general = g.next(sg[j]);
+                        if math && !general {
+                            mask.set(r * n_in + j as u64);
+                        }
+                    }
+                }
+            })?;
+        }
+    }
+    if opts.method == Method::Random {
+        mask = random_mask(numel, mask.count(), opts.seed, &info.name);
+    }
+    Ok(TensorSelection {
+        name: info.name.clone(),
+        dims: info.dims.clone(),
+        ggml_type: info.ggml_type,
+        k,
+        selected: mask.count(),
+        mask,
+    })
+}
+
+/// `count` distinct positions out of `numel`, drawn with ChaCha8 seeded from (seed, tensor name),
+/// so the result does not depend on the order tensors are processed in.
+pub fn random_mask(numel: u64, count: u64, seed: u64, name: &str) -> BitMask {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(name.as_bytes());
+    let digest = h.finalize();
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(digest.into());
+    let mut mask = BitMask::new(numel);
+    for i in rand::seq::index::sample(&mut rng, numel as usize, count as usize) {
+        mask.set(i as u64);
+    }
+    mask
+}

@@ -1,0 +1,199 @@
+//! Block-wise rewrite of one target weight: only the quantization blocks that contain a selected
+//! entry are decoded, changed (×s, or 0 when pruning) and re-encoded in the tensor's own type;
+//! every other block is copied byte-for-byte. A block whose intended values equal its decoded
+//! values (e.g. `--scale 1`) keeps its bytes. Rows run in parallel.
+//!
+//! Candidates for a touched block, cheapest first:
+//! 1. the in-grid edit (`regrid`, Q8_0/Q5_0/Q6_K/Q4_K): scales kept, only the selected codes
+//!    re-rounded, so no other entry moves — taken at once when every target is in range (and,
+//!    for a prune, every zero is exact);
+//! 2. for a Q4_K prune whose 0 is off the grid: the zero-exact encoding of `q4k`;
+//! 3. for a target out of range: the unit's scale widened (`regrid::widen`), or for K-quants at
+//!    their code limit the super-block scale (`regrid::widen_block`);
+//! 4. only when none of these exists (or for other types): ggml's quantizer, with the importance
+//!    vector (the STATS' Σx²) where the type takes one.
+//!
+//! The candidate with the fewest inexact zeros (prune), then the smallest importance-weighted
+//! squared error against the intended values wins (ties: the earlier candidate).
+
+use rayon::prelude::*;
+
+use super::{q4k, regrid};
+use super::report::BlockTally;
+use crate::ffi::ggml::{self, CodecError};
+use crate::gguf::{GgmlType, TensorInfo};
+use crate::select::BitMask;
+
+/// How selected entries change.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// W ← s·W.
+    Scale(f32),
+    /// W ← 0.
+    Prune,
+}
+
+impl Change {
+    /// The factor applied (0 for a prune).
+    pub fn factor(self) -> f32 {
+        match self {
+            Change::Scale(s) => s,
+            Change::Prune => 0.0,
+        }
+    }
+}
+
+/// True when ggml's quantizer for `ty` uses an importance vector.
+pub fn accepts_importance(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M | IQ4_NL | IQ4_XS
+    )
+}
+
+/// Rewrites `data` (all of tensor `info`) for the entries in `mask`. `importance` holds one
+/// weight per column and group (`n_in × groups`). Returns the new bytes and the tallies.
+pub fn rewrite_tensor(
+    info: &TensorInfo,
+    data: &[u8],
+    mask: &BitMask,
+    change: Change,
+    importance: Option<&[f32]>,
+) -> Result<(Vec<u8>, BlockTally), CodecError> {
+    let ty = info.ggml_type;
+    let n_in = info.dims[0] as usize;
+    let groups = if info.dims.len() == 3 { info.dims[2] } else { 1 };
+    let rows_per_group = info.n_rows() / groups;
+    let row_bytes = info.row_bytes() as usize;
+    let mut out = vec![0u8; data.len()];
+    let tally = out
+        .par_chunks_mut(row_bytes)
+        .zip(data.par_chunks(row_bytes))
+        .enumerate()
+        .map(|(r, (dst, src))| {
+            let g = (r as u64 / rows_per_group) as usize;
+            let imp = importance.map(|v| &v[g * n_in..(g + 1) * n_in]);
+            rewrite_row(ty, r as u64 * n_in as u64, n_in, src, dst, mask, change, imp)
+        })
+        .try_reduce(BlockTally::default, |a, b| Ok(a.merge(b)))?;
+    Ok((out, tally))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rewrite_row(
+    ty: GgmlType,
+    row_start: u64,
+    n_in: usize,
+    src: &[u8],
+    dst: &mut [u8],
+    mask: &BitMask,
+    change: Change,
+    importance: Option<&[f32]>,
+) -> Result<BlockTally, CodecError> {
+    let bs = ty.block_size() as usize;
+    let tb = ty.type_size() as usize;
+    let mut tally = BlockTally::default();
+    let mut orig = vec![0f32; bs];
+    let mut target = vec![0f32; bs];
+    let mut sel = vec![false; bs];
+    for b in 0..n_in / bs {
+        let (s, d) = (&src[b * tb..(b + 1) * tb], &mut dst[b * tb..(b + 1) * tb]);
+        tally.blocks += 1;
+        let start = row_start + (b * bs) as u64;
+        if !mask.any_in(start, start + bs as u64) {
+            d.copy_from_slice(s);
+            continue;
+        }
+        tally.blocks_touched += 1;
+        ggml::dequantize(ty, s, &mut orig)?;
+        for j in 0..bs {
+            sel[j] = mask.get(start + j as u64);
+            target[j] = if sel[j] { orig[j] * change.factor() } else { orig[j] };
+            if sel[j] && change == Change::Prune {
+                target[j] = 0.0;
+            }
+        }
+        if target.iter().zip(&orig).all(|(t, o)| t.to_bits() == o.to_bits()) {
+            d.copy_from_slice(s);
+            tally.record(&orig, &target, &orig, &sel);
+            continue;
+        }
+        tally.blocks_rewritten += 1;
+        let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
+        let (bytes, decoded) = encode_best(ty, s, &target, &sel, change, imp)?;
+        d.copy_from_slice(&bytes);
+        tally.record(&orig, &target, &decoded, &sel);
+    }
+    Ok(tally)
+}
+
+/// Candidate encodings of one block's intended values; the best one and its decoded values.
+fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], change: Change, imp: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+    let bs = target.len();
+    let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(3);
+    // Without an in-grid edit (other types) the block is always re-encoded by ggml.
+    let mut needs_full_encode = true;
+    if regrid::supports(ty) {
+        let mut edited = original.to_vec();
+        let clamped = regrid::regrid(ty, &mut edited, target, sel);
+        if !clamped {
+            let decoded = ggml::dequantize_to_vec(ty, &edited, bs)?;
+            let zeros_missed = change == Change::Prune && (0..bs).any(|j| sel[j] && decoded[j] != 0.0);
+            if !zeros_missed {
+                return Ok((edited, decoded));
+            }
+        }
+        candidates.push(edited);
+        needs_full_encode = clamped;
+        if ty == GgmlType::Q4_K && change == Change::Prune {
+            // 0 is off this block's grid: choose dmin and the scales so that it is on it.
+            if let Some(z) = q4k::encode_zero_exact(original, target, sel, imp) {
+                candidates.push(z);
+                needs_full_encode = false;
+            }
+        } else if clamped {
+            let mut widened = original.to_vec();
+            if regrid::widen(ty, &mut widened, target, sel) {
+                // Units that needed no widening still re-round their selected entries.
+                regrid::regrid(ty, &mut widened, target, sel);
+                candidates.push(widened);
+                needs_full_encode = false;
+            } else {
+                let mut widened = original.to_vec();
+                if regrid::widen_block(ty, &mut widened, target) {
+                    candidates.push(widened);
+                    needs_full_encode = false;
+                }
+            }
+        }
+    }
+    if needs_full_encode {
+        match imp.filter(|_| accepts_importance(ty)) {
+            Some(imp) => candidates.push(ggml::quantize(ty, target, bs, Some(imp))?),
+            None => candidates.push(ggml::quantize(ty, target, bs, None)?),
+        }
+    }
+    // (inexact zeros, weighted error), bytes, decoded values.
+    type Scored = ((usize, f64), Vec<u8>, Vec<f32>);
+    let mut best: Option<Scored> = None;
+    for c in candidates {
+        let dec = ggml::dequantize_to_vec(ty, &c, bs)?;
+        // Inexact zeros first (a prune must prune), then importance-weighted squared error.
+        let missed_zeros = if change == Change::Prune { (0..bs).filter(|&j| sel[j] && dec[j] != 0.0).count() } else { 0 };
+        let err: f64 = (0..bs)
+            .map(|j| {
+                let w = imp.map_or(1.0, |v| v[j] as f64 + 1e-12);
+                let e = (dec[j] - target[j]) as f64;
+                w * e * e
+            })
+            .sum();
+        let key = (missed_zeros, err);
+        if best.as_ref().is_none_or(|(k, _, _)| key.0 < k.0 || (key.0 == k.0 && key.1 < k.1)) {
+            best = Some((key, c, dec));
+        }
+    }
+    let (_, bytes, dec) = best.expect("at least one candidate encoding");
+    Ok((bytes, dec))
+}

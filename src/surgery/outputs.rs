@@ -1,0 +1,126 @@
+//! Files written around the output model: the checks made before any work (never the input,
+//! never an existing file without `--force`), the Ollama `Modelfile`, `OUT.report.json`,
+//! `OUT.heatmap.svg`, and the markdown summary printed on stdout.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::report::{heatmap_svg, spread};
+use super::{ApplyError, ApplyOptions, ApplyReport, Change, side_path};
+use crate::atomic::{same_file, write_bytes_atomic};
+use crate::gguf::GgufError;
+
+/// First line of every Modelfile mathneuro writes; such a file may be replaced.
+pub const MODELFILE_MARK: &str = "# Written by mathneuro";
+
+/// The Modelfile beside `output`.
+pub fn modelfile_path(output: &Path) -> PathBuf {
+    output.with_file_name("Modelfile")
+}
+
+/// Refuses outputs that would overwrite the input or, without `force`, an existing file.
+pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError> {
+    if opts.save_mask.as_ref().is_some_and(|m| m == &opts.output || same_file(m, &opts.output)) {
+        return Err(ApplyError::Mismatch(format!("{}: the mask file and the output model must differ", opts.output.display())));
+    }
+    let dir = match opts.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(ApplyError::Mismatch(format!("{}: the output directory {} does not exist", opts.output.display(), dir.display())));
+    }
+    let mut paths = vec![&opts.output];
+    paths.extend(opts.save_mask.iter());
+    for p in paths {
+        if same_file(p, input) {
+            return Err(ApplyError::OutputIsInput(p.clone()));
+        }
+        if p.exists() && !opts.force {
+            return Err(ApplyError::OutputExists(p.clone()));
+        }
+    }
+    if opts.write_modelfile {
+        let mf = modelfile_path(&opts.output);
+        let ours = std::fs::read_to_string(&mf).is_ok_and(|s| s.starts_with(MODELFILE_MARK));
+        if mf.exists() && !ours && !opts.force {
+            return Err(ApplyError::OutputExists(mf));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the Modelfile, JSON report and heat map as `opts` asks, recording their paths.
+pub fn write_side_files(report: &mut ApplyReport, opts: &ApplyOptions) -> Result<(), GgufError> {
+    if opts.write_modelfile {
+        let mf = modelfile_path(&opts.output);
+        let file_name = opts.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = format!(
+            "{MODELFILE_MARK} ({}). Load with: ollama create <name> -f Modelfile\n\
+             # The chat template and stop tokens are read from the GGUF's own metadata.\n\
+             FROM ./{file_name}\n",
+            super::metadata::TOOL_VERSION
+        );
+        write_bytes_atomic(&mf, text.as_bytes())?;
+        report.modelfile = Some(mf);
+    }
+    if opts.write_report {
+        let svg_path = side_path(&opts.output, ".heatmap.svg");
+        let title = format!("{} {} top-{}%", report.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), report.method, report.top_k_percent);
+        write_bytes_atomic(&svg_path, heatmap_svg(&report.tensors, &title).as_bytes())?;
+        report.heatmap_svg = Some(svg_path);
+        let json_path = side_path(&opts.output, ".report.json");
+        report.report_json = Some(json_path.clone());
+        let json = serde_json::to_string_pretty(report).expect("report serializes");
+        write_bytes_atomic(&json_path, json.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.3}%", x * 100.0)
+}
+
+/// The markdown summary of a report.
+pub fn markdown(r: &ApplyReport) -> String {
+    let mut s = String::new();
+    let change = match r.change {
+        Change::Scale(f) => format!("scale ×{f}"),
+        Change::Prune => "prune (→ 0)".to_string(),
+    };
+    let _ = writeln!(s, "# mathneuro apply: {}\n", r.output.display());
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| input | {} |", r.input.display());
+    let _ = writeln!(s, "| method | {} (top-k {}%, seed {}) |", r.method, r.top_k_percent, r.seed);
+    let _ = writeln!(s, "| change | {change} |");
+    let _ = writeln!(s, "| samples (math / general) | {} / {} |", r.samples.0, r.samples.1);
+    let _ = writeln!(s, "| selected | {} of {} target entries ({}) |", r.selected, r.target_entries, pct(r.selected_fraction));
+    let _ = writeln!(s, "| blocks touched / rewritten | {} / {} of {} |", r.totals.blocks_touched, r.totals.blocks_rewritten, r.totals.blocks);
+    let _ = writeln!(s, "| achieved change | {:.4} of intended ({} of selected entries exactly at the intended value) |", r.achieved_fraction, r.totals.selected_exact);
+    let _ = writeln!(s, "| collateral RMS change | {:.3e} ({} relative) on {} non-selected entries in touched blocks |", r.collateral_rms, pct(r.collateral_relative), r.totals.collateral_entries);
+    let _ = writeln!(s, "| time | select {:.2} s, rewrite {:.2} s |", r.select_seconds, r.rewrite_seconds);
+    let (mean, sd, lo, hi) = spread(&r.per_layer);
+    let _ = writeln!(s, "\n## Selected fraction per layer (mean {}, sd {}, min {}, max {})\n", pct(mean), pct(sd), pct(lo), pct(hi));
+    let _ = writeln!(s, "| layer | selected | fraction |\n|---|---|---|");
+    for g in &r.per_layer {
+        let _ = writeln!(s, "| {} | {} | {} |", g.group, g.selected, pct(g.fraction));
+    }
+    let _ = writeln!(s, "\n## Selected fraction per matrix kind\n\n| kind | selected | fraction |\n|---|---|---|");
+    for g in &r.per_kind {
+        let _ = writeln!(s, "| {} | {} | {} |", g.group, g.selected, pct(g.fraction));
+    }
+    let files: Vec<String> = [&Some(r.output.clone()), &r.modelfile, &r.report_json, &r.heatmap_svg, &r.mask]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
+    let _ = writeln!(s, "\nFiles: {}", files.join(", "));
+    s
+}
+
+impl ApplyReport {
+    /// The markdown summary (what `mathneuro apply` prints on stdout).
+    pub fn markdown(&self) -> String {
+        markdown(self)
+    }
+}

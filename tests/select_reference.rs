@@ -1,0 +1,200 @@
+//! Selection equals a straightforward reference (dequantize, score, sort by (score desc, index
+//! asc), take k) on generated matrices with planted ties and on real tensors of the default model;
+//! the random baseline has mathneuro's count per matrix and is seeded; STATS that do not match
+//! the model are refused naming the tensor; masks round-trip through the mask file.
+
+mod apply_support;
+
+use std::collections::HashSet;
+
+use mathneuro::ffi::ggml;
+use mathneuro::gguf::synth::{SynthModel, encode_plain};
+use mathneuro::gguf::{GgmlType, GgufFile, TensorInfo};
+use mathneuro::select::maskfile::{MaskFile, compare};
+use mathneuro::select::matrix::{select_tensor, top_k_count};
+use mathneuro::select::{self, Method, SelectOptions};
+
+fn reference_top_k(w: &[f32], a: &[f32], n_in: usize, k: u64) -> HashSet<u64> {
+    let scores: Vec<f32> = w.iter().enumerate().map(|(i, v)| (v * a[i % n_in]).abs()).collect();
+    let mut idx: Vec<u64> = (0..w.len() as u64).collect();
+    idx.sort_by(|&x, &y| scores[y as usize].partial_cmp(&scores[x as usize]).unwrap().then(x.cmp(&y)));
+    idx.into_iter().take(k as usize).collect()
+}
+
+fn reference(file: &GgufFile, t: &TensorInfo, a_math: &[f32], a_general: &[f32], opts: &SelectOptions) -> HashSet<u64> {
+    let w = ggml::dequantize_to_vec(t.ggml_type, file.tensor_data(t), t.n_elements() as usize).unwrap();
+    let k = top_k_count(t.n_elements(), opts.top_k_percent);
+    let n_in = t.dims[0] as usize;
+    let math = reference_top_k(&w, a_math, n_in, k);
+    match opts.method {
+        Method::Wanda => math,
+        _ => {
+            let general = reference_top_k(&w, a_general, n_in, k);
+            math.difference(&general).copied().collect()
+        }
+    }
+}
+
+fn check_tensor(file: &GgufFile, t: &TensorInfo, a_math: &[f32], a_general: &[f32], opts: &SelectOptions) {
+    let got = select_tensor(file, t, a_math, a_general, opts).unwrap();
+    let want = reference(file, t, a_math, a_general, opts);
+    let got_set: HashSet<u64> = got.mask.ones().collect();
+    assert_eq!(got.selected as usize, want.len(), "{} {:?}: count", t.name, opts.method);
+    assert!(got_set == want, "{} {:?}: selection differs from the sort-based reference", t.name, opts.method);
+}
+
+#[test]
+fn planted_ties_on_generated_matrices_match_the_reference() {
+    // Values on a coarse grid and A with repeated values: scores tie massively, also at the k-th.
+    let mut m = SynthModel::new("toy");
+    for (i, (n_in, n_out)) in [(64u64, 48u64), (40, 7), (96, 33)].into_iter().enumerate() {
+        m = m.tensor(&format!("blk.{i}.ffn_up.weight"), &[n_in, n_out], GgmlType::F32, 10 + i as u64);
+        let t = m.tensors.last_mut().unwrap();
+        for v in &mut t.values {
+            *v = (*v * 4.0).round() / 4.0;
+        }
+    }
+    let file = GgufFile::from_bytes("toy.gguf", m.to_bytes(&encode_plain).unwrap()).unwrap();
+    for t in &file.tensors {
+        let n_in = t.dims[0] as usize;
+        let a_math: Vec<f32> = (0..n_in).map(|j| [1.0, 2.0, 0.5][j % 3]).collect();
+        let a_general: Vec<f32> = (0..n_in).map(|j| [2.0, 1.0][j % 2]).collect();
+        for method in [Method::MathNeuro, Method::Wanda] {
+            for top_k in [1.0, 5.0, 12.5, 50.0, 100.0] {
+                check_tensor(&file, t, &a_math, &a_general, &SelectOptions { method, top_k_percent: top_k, seed: 0 });
+            }
+        }
+    }
+}
+
+#[test]
+fn real_tensors_of_every_type_match_the_reference() {
+    let file = GgufFile::open(apply_support::real_model()).unwrap();
+    let targets = mathneuro::model::target_weights(&file);
+    let mut seen = HashSet::new();
+    let (math, general) = apply_support::stats_pair(&file);
+    for t in targets {
+        if !seen.insert(t.ggml_type) {
+            continue;
+        }
+        let n_in = t.dims[0] as usize;
+        // A constant A makes the math score |W| itself: quantized weights tie everywhere.
+        let flat = vec![1.0f32; n_in];
+        check_tensor(&file, t, &flat, &general.weights[&t.name].norm_sum, &SelectOptions::default());
+        check_tensor(&file, t, &math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum, &SelectOptions::default());
+    }
+    assert!(seen.len() >= 4, "expected Q5_0, Q4_K, Q6_K and Q8_0 targets, saw {seen:?}");
+}
+
+fn toy() -> GgufFile {
+    let m = SynthModel::toy_transformer(2, 64, 128, 32, GgmlType::Q8_0);
+    GgufFile::from_bytes("toy.gguf", m.to_bytes(&|ty, v| ggml::quantize(ty, v, 64.min(v.len()), None).unwrap_or_else(|_| encode_plain(ty, v))).unwrap()).unwrap()
+}
+
+#[test]
+fn random_baseline_matches_mathneuro_counts_and_is_seeded() {
+    let file = toy();
+    let (math, general) = apply_support::stats_pair(&file);
+    let run = |method, seed| select::select(&file, &math, &general, &SelectOptions { method, top_k_percent: 5.0, seed }).unwrap();
+    let mn = run(Method::MathNeuro, 0);
+    let r1 = run(Method::Random, 7);
+    let r1again = run(Method::Random, 7);
+    let r2 = run(Method::Random, 8);
+    assert_eq!(r1, r1again, "same seed, same selection");
+    assert_ne!(r1.tensors, r2.tensors, "another seed, another selection");
+    for (a, b) in mn.tensors.iter().zip(&r1.tensors) {
+        assert_eq!(a.selected, b.selected, "{}", a.name);
+    }
+    assert!(mn.selected() > 0);
+    let wanda = run(Method::Wanda, 0);
+    for t in &wanda.tensors {
+        assert_eq!(t.selected, t.k, "{}: wanda selects exactly k", t.name);
+    }
+
+    // Masks round-trip through the mask file; Jaccard of a mask with itself is 1.
+    let dir = tempfile::tempdir().unwrap();
+    let fp = mathneuro::model::fingerprint(&file);
+    let (pa, pb) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+    MaskFile::from_selection(&r1, &fp).save(&pa, None).unwrap();
+    MaskFile::from_selection(&r2, &fp).save(&pb, None).unwrap();
+    let (ma, mb) = (MaskFile::load(&pa).unwrap(), MaskFile::load(&pb).unwrap());
+    assert_eq!(ma.masks[0].1, r1.tensors[0].mask);
+    assert_eq!(ma.method, "random");
+    let (_, same) = compare(&ma, &ma).unwrap();
+    assert_eq!(same.jaccard, 1.0);
+    let (rows, overall) = compare(&ma, &mb).unwrap();
+    assert_eq!(rows.len(), r1.tensors.len());
+    assert!(overall.jaccard < 0.5, "independent random masks overlap little: {}", overall.jaccard);
+    let raw = GgufFile::open(&pa).unwrap();
+    let t = &raw.tensors[0];
+    assert_eq!(t.name, format!("{}.mask", r1.tensors[0].name));
+    assert_eq!(t.ggml_type, GgmlType::I8);
+    let bytes = raw.tensor_data(t);
+    for i in r1.tensors[0].mask.ones() {
+        assert_eq!(bytes[(i / 8) as usize] >> (i % 8) & 1, 1, "bit {i} LSB-first");
+    }
+}
+
+#[test]
+fn stats_that_do_not_match_the_model_are_refused_naming_the_tensor() {
+    let file = toy();
+    let (math, general) = apply_support::stats_pair(&file);
+    let opts = SelectOptions::default();
+    let err = |m: &mathneuro::stats::ActivationStats| select::select(&file, m, &general, &opts).unwrap_err().to_string();
+
+    let mut other = math.clone();
+    other.model_fingerprint = "00".repeat(32);
+    assert!(err(&other).contains("another model"), "{}", err(&other));
+
+    let mut missing = math.clone();
+    missing.weights.remove("blk.1.ffn_down.weight");
+    assert!(err(&missing).contains("blk.1.ffn_down.weight"), "{}", err(&missing));
+
+    let mut narrow = math.clone();
+    let w = narrow.weights.get_mut("blk.0.attn_k.weight").unwrap();
+    w.n_in = 32;
+    w.norm_sum.truncate(32);
+    w.sum_sq.truncate(32);
+    let e = err(&narrow);
+    assert!(e.contains("blk.0.attn_k.weight") && e.contains("n_in 32") && e.contains("n_in 64"), "{e}");
+
+    let mut negative = math.clone();
+    negative.weights.get_mut("blk.0.attn_q.weight").unwrap().norm_sum[3] = -1.0;
+    assert!(err(&negative).contains("blk.0.attn_q.weight"), "{}", err(&negative));
+
+    assert!(select::select(&file, &math, &general, &SelectOptions { top_k_percent: 0.0, ..opts }).is_err());
+}
+
+#[test]
+fn expert_tensors_use_each_experts_statistics_and_prune_cleanly() {
+    // blk.0.ffn_up_exps.weight: [n_in 64, n_out 16, 4 experts], Q8_0; A differs per expert.
+    let m = SynthModel::new("toy").tensor("blk.0.ffn_up_exps.weight", &[64, 16, 4], GgmlType::Q8_0, 5).tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0, 6);
+    let file = GgufFile::from_bytes("moe.gguf", m.to_bytes(&|ty, v| ggml::quantize(ty, v, 64, None).unwrap()).unwrap()).unwrap();
+    let (math, general) = apply_support::stats_pair(&file);
+    let t = file.tensor("blk.0.ffn_up_exps.weight").unwrap();
+    assert_eq!(math.weights[&t.name].n_groups, 4);
+    let opts = SelectOptions::default();
+    let got = select_tensor(&file, t, &math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum, &opts).unwrap();
+    let w = ggml::dequantize_to_vec(t.ggml_type, file.tensor_data(t), t.n_elements() as usize).unwrap();
+    let score = |a: &[f32]| -> Vec<f32> { w.iter().enumerate().map(|(i, v)| (v * a[(i / (64 * 16)) * 64 + i % 64]).abs()).collect() };
+    let top = |s: &[f32]| -> HashSet<u64> {
+        let mut idx: Vec<u64> = (0..s.len() as u64).collect();
+        idx.sort_by(|&x, &y| s[y as usize].partial_cmp(&s[x as usize]).unwrap().then(x.cmp(&y)));
+        idx.into_iter().take(got.k as usize).collect()
+    };
+    let want: HashSet<u64> = top(&score(&math.weights[&t.name].norm_sum)).difference(&top(&score(&general.weights[&t.name].norm_sum))).copied().collect();
+    assert_eq!(got.mask.ones().collect::<HashSet<_>>(), want);
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("moe.gguf");
+    std::fs::write(&src, file.bytes()).unwrap();
+    let model = GgufFile::open(&src).unwrap();
+    let out = dir.path().join("moe-mathneuro.gguf");
+    let report = mathneuro::surgery::apply(&model, &math, &general, &mathneuro::surgery::ApplyOptions::new(mathneuro::surgery::Change::Prune, &out)).unwrap();
+    let written = GgufFile::open(&out).unwrap();
+    let after = ggml::dequantize_to_vec(t.ggml_type, written.tensor_data(written.tensor(&t.name).unwrap()), t.n_elements() as usize).unwrap();
+    for i in got.mask.ones() {
+        assert_eq!(after[i as usize], 0.0, "entry {i}");
+    }
+    assert_eq!(report.tensors.iter().find(|r| r.name == t.name).unwrap().tally.selected, got.selected);
+}
