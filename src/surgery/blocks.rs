@@ -77,7 +77,11 @@ pub fn rewrite_tensor(
             let imp = importance.map(|v| &v[g * n_in..(g + 1) * n_in]);
             rewrite_row(ty, r as u64 * n_in as u64, n_in, src, dst, mask, change, imp)
         })
-        .try_reduce(BlockTally::default, |a, b| Ok(a.merge(b)))?;
+        .collect::<Result<Vec<BlockTally>, CodecError>>()?
+        .into_iter()
+        // Summed in row order, not in rayon's reduction tree, so the report's float totals are
+        // the same bytes on every run and thread count.
+        .fold(BlockTally::default(), BlockTally::merge);
     Ok((out, tally))
 }
 
