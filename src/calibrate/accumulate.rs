@@ -99,6 +99,7 @@ pub struct Accumulator {
     slots: Vec<Vec<f64>>,
     segments: Vec<Segment>,
     n_rows: usize,
+    real_rows: usize,
     /// Per activation tensor of this decode: Σx² per (segment, column).
     partials: HashMap<usize, Vec<f64>>,
     /// Weights reported during this decode.
@@ -126,6 +127,7 @@ impl Accumulator {
             slots: (0..n_slots).map(|_| Vec::new()).collect(),
             segments: Vec::new(),
             n_rows: 0,
+            real_rows: 0,
             partials: HashMap::new(),
             seen,
             totals,
@@ -138,11 +140,13 @@ impl Accumulator {
         &self.shapes
     }
 
-    /// Declares the rows of the next decode.
-    pub fn begin_decode(&mut self, segments: &[Segment]) {
+    /// Declares the rows of the next decode: `segments` of texts, then padding up to `n_rows`
+    /// (rows outside every segment are ignored).
+    pub fn begin_decode(&mut self, segments: &[Segment], n_rows: usize) {
         self.segments.clear();
         self.segments.extend_from_slice(segments);
-        self.n_rows = segments.last().map_or(0, |s| s.end);
+        self.n_rows = n_rows;
+        let real_rows: usize = segments.iter().map(|s| s.end - s.start).sum();
         self.partials.clear();
         self.seen.iter_mut().for_each(|s| *s = false);
         for seg in segments {
@@ -151,7 +155,8 @@ impl Accumulator {
                 slot.resize(self.per_text, 0.0);
             }
         }
-        self.totals.total_tokens += self.n_rows as u64;
+        self.totals.total_tokens += real_rows as u64;
+        self.real_rows = real_rows;
     }
 
     /// Ends a decode; returns the first problem met, or the names of weights not reported.
@@ -238,7 +243,7 @@ impl ActivationSink for Accumulator {
                 *d += p;
             }
         }
-        self.totals.tokens[weight][0] += self.n_rows as u64;
+        self.totals.tokens[weight][0] += self.real_rows as u64;
     }
 
     fn matmul_id(&mut self, weight: usize, input: &Activations<'_>, ids: &ExpertIds<'_>) {

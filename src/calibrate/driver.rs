@@ -12,6 +12,13 @@ use crate::stats::ActivationStats;
 use super::accumulate::{Accumulator, Segment, WeightShape};
 use super::schedule;
 
+/// Every decode is padded (with a throw-away sequence) to a multiple of this many rows. ggml's
+/// CPU kernels for repacked quantized weights compute whole groups of 4 rows differently from
+/// leftover rows; the last-bit differences are then amplified by the 8-bit quantization of the
+/// activations of later layers (up to ~1% in Gemma 3's last layers). With padding, and one text
+/// per decode, a text's statistics do not depend on the micro-batch (a test checks this).
+pub const ROW_QUANTUM: usize = 4;
+
 /// Name of the final-norm node in llama.cpp graphs; the graph is stopped after it.
 pub const FINAL_NORM_NODE: &str = "result_norm";
 
@@ -45,9 +52,12 @@ pub enum CalibrateError {
 pub struct CalibrateOptions {
     /// CPU threads.
     pub threads: usize,
-    /// Tokens per decode (= llama.cpp micro-batch).
+    /// Tokens per decode (= llama.cpp micro-batch); rounded up to a multiple of `ROW_QUANTUM`.
     pub micro_batch: usize,
-    /// Texts sharing one decode at most (sequence slots).
+    /// Texts sharing one decode at most. 1 (the default) computes every text alone, as the
+    /// reference does, so a text's statistics never depend on its neighbours; more packs short
+    /// texts together (faster on small texts), at the price of last-bit differences in attention
+    /// that the 8-bit activation quantization amplifies to ~1e-3 relative in late layers.
     pub max_texts_per_decode: usize,
     /// Tokens kept per text (BOS included); longer texts are truncated.
     pub max_tokens: usize,
@@ -60,7 +70,7 @@ pub struct CalibrateOptions {
 
 impl Default for CalibrateOptions {
     fn default() -> Self {
-        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 64, max_tokens: 512, skip_head: true, capture: true }
+        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true }
     }
 }
 
@@ -140,20 +150,23 @@ impl<'m> Calibrator<'m> {
         }
         let head_is_target = shapes.iter().any(|s| s.name == "output.weight");
         let head_skipped = opts.skip_head && !head_is_target;
-        let n_seq = opts.max_texts_per_decode.min(256);
+        let micro_batch = opts.micro_batch.div_ceil(ROW_QUANTUM) * ROW_QUANTUM;
+        // One more sequence id for the padding rows.
+        let n_seq = opts.max_texts_per_decode.min(micro_batch - 1).min(255);
         let watch = opts.capture.then(|| Watch {
             weights: shapes.iter().map(|s| s.name.clone()).collect(),
             stop_after: head_skipped.then(|| FINAL_NORM_NODE.to_string()),
         });
         let params = ContextParams {
-            n_ctx: (opts.max_tokens + opts.micro_batch) as u32,
-            n_batch: opts.micro_batch as u32,
-            n_seq_max: n_seq as u32,
+            n_ctx: (opts.max_tokens + micro_batch) as u32,
+            n_batch: micro_batch as u32,
+            n_seq_max: n_seq as u32 + 1,
             threads: opts.threads as i32,
+            flash_attn: false,
             watch,
         };
         let ctx = Context::new(model, &params)?;
-        Ok(Calibrator { model, ctx, shapes, fingerprint: model::fingerprint(&file), opts: CalibrateOptions { max_texts_per_decode: n_seq, ..opts.clone() }, head_skipped })
+        Ok(Calibrator { model, ctx, shapes, fingerprint: model::fingerprint(&file), opts: CalibrateOptions { max_texts_per_decode: n_seq, micro_batch, ..opts.clone() }, head_skipped })
     }
 
     /// The weights measured, in tensor-table order.
@@ -216,9 +229,15 @@ impl<'m> Calibrator<'m> {
                 }
                 segments.push(Segment { slot: p.seq, start: first, end: batch.len() });
             }
+            let real = batch.len();
+            let pad_seq = self.opts.max_texts_per_decode as i32;
+            let pad_token = batch[0].token;
+            for k in 0..(ROW_QUANTUM - real % ROW_QUANTUM) % ROW_QUANTUM {
+                batch.push(BatchToken { token: pad_token, pos: k as i32, seq: pad_seq });
+            }
             let fail = |message: String| CalibrateError::Capture { decode: d, message };
             if self.opts.capture {
-                acc.begin_decode(&segments);
+                acc.begin_decode(&segments, batch.len());
                 let report = self.ctx.decode(&batch, Some(&mut *acc))?;
                 acc.end_decode().map_err(fail)?;
                 if self.head_skipped && !report.stopped {
@@ -233,8 +252,11 @@ impl<'m> Calibrator<'m> {
                 }
                 self.ctx.clear_seq(p.seq as i32);
             }
-            tokens += batch.len();
-            progress(batch.len());
+            if batch.len() > real {
+                self.ctx.clear_seq(pad_seq);
+            }
+            tokens += real;
+            progress(real);
         }
         Ok(Throughput { tokens, decodes: decodes.len(), seconds: start.elapsed().as_secs_f64() })
     }
