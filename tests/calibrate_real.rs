@@ -154,6 +154,16 @@ fn same_seed_gives_identical_bytes_and_shards_merge_to_the_whole() {
     run(&k, &["--checkpoint-every", "2"]);
     assert!(max_rel_err(&whole, &ActivationStats::load(&k).unwrap()) < 1e-4);
     assert!(!dir.path().join("k.gguf.partial.gguf").exists(), "checkpoint left behind");
+    // An interrupted run resumed from its checkpoint writes the very same bytes.
+    let r = dir.path().join("r.gguf");
+    let base = ["calibrate", MODEL, "--data", "embedded-math", "--samples", "6", "--seed", "7", "--max-tokens", "32", "--threads", "2", "--micro-batch", "64", "--checkpoint-every", "2"];
+    let o = bin().args(base).arg("-o").arg(&r).args(["--stop-after", "4"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!r.exists() && dir.path().join("r.gguf.partial.gguf").exists());
+    let o = bin().args(base).arg("-o").arg(&r).arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming after 4 of 6"));
+    assert_eq!(std::fs::read(&r).unwrap(), std::fs::read(&k).unwrap(), "resumed run differs from an uninterrupted one");
 }
 
 #[test]

@@ -66,11 +66,14 @@ pub struct CalibrateOptions {
     pub skip_head: bool,
     /// False: plain decodes without the callback (a speed baseline; measures nothing).
     pub capture: bool,
+    /// In a plain decode (`capture` false), compute logits for the last token of each text only,
+    /// as a prompt-processing llama.cpp would (the cheapest baseline). Ignored when capturing.
+    pub plain_last_output_only: bool,
 }
 
 impl Default for CalibrateOptions {
     fn default() -> Self {
-        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true }
+        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true, plain_last_output_only: false }
     }
 }
 
@@ -224,8 +227,10 @@ impl<'m> Calibrator<'m> {
             segments.clear();
             for p in pieces {
                 let first = batch.len();
+                let last_only = !self.opts.capture && self.opts.plain_last_output_only;
                 for pos in p.start..p.end {
-                    batch.push(BatchToken { token: texts.texts[p.text][pos], pos: pos as i32, seq: p.seq as i32 });
+                    let output = !last_only || (p.last && pos + 1 == p.end);
+                    batch.push(BatchToken { token: texts.texts[p.text][pos], pos: pos as i32, seq: p.seq as i32, output });
                 }
                 segments.push(Segment { slot: p.seq, start: first, end: batch.len() });
             }
@@ -233,7 +238,7 @@ impl<'m> Calibrator<'m> {
             let pad_seq = self.opts.max_texts_per_decode as i32;
             let pad_token = batch[0].token;
             for k in 0..(ROW_QUANTUM - real % ROW_QUANTUM) % ROW_QUANTUM {
-                batch.push(BatchToken { token: pad_token, pos: k as i32, seq: pad_seq });
+                batch.push(BatchToken { token: pad_token, pos: k as i32, seq: pad_seq, output: self.opts.capture || !self.opts.plain_last_output_only });
             }
             let fail = |message: String| CalibrateError::Capture { decode: d, message };
             if self.opts.capture {

@@ -62,6 +62,9 @@ pub struct CalibrateArgs {
     /// Continue from OUT.partial.gguf when it exists.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many samples, leaving the checkpoint (simulates an interruption; tests).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
     /// The STATS file to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -134,6 +137,11 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         start = end;
         if args.checkpoint_every > 0 && start < texts.len() {
             checkpoint::save(&ckpt, &key, start, cal.shapes(), &acc.totals).with_context(|| format!("writing checkpoint {}", ckpt.display()))?;
+            if args.stop_after.is_some_and(|k| start >= k) {
+                bar.finish_and_clear();
+                eprintln!("stopped after {start} of {} samples; continue with --resume (checkpoint {})", texts.len(), ckpt.display());
+                return Ok(ExitCode::from(3));
+            }
         }
     }
     bar.finish_and_clear();

@@ -253,6 +253,9 @@ pub struct BatchToken {
     pub pos: i32,
     /// Sequence id.
     pub seq: i32,
+    /// Compute this row's logits (an output row). Calibration marks every row so that the
+    /// last layer sees all of them.
+    pub output: bool,
 }
 
 struct CallbackState {
@@ -281,8 +284,7 @@ pub struct Context<'m> {
 unsafe impl Send for Context<'_> {}
 
 impl<'m> Context<'m> {
-    /// Creates a context. Every token of every batch is marked as an output (so the last layer
-    /// sees all rows).
+    /// Creates a context.
     pub fn new(model: &'m Model, p: &ContextParams) -> Result<Context<'m>, LlamaError> {
         let state = p.watch.as_ref().map(|w| {
             Box::into_raw(Box::new(CallbackState {
@@ -351,7 +353,7 @@ impl<'m> Context<'m> {
         }
     }
 
-    /// Runs one forward pass over `tokens` (all marked as outputs), reporting watched matmul
+    /// Runs one forward pass over `tokens`, reporting watched matmul
     /// inputs to `sink`.
     pub fn decode(&mut self, tokens: &[BatchToken], sink: Option<&mut dyn ActivationSink>) -> Result<DecodeReport, LlamaError> {
         if tokens.is_empty() {
@@ -368,7 +370,7 @@ impl<'m> Context<'m> {
                 *self.batch.pos.add(i) = t.pos;
                 *self.batch.n_seq_id.add(i) = 1;
                 **self.batch.seq_id.add(i) = t.seq;
-                *self.batch.logits.add(i) = 1;
+                *self.batch.logits.add(i) = i8::from(t.output);
             }
         }
         self.batch.n_tokens = tokens.len() as i32;

@@ -85,3 +85,25 @@ impl std::fmt::Display for StatsSummary {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::WeightStats;
+
+    #[test]
+    fn summary_has_min_median_max_and_flags_non_finite() {
+        let mut weights = std::collections::BTreeMap::new();
+        weights.insert("blk.0.attn_q.weight".to_string(), WeightStats { n_in: 4, n_groups: 1, norm_sum: vec![3.0, 1.0, 4.0, 2.0], sum_sq: vec![1.0; 4], tokens: vec![9] });
+        weights.insert("blk.0.ffn_up.weight".to_string(), WeightStats { n_in: 2, n_groups: 1, norm_sum: vec![f32::NAN, 1.0], sum_sq: vec![1.0; 2], tokens: vec![9] });
+        let s = ActivationStats { model_fingerprint: "f".into(), samples: 2, tokens: 9, datasets: vec!["gsm8k".into()], seeds: vec![1], weights };
+        let sum = summarize(&s);
+        let q = &sum.weights[0];
+        assert_eq!((q.min, q.median, q.max, q.finite), (1.0, 2.0, 4.0, true));
+        assert!(!sum.weights[1].finite);
+        let text = sum.to_string();
+        assert!(text.contains("blk.0.attn_q.weight") && text.contains("NON-FINITE"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&serde_json::to_string(&sum).unwrap()).unwrap();
+        assert_eq!(json["weights"][0]["n_in"], 4);
+    }
+}
