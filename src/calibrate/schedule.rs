@@ -14,7 +14,8 @@ pub struct Piece {
     pub end: usize,
     /// True when this piece holds the text's last token.
     pub last: bool,
-    /// Sequence id (slot) of the text: `text % n_seq`.
+    /// Sequence id (slot) of the text: its index within the decode. A split text is always
+    /// first in each of its decodes, so it keeps id 0 throughout.
     pub seq: usize,
 }
 
@@ -33,14 +34,14 @@ pub fn pack(lengths: &[usize], n_batch: usize, n_seq: usize) -> Vec<Vec<Piece>> 
     let mut current: Vec<Piece> = Vec::new();
     let mut used = 0;
     let mut done = vec![false; lengths.len()];
-    let whole = |text: usize, len: usize| Piece { text, start: 0, end: len, last: true, seq: text % n_seq };
+    let whole = |text: usize, len: usize, seq: usize| Piece { text, start: 0, end: len, last: true, seq };
     for text in 0..lengths.len() {
         if done[text] || lengths[text] == 0 {
             continue;
         }
         let len = lengths[text];
         if len <= n_batch - used && current.len() < n_seq {
-            current.push(whole(text, len));
+            current.push(whole(text, len, current.len()));
             used += len;
             done[text] = true;
             continue;
@@ -51,7 +52,7 @@ pub fn pack(lengths: &[usize], n_batch: usize, n_seq: usize) -> Vec<Vec<Piece>> 
                 break;
             }
             if !done[later] && lengths[later] > 0 && lengths[later] <= n_batch - used {
-                current.push(whole(later, lengths[later]));
+                current.push(whole(later, lengths[later], current.len()));
                 used += lengths[later];
                 done[later] = true;
             }
@@ -61,10 +62,10 @@ pub fn pack(lengths: &[usize], n_batch: usize, n_seq: usize) -> Vec<Vec<Piece>> 
         }
         let mut pos = 0;
         while len - pos > n_batch {
-            decodes.push(vec![Piece { text, start: pos, end: pos + n_batch, last: false, seq: text % n_seq }]);
+            decodes.push(vec![Piece { text, start: pos, end: pos + n_batch, last: false, seq: 0 }]);
             pos += n_batch;
         }
-        current.push(Piece { text, start: pos, end: len, last: true, seq: text % n_seq });
+        current.push(Piece { text, start: pos, end: len, last: true, seq: 0 });
         used = len - pos;
         done[text] = true;
     }
@@ -106,7 +107,11 @@ mod tests {
 
     #[test]
     fn split_texts_start_a_decode() {
-        let d = pack(&[5, 7, 9, 2, 30, 3], 8, 4);
+        let d = pack(&[5, 7, 9, 2, 30, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1], 8, 4);
+        for dec in &d {
+            let seqs: Vec<usize> = dec.iter().map(|p| p.seq).collect();
+            assert_eq!(seqs, (0..dec.len()).collect::<Vec<_>>(), "slots are 0..k in each decode");
+        }
         for (i, dec) in d.iter().enumerate() {
             for (k, p) in dec.iter().enumerate() {
                 if !p.last || p.start > 0 {
@@ -118,7 +123,7 @@ mod tests {
             }
         }
         let total: usize = d.iter().flatten().map(|p| p.end - p.start).sum();
-        assert_eq!(total, 5 + 7 + 9 + 2 + 30 + 3);
+        assert_eq!(total, 5 + 7 + 9 + 2 + 30 + 3 + 9);
     }
 
     #[test]

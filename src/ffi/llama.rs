@@ -547,7 +547,20 @@ unsafe extern "C" fn eval_callback(t: *mut sys::ggml_tensor, ask: bool, user_dat
         }
         let weight = watched_weight(st, t);
         if ask {
-            return weight.is_some() || is_stop_node(st, t);
+            if let Some(wi) = weight {
+                // An input already delivered (k and v after q, up after gate) was computed in an
+                // earlier range and stays allocated until its last consumer — this node — has
+                // run: read it now and spare the graph a synchronization point.
+                if t.op == sys::GGML_OP_MUL_MAT && st.input_ids.contains_key(&(t.src[1] as usize)) {
+                    // SAFETY: as above, src[1] has been computed and is still live.
+                    if let Err(e) = unsafe { deliver(st, t, wi) } {
+                        st.error = Some(e);
+                    }
+                    return false;
+                }
+                return true;
+            }
+            return is_stop_node(st, t);
         }
         if let Some(wi) = weight {
             // SAFETY: data phase: `t` has been computed.
