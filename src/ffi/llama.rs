@@ -678,3 +678,4 @@ pub fn load_imatrix_as_llama_cpp(path: &Path) -> Result<LoadedImatrix, String> {
         result
     }
 }
+
