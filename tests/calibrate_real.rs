@@ -143,6 +143,12 @@ fn same_seed_gives_identical_bytes_and_shards_merge_to_the_whole() {
     run(&a, &[]);
     run(&b, &[]);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same seed, different bytes");
+    // The library entry point computes exactly what the command wrote.
+    let model = Model::load(&model_path()).unwrap();
+    let lib_opts = CalibrateOptions { threads: 2, micro_batch: 64, max_tokens: 32, ..CalibrateOptions::default() };
+    let set = calibration::load("embedded-math", None).unwrap();
+    let lib = Calibrator::new(&model, &lib_opts).unwrap().run_sampled(&set, 6, 7, true).unwrap();
+    assert_eq!(lib, ActivationStats::load(&a).unwrap());
     let c = dir.path().join("c.gguf");
     let o = bin().args(["calibrate", MODEL, "--data", "embedded-math", "--samples", "6", "--seed", "8", "--max-tokens", "32", "--threads", "2", "-o"]).arg(&c).output().unwrap();
     assert!(o.status.success());

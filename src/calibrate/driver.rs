@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::data::calibration::CalibrationSet;
 use crate::ffi::llama::{BatchToken, Context, ContextParams, LlamaError, Model, Watch};
 use crate::gguf::{GgufError, GgufFile};
 use crate::model;
@@ -45,6 +46,14 @@ pub enum CalibrateError {
     /// Options out of range.
     #[error("invalid option: {0}")]
     Options(String),
+    /// Samples could not be drawn from the set.
+    #[error("data set {set}: {source}")]
+    Sample {
+        /// The set.
+        set: String,
+        /// Why.
+        source: super::sample::SampleError,
+    },
 }
 
 /// How to run the forward passes.
@@ -264,6 +273,18 @@ impl<'m> Calibrator<'m> {
             progress(real);
         }
         Ok(Throughput { tokens, decodes: decodes.len(), seconds: start.elapsed().as_secs_f64() })
+    }
+
+    /// Draws `n` samples of `set` with `seed` (with or without replacement, as `calibrate`
+    /// does) and measures them; the result names the set and the seed. This is what
+    /// `mathneuro calibrate` computes without `--shard` or checkpoints.
+    pub fn run_sampled(&mut self, set: &CalibrationSet, n: usize, seed: u64, with_replacement: bool) -> Result<ActivationStats, CalibrateError> {
+        let drawn = super::sample::draw(set.texts.len(), n, seed, with_replacement).map_err(|source| CalibrateError::Sample { set: set.name.clone(), source })?;
+        let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
+        let mut stats = self.run(&texts)?;
+        stats.datasets = vec![set.name.clone()];
+        stats.seeds = vec![seed];
+        Ok(stats)
     }
 
     /// Measures `texts` (one sample each) from scratch. The result's `datasets` and `seeds`

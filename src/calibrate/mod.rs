@@ -14,9 +14,13 @@
 //! use mathneuro::calibrate::{CalibrateOptions, Calibrator};
 //! let model = mathneuro::ffi::llama::Model::load("models/gemma-3-270m-q4_k_m.gguf".as_ref())?;
 //! let mut cal = Calibrator::new(&model, &CalibrateOptions::default())?;
-//! let math = cal.run(&["Two plus two is four.".to_string()])?;
-//! let general = cal.run(&["The river ran past the old mill.".to_string()])?;
-//! # let _ = (math, general); Ok(()) }
+//! let math_set = mathneuro::data::calibration::load("gsm8k", None)?;
+//! let general_set = mathneuro::data::calibration::load("mmlu", None)?;
+//! let math = cal.run_sampled(&math_set, 100, 42, true)?; // 100 draws with replacement, seed 42
+//! let general = cal.run_sampled(&general_set, 100, 42, true)?;
+//! // Or any texts, one sample each:
+//! let mine = cal.run(&["Two plus two is four.".to_string()])?;
+//! # let _ = (math, general, mine); Ok(()) }
 //! ```
 
 pub mod accumulate;
