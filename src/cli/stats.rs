@@ -1,7 +1,7 @@
 //! `mathneuro stats merge|imatrix|show`: add STATS files of one model, export one as a
 //! llama.cpp importance matrix, or summarize one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::io::Write as _;
@@ -42,7 +42,7 @@ pub enum StatsCommand {
     },
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<ActivationStats> {
+fn load(path: &Path) -> anyhow::Result<ActivationStats> {
     ActivationStats::load(path).with_context(|| format!("reading STATS file {}", path.display()))
 }
 
@@ -50,7 +50,7 @@ fn load(path: &PathBuf) -> anyhow::Result<ActivationStats> {
 pub fn run(cmd: StatsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         StatsCommand::Merge { inputs, output } => {
-            let parts = inputs.iter().map(load).collect::<anyhow::Result<Vec<_>>>()?;
+            let parts = inputs.iter().map(|p| load(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let merged = merge(&parts).map_err(|e| match &e {
                 MergeError::OtherModel { index, .. } | MergeError::Shape { index, .. } => {
                     anyhow::anyhow!("{}: cannot be merged with {}: {e}", inputs[*index].display(), inputs[0].display())

@@ -459,7 +459,7 @@ fn span_bytes(t: *const sys::ggml_tensor) -> usize {
 /// `scratch` with ggml_backend_tensor_get.
 ///
 /// SAFETY (caller): `t` is a live, computed tensor whose element type has the size of `T`.
-unsafe fn tensor_slice<'s, T: Copy + Default>(t: *const sys::ggml_tensor, scratch: &'s mut Vec<T>) -> &'s [T] {
+unsafe fn tensor_slice<T: Copy + Default>(t: *const sys::ggml_tensor, scratch: &mut Vec<T>) -> &[T] {
     let n_bytes = span_bytes(t);
     let n = n_bytes / std::mem::size_of::<T>();
     // SAFETY: per the caller's contract; host buffers are directly addressable for n_bytes, and
