@@ -46,8 +46,8 @@ pub struct CalibrateArgs {
     /// Tokens per forward pass (llama.cpp micro-batch).
     #[arg(long, default_value_t = 256)]
     pub micro_batch: usize,
-    /// Texts packed into one forward pass (1: each text alone, as the reference; more is faster
-    /// on short texts but adds ~1e-3 numerical noise in late layers).
+    /// Texts packed into one forward pass (1: each text alone, as the reference; more was not
+    /// faster in our measurements and adds ~1e-3 numerical noise in late layers).
     #[arg(long, default_value_t = 1)]
     pub pack: usize,
     /// Compute the output head anyway (slower; for speed comparisons).
