@@ -3,6 +3,9 @@
 //! imatrix statistic), stored as a STATS GGUF file.
 
 pub mod file;
+pub mod imatrix;
+pub mod merge;
+pub mod show;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,284 @@
+//! The capture accumulators: an [`ActivationSink`] that turns the matmul inputs of each decode
+//! into per-text Σx² per column (f64), and, when a text ends, adds √(Σx²) to the weight's
+//! `norm_sum` — the MathNeuro statistic A_j = Σ_s ‖X_s[:,j]‖₂. Pooled Σx² and token counts are
+//! kept alongside for imatrix export.
+//!
+//! Rows of a decode belong to texts in contiguous runs (`Segment`s); each text in flight owns a
+//! slot (its llama.cpp sequence id). Weights fed from the same activation tensor (q/k/v, gate/up)
+//! share one pass over the rows.
+
+use std::collections::HashMap;
+
+use crate::ffi::llama::{ActivationSink, Activations, ExpertIds};
+use crate::stats::{ActivationStats, WeightStats};
+
+/// Shape of one captured weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightShape {
+    /// Tensor name.
+    pub name: String,
+    /// Input width.
+    pub n_in: usize,
+    /// Experts (1 for a plain matrix).
+    pub n_groups: usize,
+}
+
+/// A contiguous run of rows of the current decode belonging to one text slot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segment {
+    /// Slot (sequence id) of the text.
+    pub slot: usize,
+    /// First row.
+    pub start: usize,
+    /// One past the last row.
+    pub end: usize,
+}
+
+/// Running sums over everything measured so far, in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Totals {
+    /// Per weight: Σ_s √(Σ_t x²), `n_in × n_groups`.
+    pub norm_sum: Vec<Vec<f64>>,
+    /// Per weight: pooled Σ x².
+    pub sum_sq: Vec<Vec<f64>>,
+    /// Per weight and group: rows seen.
+    pub tokens: Vec<Vec<u64>>,
+    /// Texts finished.
+    pub samples: u64,
+    /// Tokens measured.
+    pub total_tokens: u64,
+}
+
+impl Totals {
+    /// Zeros for `shapes`.
+    pub fn zeros(shapes: &[WeightShape]) -> Totals {
+        Totals {
+            norm_sum: shapes.iter().map(|s| vec![0.0; s.n_in * s.n_groups]).collect(),
+            sum_sq: shapes.iter().map(|s| vec![0.0; s.n_in * s.n_groups]).collect(),
+            tokens: shapes.iter().map(|s| vec![0; s.n_groups]).collect(),
+            samples: 0,
+            total_tokens: 0,
+        }
+    }
+
+    /// The f32 STATS view of these totals.
+    pub fn to_stats(&self, shapes: &[WeightShape], model_fingerprint: &str) -> ActivationStats {
+        let weights = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.name.clone(),
+                    WeightStats {
+                        n_in: s.n_in,
+                        n_groups: s.n_groups,
+                        norm_sum: self.norm_sum[i].iter().map(|v| *v as f32).collect(),
+                        sum_sq: self.sum_sq[i].iter().map(|v| *v as f32).collect(),
+                        tokens: self.tokens[i].clone(),
+                    },
+                )
+            })
+            .collect();
+        ActivationStats {
+            model_fingerprint: model_fingerprint.to_string(),
+            samples: self.samples,
+            tokens: self.total_tokens,
+            datasets: Vec::new(),
+            seeds: Vec::new(),
+            weights,
+        }
+    }
+}
+
+/// Accumulates activations of the texts in flight and folds finished texts into [`Totals`].
+pub struct Accumulator {
+    shapes: Vec<WeightShape>,
+    offsets: Vec<usize>,
+    per_text: usize,
+    /// Per slot: Σx² of the text in flight, all weights concatenated.
+    slots: Vec<Vec<f64>>,
+    segments: Vec<Segment>,
+    n_rows: usize,
+    real_rows: usize,
+    /// Per activation tensor of this decode: Σx² per (segment, column).
+    partials: HashMap<usize, Vec<f64>>,
+    /// Weights reported during this decode.
+    seen: Vec<bool>,
+    /// Everything finished so far.
+    pub totals: Totals,
+    error: Option<String>,
+}
+
+impl Accumulator {
+    /// An accumulator for `shapes` with `n_slots` texts in flight at most.
+    pub fn new(shapes: Vec<WeightShape>, n_slots: usize) -> Accumulator {
+        let mut offsets = Vec::with_capacity(shapes.len());
+        let mut per_text = 0;
+        for s in &shapes {
+            offsets.push(per_text);
+            per_text += s.n_in * s.n_groups;
+        }
+        let totals = Totals::zeros(&shapes);
+        let seen = vec![false; shapes.len()];
+        Accumulator {
+            shapes,
+            offsets,
+            per_text,
+            slots: (0..n_slots).map(|_| Vec::new()).collect(),
+            segments: Vec::new(),
+            n_rows: 0,
+            real_rows: 0,
+            partials: HashMap::new(),
+            seen,
+            totals,
+            error: None,
+        }
+    }
+
+    /// The weights measured.
+    pub fn shapes(&self) -> &[WeightShape] {
+        &self.shapes
+    }
+
+    /// Declares the rows of the next decode: `segments` of texts, then padding up to `n_rows`
+    /// (rows outside every segment are ignored).
+    pub fn begin_decode(&mut self, segments: &[Segment], n_rows: usize) {
+        self.segments.clear();
+        self.segments.extend_from_slice(segments);
+        self.n_rows = n_rows;
+        let real_rows: usize = segments.iter().map(|s| s.end - s.start).sum();
+        self.partials.clear();
+        self.seen.iter_mut().for_each(|s| *s = false);
+        for seg in segments {
+            let slot = &mut self.slots[seg.slot];
+            if slot.is_empty() {
+                slot.resize(self.per_text, 0.0);
+            }
+        }
+        self.totals.total_tokens += real_rows as u64;
+        self.real_rows = real_rows;
+    }
+
+    /// Ends a decode; returns the first problem met, or the names of weights not reported.
+    pub fn end_decode(&mut self) -> Result<(), String> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let missing: Vec<&str> = self.shapes.iter().zip(&self.seen).filter(|(_, s)| !**s).map(|(w, _)| w.name.as_str()).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{} watched weight(s) were not multiplied in this forward pass (first: {}); the model's graph does not match its tensor table",
+                missing.len(),
+                missing[0]
+            ));
+        }
+        Ok(())
+    }
+
+    /// The text in `slot` has ended: adds √(Σx²) per column to `norm_sum` and frees the slot.
+    pub fn finish_text(&mut self, slot: usize) {
+        let acc = std::mem::take(&mut self.slots[slot]);
+        if acc.is_empty() {
+            return;
+        }
+        for (w, off) in self.offsets.iter().enumerate() {
+            let n = self.shapes[w].n_in * self.shapes[w].n_groups;
+            for (dst, v) in self.totals.norm_sum[w].iter_mut().zip(&acc[*off..off + n]) {
+                *dst += v.sqrt();
+            }
+        }
+        self.totals.samples += 1;
+        // Keep the allocation for the next text in this slot.
+        let mut acc = acc;
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        self.slots[slot] = acc;
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.error.is_none() {
+            self.error = Some(msg);
+        }
+    }
+}
+
+/// Σ x² per column over `rows` of `acts`, added into `out` (f64).
+fn add_squares(acts: &Activations<'_>, rows: std::ops::Range<usize>, out: &mut [f64]) {
+    for r in rows {
+        let x = acts.row_flat(r);
+        for (o, v) in out.iter_mut().zip(x) {
+            let v = *v as f64;
+            *o += v * v;
+        }
+    }
+}
+
+impl ActivationSink for Accumulator {
+    fn matmul(&mut self, weight: usize, input_id: usize, input: &Activations<'_>) {
+        let shape = &self.shapes[weight];
+        let n_in = shape.n_in;
+        if input.n_in != n_in || shape.n_groups != 1 {
+            let msg = format!("{}: input rows have {} values, the weight has {} columns", shape.name, input.n_in, n_in);
+            return self.fail(msg);
+        }
+        if input.n_rows() != self.n_rows {
+            let msg = format!("{}: input has {} rows, the batch has {} tokens", shape.name, input.n_rows(), self.n_rows);
+            return self.fail(msg);
+        }
+        self.seen[weight] = true;
+        let segments = &self.segments;
+        let partial = self.partials.entry(input_id).or_insert_with(|| {
+            let mut p = vec![0.0; segments.len() * n_in];
+            for (k, seg) in segments.iter().enumerate() {
+                add_squares(input, seg.start..seg.end, &mut p[k * n_in..(k + 1) * n_in]);
+            }
+            p
+        });
+        let off = self.offsets[weight];
+        for (k, seg) in self.segments.iter().enumerate() {
+            let part = &partial[k * n_in..(k + 1) * n_in];
+            for (d, p) in self.slots[seg.slot][off..off + n_in].iter_mut().zip(part) {
+                *d += p;
+            }
+            for (d, p) in self.totals.sum_sq[weight].iter_mut().zip(part) {
+                *d += p;
+            }
+        }
+        self.totals.tokens[weight][0] += self.real_rows as u64;
+    }
+
+    fn matmul_id(&mut self, weight: usize, input: &Activations<'_>, ids: &ExpertIds<'_>) {
+        let shape = &self.shapes[weight];
+        let (n_in, n_groups) = (shape.n_in, shape.n_groups);
+        if input.n_in != n_in || ids.n_tokens != self.n_rows || input.ne[1] != ids.n_tokens || input.ne[0] == 0 {
+            let msg = format!(
+                "{}: expert input [{}, {}, {}] and ids [{}, {}] do not match {} columns and {} tokens",
+                shape.name, input.n_in, input.ne[0], input.ne[1], ids.n_used, ids.n_tokens, n_in, self.n_rows
+            );
+            return self.fail(msg);
+        }
+        self.seen[weight] = true;
+        let off = self.offsets[weight];
+        for seg in &self.segments {
+            for t in seg.start..seg.end {
+                for k in 0..ids.n_used {
+                    let e = ids.get(k, t);
+                    if e < 0 || e as usize >= n_groups {
+                        let msg = format!("{}: expert id {e} outside 0..{n_groups}", shape.name);
+                        self.error.get_or_insert(msg);
+                        return;
+                    }
+                    let e = e as usize;
+                    let x = input.row(k % input.ne[0], t, 0);
+                    let slot = &mut self.slots[seg.slot][off + e * n_in..off + (e + 1) * n_in];
+                    let pooled = &mut self.totals.sum_sq[weight][e * n_in..(e + 1) * n_in];
+                    for ((s, p), v) in slot.iter_mut().zip(pooled.iter_mut()).zip(x) {
+                        let sq = (*v as f64) * (*v as f64);
+                        *s += sq;
+                        *p += sq;
+                    }
+                    self.totals.tokens[weight][e] += 1;
+                }
+            }
+        }
+    }
+}
