@@ -1,1 +1,3 @@
 //! data stage (TODO).
+
+pub mod dir;
