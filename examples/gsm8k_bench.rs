@@ -15,6 +15,7 @@ use mathneuro::data::dir::resolve_data_dir;
 use mathneuro::eval::datasets::{Gsm8kRecord, read_jsonl};
 use mathneuro::eval::engine::{EngineOptions, EvalModel};
 use mathneuro::eval::gsm8k::{Gsm8kMode, run_gsm8k};
+use mathneuro::eval::gsm8k_prompt::MAX_NEW_TOKENS;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,10 +32,10 @@ fn main() -> anyhow::Result<()> {
     let mut session = model.session(&engine)?;
 
     let t = Instant::now();
-    let naive = run_gsm8k(&mut session, &records[..n_naive], records.len(), Gsm8kMode::Naive, |_| {})?;
+    let naive = run_gsm8k(&mut session, &records[..n_naive], records.len(), Gsm8kMode::Naive, MAX_NEW_TOKENS, |_| {})?;
     let naive_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let batched = run_gsm8k(&mut session, &records[..n_batched], records.len(), Gsm8kMode::Batched { parallel }, |_| {})?;
+    let batched = run_gsm8k(&mut session, &records[..n_batched], records.len(), Gsm8kMode::Batched { parallel }, MAX_NEW_TOKENS, |_| {})?;
     let batched_s = t.elapsed().as_secs_f64();
 
     let per_min = |n: usize, s: f64| n as f64 * 60.0 / s;

@@ -47,6 +47,9 @@ pub struct EvalArgs {
     /// Decode GSM8K one question at a time with its whole prompt (benchmark baseline).
     #[arg(long, hide = true)]
     pub naive: bool,
+    /// Most new tokens per GSM8K answer (the harness uses 256).
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
     /// Perplexity window in tokens.
     #[arg(long, default_value_t = 1024)]
     pub ppl_window: usize,
@@ -80,6 +83,7 @@ impl EvalArgs {
         options.seed = self.seed;
         options.fewshot = self.fewshot;
         options.gsm8k_mode = if self.naive { Gsm8kMode::Naive } else { Gsm8kMode::Batched { parallel: self.parallel.max(1) } };
+        options.max_new_tokens = self.max_new_tokens.max(1);
         options.windows = Windows { window: self.ppl_window, stride: self.ppl_stride };
         options.bootstrap = self.bootstrap;
         options.engine = engine;

@@ -29,12 +29,14 @@ pub enum Gsm8kMode {
     Naive,
 }
 
-/// Generates answers for `records` (with their data indices) and scores them.
+/// Generates answers for `records` (with their data indices) and scores them; the harness
+/// allows [`MAX_NEW_TOKENS`] new tokens.
 pub fn run_gsm8k(
     session: &mut Session<'_>,
     records: &[(usize, Gsm8kRecord)],
     n_available: usize,
     mode: Gsm8kMode,
+    max_new_tokens: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<TaskOutcome, EngineError> {
     let model = session.model();
@@ -57,7 +59,7 @@ pub fn run_gsm8k(
         Gsm8kMode::Naive => 1,
     };
     let options = GenerateOptions {
-        max_new_tokens: MAX_NEW_TOKENS,
+        max_new_tokens,
         stop: STOP.iter().map(|s| s.to_string()).collect(),
         parallel,
     };
@@ -104,7 +106,11 @@ pub fn run_gsm8k(
         metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
         items,
         n_available,
-        setting: GSM8K_SETTING.to_string(),
+        setting: if max_new_tokens == MAX_NEW_TOKENS {
+            GSM8K_SETTING.to_string()
+        } else {
+            format!("{GSM8K_SETTING}; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}")
+        },
     })
 }
 

@@ -57,6 +57,8 @@ pub struct EvalOptions {
     pub fewshot: usize,
     /// GSM8K questions decoding at once (1 and [`Gsm8kMode::Naive`] for the baseline).
     pub gsm8k_mode: Gsm8kMode,
+    /// Most new tokens per GSM8K answer (the harness uses 256).
+    pub max_new_tokens: usize,
     /// Perplexity windows.
     pub windows: Windows,
     /// Bootstrap resamples for the intervals.
@@ -77,6 +79,7 @@ impl EvalOptions {
             seed: 1234,
             fewshot: 0,
             gsm8k_mode: Gsm8kMode::Batched { parallel: 16 },
+            max_new_tokens: gsm8k_prompt::MAX_NEW_TOKENS,
             windows: Windows::default(),
             bootstrap: 1000,
             engine: EngineOptions::default(),
@@ -199,7 +202,7 @@ fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions) -> Res
             let bar = bar_for(records.len());
             let tick = |d: usize| bar.set_position(d as u64);
             let out = match task {
-                Task::Gsm8k => gsm8k::run_gsm8k(session, &records, n_available, options.gsm8k_mode, tick)?,
+                Task::Gsm8k => gsm8k::run_gsm8k(session, &records, n_available, options.gsm8k_mode, options.max_new_tokens, tick)?,
                 Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, &records, n_available, tick)?,
                 _ => perplexity::run_documents(
                     session,
