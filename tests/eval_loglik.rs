@@ -1,6 +1,6 @@
 //! The batched and prefix-shared scoring paths give the same log-likelihoods as a naive
 //! single-sequence pass over full logits, on the real model: the batched path to 1e-3, the
-//! prefix-shared path to 0.02 nats per token (see the comment at the assertion).
+//! prefix-shared path only to 0.3 nats per continuation (see the comment at the assertion).
 
 use std::path::Path;
 
@@ -75,12 +75,11 @@ fn batched_and_prefix_shared_scores_match_the_naive_pass() {
             assert!((b - reference).abs() < 1e-3, "group {gi} cont {ci}: batched {b} vs naive {reference}");
             // Known gap: the shared path's tokens sit at other rows of differently sized
             // micro-batches than in the naive pass, and llama.cpp's CPU kernels round such rows
-            // differently; Gemma 3 amplifies this (measured: 2 of 6 sums exact, the others off
-            // by 0.02 and 0.18 nats over ~20 tokens). A bookkeeping error (wrong row, target or
-            // position) moves these sums by whole nats.
-            let per_token = (s - shared_reference).abs() / cont.len() as f64;
+            // differently; Gemma 3 amplifies this (measured: half of the sums exact, the others
+            // off by 0.02 to 0.18 nats). A bookkeeping error (wrong row, target or position)
+            // moves these sums by whole nats.
             assert!(
-                per_token < 0.02,
+                (s - shared_reference).abs() < 0.3,
                 "group {gi} cont {ci}: prefix-shared {s} vs naive {shared_reference}"
             );
             assert_eq!(batched[gi][ci].token_logprobs.len(), cont.len());
@@ -88,6 +87,9 @@ fn batched_and_prefix_shared_scores_match_the_naive_pass() {
         }
     }
     assert_eq!(compared, 6);
+    // The same requests scored again give the same numbers: the scheduling is deterministic.
+    let again = session.score(&prefix.tokens, &groups, |_| {}).unwrap();
+    assert_eq!(again, shared);
     // Sanity: the right answers are more likely than the wrong ones here.
     assert!(shared[0][0].logprob() / 12.0 > shared[0][1].logprob() / 5.0 || shared[0][0].logprob() > -40.0);
 }
