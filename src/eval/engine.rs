@@ -375,7 +375,7 @@ impl<'m> Session<'m> {
     /// way a shared prefix is decoded (llama.cpp's numbers depend slightly on the micro-batch
     /// layout, see [`MIN_ROWS`]).
     pub fn full_logits_split(&mut self, tokens: &[Token], split: usize) -> Result<Vec<Vec<f32>>, EngineError> {
-        if tokens.len() > self.n_ctx {
+        if tokens.len() + MIN_ROWS > self.n_ctx {
             return Err(EngineError::TooLong { tokens: tokens.len(), n_ctx: self.n_ctx });
         }
         self.clear_all();
@@ -439,11 +439,12 @@ impl<'m> Session<'m> {
                 )));
             }
             let cells = group_cells(g) + if g.use_prefix { prefix_len } else { 0 };
-            if cells > self.n_ctx {
+            if cells + MIN_ROWS > self.n_ctx {
                 return Err(EngineError::TooLong { tokens: cells, n_ctx: self.n_ctx });
             }
         }
-        let budget = self.n_ctx - prefix_len;
+        // Room for the padding rows too (see MIN_ROWS).
+        let budget = self.n_ctx.saturating_sub(prefix_len + MIN_ROWS);
         let mut free_seqs: Vec<i32> = (1..=self.max_sequences as i32).rev().collect();
         let mut active: Vec<Active> = Vec::new();
         let mut next_group = 0;
@@ -553,14 +554,14 @@ impl<'m> Session<'m> {
         let parallel = options.parallel.clamp(1, self.max_sequences);
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let per_slot = longest + options.max_new_tokens + 1;
-        if prefix.len() + per_slot > self.n_ctx {
+        if prefix.len() + per_slot + MIN_ROWS > self.n_ctx {
             return Err(EngineError::TooLong { tokens: prefix.len() + per_slot, n_ctx: self.n_ctx });
         }
         if prompts.iter().any(Vec::is_empty) {
             return Err(EngineError::Invalid("an empty prompt (nothing to predict the first token from)".into()));
         }
         // As many slots as the cache holds at worst.
-        let parallel = parallel.min((self.n_ctx - prefix.len()) / per_slot).max(1);
+        let parallel = parallel.min((self.n_ctx - prefix.len() - MIN_ROWS) / per_slot).max(1);
         let prefix_len = if prefix.is_empty() {
             self.clear_all();
             0
