@@ -1,5 +1,5 @@
-//! data stage: where data sets live (`dir`), and the calibration texts (`calibration`, with the
-//! built-in set in `embedded`).
+//! Data sets: where they live (`dir`), and the calibration texts (`calibration`, with the
+//! built-in set in `embedded`). Evaluation tasks read their own records in `eval::datasets`.
 
 pub mod calibration;
 pub mod dir;

@@ -1,0 +1,179 @@
+//! The GSM8K tasks: `gsm8k` (8-shot chain-of-thought generation, strict and flexible answer
+//! extraction) and `gsm8k_nll` (per-token negative log-likelihood of the gold solutions).
+
+use std::collections::BTreeMap;
+
+use super::answer::{extract_flexible, extract_strict, gold_answer, is_correct};
+use super::datasets::Gsm8kRecord;
+use super::engine::{EngineError, GenerateOptions, Generation, Session, Token};
+use super::gsm8k_prompt::{MAX_NEW_TOKENS, STOP, cot_prefix, cot_prompt, cot_question, nll_context, nll_continuation};
+use super::requests::{Prefix, build_group};
+use super::task::{ItemResult, MetricSpec, TaskOutcome};
+
+/// The one-line description of the `gsm8k` setting.
+pub const GSM8K_SETTING: &str = "lm-eval gsm8k_cot v3.0: 8 fixed CoT exemplars \"Q: ..\\nA: ..\", greedy, \
+     ≤256 new tokens, stop at \"Q:\", \"</s>\", \"<|im_end|>\", blank line or end of generation; \
+     strict-match (first \"The answer is N.\") and flexible-extract (last number); exact match \
+     ignoring case, \",\", \"$\", a trailing \".\"";
+
+/// How the GSM8K questions are decoded: all together sharing the exemplar prefix (the normal
+/// path) or one at a time, each with its whole prompt (the naive baseline of the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gsm8kMode {
+    /// Shared 8-shot prefix in the KV cache, up to `parallel` questions per batch.
+    Batched {
+        /// Questions decoding at once.
+        parallel: usize,
+    },
+    /// One question at a time, full prompt each time, no sharing.
+    Naive,
+}
+
+/// Generates answers for `records` (with their data indices) and scores them; the harness
+/// allows [`MAX_NEW_TOKENS`] new tokens.
+pub fn run_gsm8k(
+    session: &mut Session<'_>,
+    records: &[(usize, Gsm8kRecord)],
+    n_available: usize,
+    mode: Gsm8kMode,
+    max_new_tokens: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<TaskOutcome, EngineError> {
+    let model = session.model();
+    let prefix = Prefix::new(model, &cot_prefix());
+    let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
+    let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
+    for (k, (_, r)) in records.iter().enumerate() {
+        let full = model.tokenize(&cot_prompt(&r.question), true);
+        let splits = matches!(mode, Gsm8kMode::Batched { .. })
+            && full.len() > prefix.tokens.len()
+            && full.starts_with(&prefix.tokens);
+        if splits {
+            shared.push((k, full[prefix.tokens.len()..].to_vec()));
+        } else {
+            alone.push((k, full));
+        }
+    }
+    let parallel = match mode {
+        Gsm8kMode::Batched { parallel } => parallel,
+        Gsm8kMode::Naive => 1,
+    };
+    let options = GenerateOptions {
+        max_new_tokens,
+        stop: STOP.iter().map(|s| s.to_string()).collect(),
+        parallel,
+    };
+    let mut generations: Vec<Option<Generation>> = vec![None; records.len()];
+    let mut done = 0;
+    if !shared.is_empty() {
+        let prompts: Vec<Vec<Token>> = shared.iter().map(|(_, p)| p.clone()).collect();
+        let out = session.generate(&prefix.tokens, &prompts, &options, |_, _| {
+            done += 1;
+            progress(done);
+        })?;
+        for ((k, _), g) in shared.iter().zip(out) {
+            generations[*k] = Some(g);
+        }
+    }
+    if !alone.is_empty() {
+        match mode {
+            Gsm8kMode::Naive => {
+                for (k, prompt) in &alone {
+                    let out = session.generate(&[], std::slice::from_ref(prompt), &options, |_, _| {})?;
+                    generations[*k] = out.into_iter().next();
+                    done += 1;
+                    progress(done);
+                }
+            }
+            Gsm8kMode::Batched { .. } => {
+                let prompts: Vec<Vec<Token>> = alone.iter().map(|(_, p)| p.clone()).collect();
+                let out = session.generate(&[], &prompts, &options, |_, _| {
+                    done += 1;
+                    progress(done);
+                })?;
+                for ((k, _), g) in alone.iter().zip(out) {
+                    generations[*k] = Some(g);
+                }
+            }
+        }
+    }
+    let items = records
+        .iter()
+        .zip(generations)
+        .map(|((index, r), g)| score_generation(*index, r, &g.expect("every question generated").text))
+        .collect();
+    Ok(TaskOutcome {
+        metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
+        items,
+        n_available,
+        setting: if max_new_tokens == MAX_NEW_TOKENS {
+            GSM8K_SETTING.to_string()
+        } else {
+            format!("{GSM8K_SETTING}; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}")
+        },
+    })
+}
+
+/// Scores one generated answer with both extractions.
+pub fn score_generation(index: usize, record: &Gsm8kRecord, output: &str) -> ItemResult {
+    let gold = gold_answer(&record.answer);
+    let strict = extract_strict(output);
+    let flexible = extract_flexible(output);
+    let scores = vec![(is_correct(&strict, &gold) as u8 as f64, 1.0), (is_correct(&flexible, &gold) as u8 as f64, 1.0)];
+    let mut extracted = BTreeMap::new();
+    extracted.insert("strict-match".to_string(), strict);
+    extracted.insert("flexible-extract".to_string(), flexible);
+    ItemResult {
+        index,
+        prompt: cot_question(&record.question),
+        output: output.to_string(),
+        target: gold,
+        extracted,
+        scores,
+    }
+}
+
+/// The one-line description of the `gsm8k_nll` setting.
+pub const NLL_SETTING: &str = "−log p(\" {gold worked answer}\" | \"Question: {q}\\nAnswer:\") per token \
+     (lm-eval gsm8k zero-shot format, BOS), summed over items then divided by their tokens";
+
+/// Scores the gold solutions of `records`.
+pub fn run_gsm8k_nll(
+    session: &mut Session<'_>,
+    records: &[(usize, Gsm8kRecord)],
+    n_available: usize,
+    progress: impl FnMut(usize),
+) -> Result<TaskOutcome, EngineError> {
+    let model = session.model();
+    let none = Prefix::default();
+    let groups: Vec<_> = records
+        .iter()
+        .map(|(_, r)| build_group(model, &none, &nll_context(&r.question), &[nll_continuation(&r.answer)]))
+        .collect();
+    let scores = session.score(&[], &groups, progress)?;
+    let items = records
+        .iter()
+        .zip(scores)
+        .map(|((index, r), s)| {
+            let s = &s[0];
+            let nll = -s.logprob();
+            let n = s.token_logprobs.len() as f64;
+            let mut extracted = BTreeMap::new();
+            extracted.insert("tokens".to_string(), s.token_logprobs.len().to_string());
+            ItemResult {
+                index: *index,
+                prompt: nll_context(&r.question),
+                output: format!("{:.4}", nll / n),
+                target: r.answer.clone(),
+                extracted,
+                scores: vec![(nll, n)],
+            }
+        })
+        .collect();
+    Ok(TaskOutcome {
+        metrics: vec![MetricSpec::lower_ratio("nll_per_token")],
+        items,
+        n_available,
+        setting: NLL_SETTING.to_string(),
+    })
+}
