@@ -70,32 +70,17 @@ pub struct CalibrateArgs {
     pub output: PathBuf,
 }
 
-/// When `OMP_WAIT_POLICY` is unset, runs this same command again as a child process with
-/// `OMP_WAIT_POLICY=PASSIVE` and returns its exit code (`None`: go on in this process).
-///
-/// Why: calibration splits each forward pass at every watched matmul, and between the pieces
-/// ggml's OpenMP workers spin. On a machine with other busy processes the spinning steals the
-/// CPU from the working threads: 44 → 306 tokens/s measured on a shared 2-core machine, same
-/// output bytes. libgomp reads the variable once, when the program starts, so it cannot be set
-/// from inside. Set `OMP_WAIT_POLICY=ACTIVE` to keep spinning (marginally faster on idle cores).
-pub fn rerun_with_passive_openmp() -> anyhow::Result<Option<ExitCode>> {
-    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
-        return Ok(None);
-    }
-    let exe = std::env::current_exe().context("locating the mathneuro executable")?;
-    let status = std::process::Command::new(&exe)
-        .args(std::env::args_os().skip(1))
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .status()
-        .with_context(|| format!("running {}", exe.display()))?;
-    Ok(Some(status.code().map_or(ExitCode::FAILURE, |c| ExitCode::from(c as u8))))
+/// A progress bar over `total` calibration tokens with tok/s and ETA, on stderr (hidden by
+/// indicatif when stderr is not a terminal).
+pub fn token_bar(total: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} calibrating {msg} [{bar:30}] {pos}/{len} tok, {per_sec}, ETA {eta}").expect("valid template").progress_chars("=> "));
+    bar.set_message(label.to_string());
+    bar
 }
 
 /// Runs `mathneuro calibrate`.
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
-    if let Some(code) = rerun_with_passive_openmp()? {
-        return Ok(code);
-    }
     let set = calibration::load(&args.data, args.data_dir.as_deref())?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose().map_err(anyhow::Error::msg)?;
     let drawn = sample::draw(set.texts.len(), args.samples, args.seed, !args.no_replacement).with_context(|| format!("data set {}", set.name))?;
@@ -146,9 +131,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
 
     let total_tokens = tok.total_tokens() as u64;
     let done_tokens: u64 = tok.texts[..start].iter().map(|t| t.len() as u64).sum();
-    let bar = ProgressBar::with_draw_target(Some(total_tokens), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} calibrating {msg} [{bar:30}] {pos}/{len} tok, {per_sec}, ETA {eta}").expect("valid template").progress_chars("=> "));
-    bar.set_message(set.name.clone());
+    let bar = token_bar(total_tokens, &set.name);
     bar.set_position(done_tokens);
     bar.reset_eta();
     let t0 = std::time::Instant::now();

@@ -68,6 +68,15 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
+    /// The arguments `mathneuro eval MODEL` gets with every option at its default (taken from
+    /// the clap definitions, so `run --eval` and `eval` cannot drift apart).
+    pub fn defaults(model: PathBuf) -> EvalArgs {
+        use clap::{Args as _, FromArgMatches as _};
+        let cmd = EvalArgs::augment_args(clap::Command::new("eval"));
+        let matches = cmd.get_matches_from([std::ffi::OsString::from("eval"), model.into_os_string()]);
+        EvalArgs::from_arg_matches(&matches).expect("defaults parse")
+    }
+
     /// The library options these arguments describe.
     pub fn options(&self) -> anyhow::Result<EvalOptions> {
         let tasks = Task::parse_list(&self.tasks)?;

@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod eval;
 pub mod inspect;
 pub mod mask;
+pub mod openmp;
 pub mod run;
 pub mod stats;
 
@@ -45,6 +46,12 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_));
+    if runs_llama {
+        if let Some(code) = openmp::rerun_with_passive_openmp()? {
+            return Ok(code);
+        }
+    }
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),

@@ -1,16 +1,194 @@
-//! `mathneuro run`. (TODO)
+//! `mathneuro run MODEL`: the whole method in one command. Calibrates on a math set and a
+//! general set with one loaded model, selects the math-specific weights, writes
+//! `MODEL-mathneuro.gguf` (+ Modelfile, report, heat map, both STATS files), and with `--eval`
+//! compares the new model against the original on the same items.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::calibrate::{CalibrateOptions, Calibrator};
+use crate::cli::apply::default_output;
+use crate::cli::calibrate::token_bar;
+use crate::cli::eval::EvalArgs;
+use crate::data::calibration::{self, CalibrationSet};
+use crate::data::dir::resolve_data_dir;
+use crate::ffi::llama::Model;
+use crate::gguf::{GgufFile, MetaValue};
+use crate::select::{Method, SelectOptions};
+use crate::stats::ActivationStats;
+use crate::surgery::{self, ApplyOptions, Change, side_path};
 
 /// Arguments of `mathneuro run`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("change").args(["scale", "prune"])))]
 pub struct RunArgs {
     /// The GGUF model.
     pub model: PathBuf,
+    /// Math calibration data (default: gsm8k when a data directory is found, else embedded-math).
+    /// Same forms as `calibrate --data`.
+    #[arg(long)]
+    pub math: Option<String>,
+    /// General calibration data (default: mmlu when a data directory is found, else
+    /// embedded-general).
+    #[arg(long)]
+    pub general: Option<String>,
+    /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Samples drawn from each set, with replacement (the paper's code uses 500; 100 gives the
+    /// same ≈1.2% selection on Gemma 3 270M in a fifth of the time).
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Seed for sampling (and for `--method random`).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Tokens kept per calibration text.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// K: percent of each matrix's entries in a top-k set.
+    #[arg(long, default_value_t = 5.0)]
+    pub top_k: f64,
+    /// Multiply the selected weights by this factor [default: 1.1].
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Set the selected weights to zero instead of scaling them.
+    #[arg(long)]
+    pub prune: bool,
+    /// Selection rule.
+    #[arg(long, value_enum, default_value_t = Method::MathNeuro)]
+    pub method: Method,
+    /// Output GGUF [default: MODEL-mathneuro.gguf beside the model].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    pub force: bool,
+    /// Also write the selection as a mask GGUF.
+    #[arg(long)]
+    pub save_mask: Option<PathBuf>,
+    /// After writing, compare OUT against MODEL on these tasks (comma-separated, as `eval
+    /// --tasks`), e.g. gsm8k_nll,arc_easy,wikitext.
+    #[arg(long, value_name = "TASKS")]
+    pub eval: Option<String>,
+    /// Items per evaluation task (seeded subset).
+    #[arg(long, value_name = "N")]
+    pub eval_limit: Option<usize>,
+    /// Where the evaluation reports go [default: OUT.eval/ beside the output].
+    #[arg(long, value_name = "DIR")]
+    pub eval_out: Option<PathBuf>,
+    /// CPU threads (default: all).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The two calibration sets `run` uses: the named ones, else GSM8K vs MMLU from the data
+/// directory, else the built-in sets (so the command works with no data at all).
+fn calibration_sets(args: &RunArgs) -> anyhow::Result<(CalibrationSet, CalibrationSet)> {
+    let have_dir = resolve_data_dir(args.data_dir.as_deref()).is_ok();
+    let (math_default, general_default) = if have_dir { ("gsm8k", "mmlu") } else { ("embedded-math", "embedded-general") };
+    if !have_dir && (args.math.is_none() || args.general.is_none()) {
+        eprintln!("note: no data directory found (--data-dir, $MATHNEURO_DATA, ../shared/data); using the built-in calibration texts");
+    }
+    let math = calibration::load(args.math.as_deref().unwrap_or(math_default), args.data_dir.as_deref())?;
+    let general = calibration::load(args.general.as_deref().unwrap_or(general_default), args.data_dir.as_deref())?;
+    Ok((math, general))
+}
+
+/// Calibrates `set` with a progress bar and saves the STATS beside the output.
+fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats_path: &Path) -> anyhow::Result<ActivationStats> {
+    let drawn = crate::calibrate::sample::draw(set.texts.len(), args.samples, args.seed, true).with_context(|| format!("data set {}", set.name))?;
+    let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
+    let tok = cal.tokenize(&texts)?;
+    let bar = token_bar(tok.total_tokens() as u64, &set.name);
+    let mut acc = cal.new_accumulator();
+    let th = cal.measure(&mut acc, &tok, &mut |n| bar.inc(n as u64)).with_context(|| format!("calibrating on {}", set.name))?;
+    bar.finish_and_clear();
+    let mut stats = acc.totals.to_stats(cal.shapes(), cal.fingerprint());
+    stats.datasets = vec![set.name.clone()];
+    stats.seeds = vec![args.seed];
+    let extra = [
+        ("mathneuro.template".to_string(), MetaValue::string(&set.template)),
+        ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
+        ("mathneuro.replacement".to_string(), MetaValue::Bool(true)),
+        ("mathneuro.max_tokens".to_string(), MetaValue::U64(args.max_tokens as u64)),
+        ("mathneuro.truncated".to_string(), MetaValue::U64(tok.truncated as u64)),
+        ("mathneuro.head_skipped".to_string(), MetaValue::Bool(cal.head_skipped())),
+    ];
+    stats.save(stats_path, &extra).with_context(|| format!("writing {}", stats_path.display()))?;
+    eprintln!(
+        "calibrated {}: {} samples, {} tokens in {:.1} s ({:.0} tok/s) → {}",
+        set.name,
+        stats.samples,
+        stats.tokens,
+        th.seconds,
+        th.tokens_per_second(),
+        stats_path.display()
+    );
+    Ok(stats)
 }
 
 /// Runs `mathneuro run`.
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`mathneuro run` is not implemented yet")
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let change = match (args.scale, args.prune) {
+        (_, true) => Change::Prune,
+        (Some(s), false) if s.is_finite() => Change::Scale(s),
+        (Some(s), false) => anyhow::bail!("--scale {s} is not a finite number"),
+        (None, false) => Change::Scale(1.1),
+    };
+    let output = args.output.clone().unwrap_or_else(|| default_output(&args.model));
+    if output.exists() && !args.force {
+        anyhow::bail!("{} already exists; pass --force to overwrite it", output.display());
+    }
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        anyhow::ensure!(dir.is_dir(), "output directory {} does not exist", dir.display());
+    }
+    let (math_set, general_set) = calibration_sets(&args)?;
+    let threads = args.threads.unwrap_or_else(crate::calibrate::driver::default_threads);
+    let t0 = std::time::Instant::now();
+
+    // One loaded model serves both calibrations; it is dropped before the rewrite.
+    let (math, general) = {
+        let model = Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+        let opts = CalibrateOptions { threads, max_tokens: args.max_tokens, ..CalibrateOptions::default() };
+        let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
+        let math = measure(&mut cal, &math_set, &args, &side_path(&output, ".math-stats.gguf"))?;
+        let general = measure(&mut cal, &general_set, &args, &side_path(&output, ".general-stats.gguf"))?;
+        (math, general)
+    };
+
+    let opts = ApplyOptions {
+        select: SelectOptions { method: args.method, top_k_percent: args.top_k, seed: args.seed },
+        change,
+        output: output.clone(),
+        force: args.force,
+        save_mask: args.save_mask.clone(),
+        write_modelfile: true,
+        write_report: true,
+        progress: true,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("starting worker threads")?;
+    let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    let report = pool.install(|| surgery::apply(&model_file, &math, &general, &opts)).with_context(|| format!("rewriting {}", args.model.display()))?;
+    drop(model_file);
+    print!("{}", report.markdown());
+    eprintln!("calibrate + select + rewrite: {:.1} s", t0.elapsed().as_secs_f64());
+
+    if let Some(tasks) = &args.eval {
+        let eval_out = args.eval_out.clone().unwrap_or_else(|| side_path(&output, ".eval"));
+        println!("\n## Before / after\n");
+        let eval_args = EvalArgs {
+            model: args.model.clone(),
+            compare: Some(output.clone()),
+            tasks: tasks.clone(),
+            limit: args.eval_limit,
+            out: eval_out,
+            data_dir: args.data_dir.clone(),
+            threads: Some(threads),
+            ..EvalArgs::defaults(args.model.clone())
+        };
+        return crate::cli::eval::run(eval_args);
+    }
+    Ok(ExitCode::SUCCESS)
 }

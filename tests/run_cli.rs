@@ -1,0 +1,73 @@
+//! `mathneuro run` end to end on the default model with a small sample count: calibration on
+//! both sets with one loaded model, selection, the rewritten GGUF with its Modelfile, report,
+//! heat map and STATS files, provenance visible to `inspect`, and the before/after table.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+fn bin() -> Command {
+    assert!(Path::new(MODEL).exists(), "{MODEL} is missing: run models/fetch.sh (tests need it and do not skip)");
+    Command::new(env!("CARGO_BIN_EXE_mathneuro"))
+}
+
+fn shared_data() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    assert!(p.join("gsm8k/train.jsonl").exists(), "{} is missing: the data sets live beside the checkout", p.display());
+    p
+}
+
+#[test]
+fn run_calibrates_selects_writes_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gemma-mathneuro.gguf");
+    let res = bin()
+        .args(["run", MODEL, "--samples", "3", "--max-tokens", "96", "--threads", "2", "--eval", "arc_easy", "--eval-limit", "6"])
+        .arg("--data-dir")
+        .arg(shared_data())
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "run failed:\n{stderr}");
+    // Calibration used GSM8K vs MMLU from the data directory, 3 samples each.
+    assert!(stderr.contains("calibrated gsm8k: 3 samples") && stderr.contains("calibrated mmlu: 3 samples"), "{stderr}");
+    for side in ["gemma-mathneuro.report.json", "gemma-mathneuro.heatmap.svg", "gemma-mathneuro.math-stats.gguf", "gemma-mathneuro.general-stats.gguf", "Modelfile"] {
+        assert!(dir.path().join(side).exists(), "{side} was not written");
+    }
+    assert!(dir.path().join("gemma-mathneuro.eval/report.json").exists());
+    // The apply summary, then the before/after comparison on identical items.
+    assert!(stdout.contains("# mathneuro apply"), "{stdout}");
+    assert!(stdout.contains("## Before / after") && stdout.contains("| arc_easy | acc"), "{stdout}");
+
+    let inspect = bin().arg("inspect").arg(&out).arg("--json").output().unwrap();
+    assert!(inspect.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let text = json.to_string();
+    assert!(text.contains("mathneuro.method") && text.contains("mathneuro.scale"), "provenance keys missing: {text}");
+}
+
+#[test]
+fn run_without_a_data_directory_uses_the_built_in_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.gguf");
+    let res = bin()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("MATHNEURO_DATA", dir.path().join("no-such-dir"))
+        .args(["run", MODEL, "--samples", "2", "--max-tokens", "64", "--threads", "2", "--prune"])
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "run failed:\n{stderr}");
+    assert!(stderr.contains("built-in calibration texts") && stderr.contains("calibrated embedded-math"), "{stderr}");
+    assert!(out.exists());
+    // A second run refuses to overwrite without --force, naming the file.
+    let again = bin().env("MATHNEURO_DATA", dir.path().join("no-such-dir")).args(["run", MODEL, "--samples", "2"]).arg("-o").arg(&out).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
+}
