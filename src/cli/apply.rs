@@ -24,6 +24,23 @@ pub struct ApplyArgs {
     /// STATS file measured on general texts.
     #[arg(long)]
     pub general: PathBuf,
+    /// Seed for `--method random`.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// What to select and how to change it, and where the result goes.
+    #[command(flatten)]
+    pub surgery: SurgeryArgs,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Do not write the Ollama Modelfile.
+    #[arg(long)]
+    pub no_modelfile: bool,
+}
+
+/// Selection, change and output options shared by `apply` and `run`.
+#[derive(Debug, clap::Args)]
+pub struct SurgeryArgs {
     /// K: percent of each matrix's entries in a top-k set.
     #[arg(long, default_value_t = 5.0)]
     pub top_k: f64,
@@ -37,9 +54,6 @@ pub struct ApplyArgs {
     /// (as many as mathneuro, at seeded random positions).
     #[arg(long, value_enum, default_value_t = Method::MathNeuro)]
     pub method: Method,
-    /// Seed for `--method random`.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Also write the selection as a mask GGUF (one bit-packed I8 tensor per weight).
     #[arg(long)]
     pub save_mask: Option<PathBuf>,
@@ -49,12 +63,37 @@ pub struct ApplyArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
-    /// Worker threads [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Do not write the Ollama Modelfile.
-    #[arg(long)]
-    pub no_modelfile: bool,
+}
+
+impl SurgeryArgs {
+    /// The change asked for: `--prune`, `--scale S`, else `default_scale` (an error when none).
+    pub fn change(&self, default_scale: Option<f32>) -> anyhow::Result<Change> {
+        match (self.scale.or(default_scale), self.prune) {
+            (_, true) if self.scale.is_none() => Ok(Change::Prune),
+            (Some(s), false) if s.is_finite() => Ok(Change::Scale(s)),
+            (Some(s), false) => anyhow::bail!("--scale {s} is not a finite number"),
+            _ => anyhow::bail!("give exactly one of --scale S or --prune"),
+        }
+    }
+
+    /// The output path: `--output`, else `MODEL-mathneuro.gguf` beside the model.
+    pub fn output_for(&self, model: &Path) -> PathBuf {
+        self.output.clone().unwrap_or_else(|| default_output(model))
+    }
+
+    /// Apply options for `model` with `change` (Modelfile and report written, progress shown).
+    pub fn apply_options(&self, model: &Path, change: Change, seed: u64) -> ApplyOptions {
+        ApplyOptions {
+            select: SelectOptions { method: self.method, top_k_percent: self.top_k, seed },
+            change,
+            output: self.output_for(model),
+            force: self.force,
+            save_mask: self.save_mask.clone(),
+            write_modelfile: true,
+            write_report: true,
+            progress: true,
+        }
+    }
 }
 
 /// `MODEL.gguf` → `MODEL-mathneuro.gguf` in the same directory.
@@ -66,23 +105,9 @@ pub fn default_output(model: &Path) -> PathBuf {
 
 /// Runs `mathneuro apply`.
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let change = match (args.scale, args.prune) {
-        (Some(s), false) if s.is_finite() => Change::Scale(s),
-        (Some(s), false) => anyhow::bail!("--scale {s} is not a finite number"),
-        (None, true) => Change::Prune,
-        _ => anyhow::bail!("give exactly one of --scale S or --prune"),
-    };
-    let output = args.output.clone().unwrap_or_else(|| default_output(&args.model));
-    let opts = ApplyOptions {
-        select: SelectOptions { method: args.method, top_k_percent: args.top_k, seed: args.seed },
-        change,
-        output,
-        force: args.force,
-        save_mask: args.save_mask.clone(),
-        write_modelfile: !args.no_modelfile,
-        write_report: true,
-        progress: true,
-    };
+    let change = args.surgery.change(None)?;
+    let mut opts = args.surgery.apply_options(&args.model, change, args.seed);
+    opts.write_modelfile = !args.no_modelfile;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("starting worker threads")?;
     let model = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;

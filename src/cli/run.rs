@@ -9,16 +9,15 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::calibrate::{CalibrateOptions, Calibrator};
-use crate::cli::apply::default_output;
+use crate::cli::apply::SurgeryArgs;
 use crate::cli::calibrate::token_bar;
 use crate::cli::eval::EvalArgs;
 use crate::data::calibration::{self, CalibrationSet};
 use crate::data::dir::resolve_data_dir;
 use crate::ffi::llama::Model;
 use crate::gguf::{GgufFile, MetaValue};
-use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
-use crate::surgery::{self, ApplyOptions, Change, side_path};
+use crate::surgery::{self, side_path};
 
 /// Arguments of `mathneuro run`.
 #[derive(Debug, clap::Args)]
@@ -47,27 +46,9 @@ pub struct RunArgs {
     /// Tokens kept per calibration text.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
-    /// K: percent of each matrix's entries in a top-k set.
-    #[arg(long, default_value_t = 5.0)]
-    pub top_k: f64,
-    /// Multiply the selected weights by this factor [default: 1.1].
-    #[arg(long)]
-    pub scale: Option<f32>,
-    /// Set the selected weights to zero instead of scaling them.
-    #[arg(long)]
-    pub prune: bool,
-    /// Selection rule.
-    #[arg(long, value_enum, default_value_t = Method::MathNeuro)]
-    pub method: Method,
-    /// Output GGUF [default: MODEL-mathneuro.gguf beside the model].
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// Overwrite existing output files.
-    #[arg(long)]
-    pub force: bool,
-    /// Also write the selection as a mask GGUF.
-    #[arg(long)]
-    pub save_mask: Option<PathBuf>,
+    /// What to select and how to change it (default ×1.1), and where the result goes.
+    #[command(flatten)]
+    pub surgery: SurgeryArgs,
     /// After writing, compare OUT against MODEL on these tasks (comma-separated, as `eval
     /// --tasks`), e.g. gsm8k_nll,arc_easy,wikitext.
     #[arg(long, value_name = "TASKS")]
@@ -131,14 +112,10 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
 
 /// Runs `mathneuro run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let change = match (args.scale, args.prune) {
-        (_, true) => Change::Prune,
-        (Some(s), false) if s.is_finite() => Change::Scale(s),
-        (Some(s), false) => anyhow::bail!("--scale {s} is not a finite number"),
-        (None, false) => Change::Scale(1.1),
-    };
-    let output = args.output.clone().unwrap_or_else(|| default_output(&args.model));
-    if output.exists() && !args.force {
+    let change = args.surgery.change(Some(1.1))?;
+    let opts = args.surgery.apply_options(&args.model, change, args.seed);
+    let output = opts.output.clone();
+    if output.exists() && !opts.force {
         anyhow::bail!("{} already exists; pass --force to overwrite it", output.display());
     }
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -158,16 +135,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (math, general)
     };
 
-    let opts = ApplyOptions {
-        select: SelectOptions { method: args.method, top_k_percent: args.top_k, seed: args.seed },
-        change,
-        output: output.clone(),
-        force: args.force,
-        save_mask: args.save_mask.clone(),
-        write_modelfile: true,
-        write_report: true,
-        progress: true,
-    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("starting worker threads")?;
     let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let report = pool.install(|| surgery::apply(&model_file, &math, &general, &opts)).with_context(|| format!("rewriting {}", args.model.display()))?;
