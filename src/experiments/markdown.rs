@@ -110,9 +110,9 @@ pub fn render(results: &Results, link_prefix: &str) -> String {
         s.push('\n');
     }
     if !results.base.is_empty() {
-        let _ = writeln!(s, "### Base model ({:.0} s to evaluate)\n\n| task | metric | n | value [95% CI] |\n|---|---|---:|---|", results.base_eval_seconds);
+        let _ = writeln!(s, "### Base model ({:.0} s to evaluate)\n\n| task | metric | n | value [95% CI] | task seconds |\n|---|---|---:|---|---:|", results.base_eval_seconds);
         for b in &results.base {
-            let _ = writeln!(s, "| {} | {} | {} | {:.4} [{:.4}, {:.4}] |", b.task, b.metric, b.n, b.value, b.ci95.0, b.ci95.1);
+            let _ = writeln!(s, "| {} | {} | {} | {:.4} [{:.4}, {:.4}] | {:.0} |", b.task, b.metric, b.n, b.value, b.ci95.0, b.ci95.1, b.task_seconds);
         }
         s.push('\n');
     }
@@ -180,7 +180,7 @@ fn overlap_table(s: &mut String, ov: &[&super::overlap::MaskOverlap]) {
     if ov.is_empty() {
         return;
     }
-    let _ = writeln!(s, "| mask A | mask B | |A| | |B| | |A∩B| | Jaccard | chance |\n|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| mask A | mask B | selected in A | selected in B | in both | Jaccard | chance |\n|---|---|---:|---:|---:|---:|---:|");
     for o in ov {
         let _ = writeln!(s, "| {} | {} | {} | {} | {} | {:.3} | {:.4} |", o.a, o.b, o.a_selected, o.b_selected, o.both, o.jaccard, o.chance);
     }
@@ -219,9 +219,9 @@ mod tests {
             model: "m.gguf".into(),
             threads: 2,
             base: vec![
-                BaseMetric { task: "gsm8k_nll".into(), metric: "nll_per_token".into(), n: 30, value: 1.2, ci95: (1.1, 1.3) },
-                BaseMetric { task: "arc_easy".into(), metric: "acc".into(), n: 60, value: 0.5, ci95: (0.4, 0.6) },
-                BaseMetric { task: "arc_easy".into(), metric: "acc_norm".into(), n: 60, value: 0.5, ci95: (0.4, 0.6) },
+                BaseMetric { task: "gsm8k_nll".into(), metric: "nll_per_token".into(), n: 30, value: 1.2, ci95: (1.1, 1.3), task_seconds: 30.0 },
+                BaseMetric { task: "arc_easy".into(), metric: "acc".into(), n: 60, value: 0.5, ci95: (0.4, 0.6), task_seconds: 15.0 },
+                BaseMetric { task: "arc_easy".into(), metric: "acc_norm".into(), n: 60, value: 0.5, ci95: (0.4, 0.6), task_seconds: 15.0 },
             ],
             rows: vec![row("mathneuro K=5 prune", 1, 2.0), row("mathneuro K=5 ×1.1", 2, -0.01)],
             overlaps: vec![

@@ -25,6 +25,8 @@ pub struct BaseMetric {
     pub value: f64,
     /// 95% bootstrap interval.
     pub ci95: (f64, f64),
+    /// Wall seconds the whole task took on the base model.
+    pub task_seconds: f64,
 }
 
 /// One metric of one rewritten model, paired with the base.
@@ -143,7 +145,7 @@ impl Results {
 pub fn base_metrics(r: &EvalReport) -> Vec<BaseMetric> {
     r.tasks
         .iter()
-        .flat_map(|t| t.metrics.iter().map(move |m| BaseMetric { task: t.task.name().to_string(), metric: m.name.clone(), n: t.n, value: m.value, ci95: m.ci95 }))
+        .flat_map(|t| t.metrics.iter().map(move |m| BaseMetric { task: t.task.name().to_string(), metric: m.name.clone(), n: t.n, value: m.value, ci95: m.ci95, task_seconds: t.wall_seconds }))
         .collect()
 }
 
