@@ -51,6 +51,9 @@ pub struct ExperimentsArgs {
     /// Print the plan and the time estimate, run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only redraw the plots of experiments 1 and 2 from `--out DIR/results.json`.
+    #[arg(long)]
+    pub replot: bool,
 }
 
 /// The plan the arguments describe.
@@ -96,6 +99,12 @@ pub fn plan(args: &ExperimentsArgs) -> anyhow::Result<Plan> {
 
 /// Runs `mathneuro experiments`.
 pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
+    if args.replot {
+        for f in crate::experiments::runner::replot(&args.out)? {
+            println!("{}", args.out.join(f).display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let plan = plan(&args)?;
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan)?);

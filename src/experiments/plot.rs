@@ -54,6 +54,8 @@ fn esc(s: &str) -> String {
 pub fn tick_label(v: f64) -> String {
     if v == 0.0 {
         "0".into()
+    } else if v.abs() >= 1e5 {
+        format!("{v:.1e}")
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
@@ -79,7 +81,19 @@ pub fn render(plot: &Plot) -> String {
             }
         }
     }
-    let (mut y0, mut y1) = (ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    // A signed log axis when the values span orders of magnitude (a destroyed model beside
+    // small effects), so the small effects stay readable.
+    let c = symlog_threshold(&pts);
+    let ty = |y: f64| match c {
+        Some(c) => y.signum() * (y.abs() / c).ln_1p(),
+        None => y,
+    };
+    let untransform = |t: f64| match c {
+        Some(c) => t.signum() * c * t.abs().exp_m1(),
+        None => t,
+    };
+    let ts: Vec<f64> = ys.iter().map(|&y| ty(y)).collect();
+    let (mut y0, mut y1) = (ts.iter().cloned().fold(f64::INFINITY, f64::min), ts.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
     if y1 - y0 < 1e-12 {
         y0 -= 1.0;
         y1 += 1.0;
@@ -94,7 +108,8 @@ pub fn render(plot: &Plot) -> String {
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let px = |x: f64| LEFT + 20.0 + (x - x0) / (x1 - x0) * (plot_w - 40.0);
-    let py = |y: f64| TOP + (y1 - y) / (y1 - y0) * plot_h;
+    let py = |y: f64| TOP + (y1 - ty(y)) / (y1 - y0) * plot_h;
+    let y_label = if c.is_some() { format!("{} (signed log scale)", plot.y_label) } else { plot.y_label.clone() };
 
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#);
@@ -103,7 +118,7 @@ pub fn render(plot: &Plot) -> String {
     let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##);
     // Y ticks.
     for i in 0..=4 {
-        let v = y0 + (y1 - y0) * i as f64 / 4.0;
+        let v = untransform(y0 + (y1 - y0) * i as f64 / 4.0);
         let y = py(v);
         let _ = writeln!(s, r##"<line x1="{}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="#999"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 4.0, LEFT - 6.0, y + 4.0, tick_label(v));
     }
@@ -118,7 +133,7 @@ pub fn render(plot: &Plot) -> String {
         let _ = writeln!(s, r##"<line x1="{xp:.1}" y1="{}" x2="{xp:.1}" y2="{}" stroke="#999"/><text x="{xp:.1}" y="{}" text-anchor="middle">{}</text>"##, TOP + plot_h, TOP + plot_h + 4.0, TOP + plot_h + 16.0, tick_label(x));
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + plot_w / 2.0, H - 12.0, esc(&plot.x_label));
-    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, esc(&plot.y_label));
+    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, esc(&y_label));
     // Series, nudged sideways so whiskers at the same x do not overlap.
     let n = plot.series.len().max(1) as f64;
     for (si, series) in plot.series.iter().enumerate() {
@@ -162,9 +177,18 @@ pub fn render(plot: &Plot) -> String {
         let lx = W - RIGHT + 12.0;
         let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, lx + 10.0, ly, esc(&series.name));
     }
-    let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#555">whiskers: 95% paired bootstrap</text>"##, W - RIGHT + 4.0, TOP + plot_h);
+    let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#555" font-size="9">whiskers: 95%</text><text x="{}" y="{}" fill="#555" font-size="9">paired bootstrap</text>"##, W - RIGHT + 12.0, TOP + plot_h - 12.0, W - RIGHT + 12.0, TOP + plot_h);
     s.push_str("</svg>\n");
     s
+}
+
+/// The linear range of a signed log axis, or `None` for a linear axis: used when the largest
+/// |value| is over 50 times the smallest non-zero one.
+fn symlog_threshold(pts: &[&Point]) -> Option<f64> {
+    let mags: Vec<f64> = pts.iter().map(|p| p.y.abs()).filter(|v| *v > 0.0 && v.is_finite()).collect();
+    let min = mags.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = mags.iter().cloned().fold(0.0, f64::max);
+    (min.is_finite() && max / min > 50.0).then_some(min)
 }
 
 #[cfg(test)]
@@ -195,6 +219,32 @@ mod tests {
         assert!(svg.contains(">mathneuro</text>") && svg.contains(">random</text>"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         assert_eq!(svg, render(&plot()), "deterministic");
+    }
+
+    #[test]
+    fn values_spanning_orders_of_magnitude_get_a_signed_log_axis() {
+        let p = |y: f64| Point { x: 5.0, y, lo: y * 0.9, hi: y * 1.1 };
+        let wide = Plot {
+            title: "t".into(),
+            x_label: "K".into(),
+            y_label: "Δ".into(),
+            series: vec![Series { name: "a".into(), points: vec![p(0.25)] }, Series { name: "b".into(), points: vec![p(1.2)] }, Series { name: "c".into(), points: vec![p(28.0)] }],
+        };
+        let svg = render(&wide);
+        assert!(svg.contains("(signed log scale)"));
+        let cy = |name: &str| -> f64 {
+            let at = svg.find(&format!("<title>{name} x=")).unwrap();
+            let head = &svg[..at];
+            let c = head.rfind("cy=\"").unwrap();
+            head[c + 4..].split('"').next().unwrap().parse().unwrap()
+        };
+        // Screen y grows downwards: a (0.25) below b (1.2) below c (28), and b sits well clear
+        // of a even though c is 20 times larger.
+        let (a, b, c) = (cy("a"), cy("b"), cy("c"));
+        assert!(a > b && b > c, "{a} {b} {c}");
+        assert!(a - b > 0.2 * (a - c), "log axis keeps small effects apart: {a} {b} {c}");
+        let narrow = Plot { series: vec![Series { name: "a".into(), points: vec![p(1.0), Point { x: 6.0, ..p(2.0) }] }], ..wide };
+        assert!(!render(&narrow).contains("signed log"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::overlap::MaskOverlap;
 use super::plan::Plan;
@@ -13,7 +13,7 @@ use crate::eval::{ComparisonReport, EvalReport};
 use crate::surgery::report::GroupFraction;
 
 /// The base model's value of one metric.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaseMetric {
     /// Task name.
     pub task: String,
@@ -26,11 +26,12 @@ pub struct BaseMetric {
     /// 95% bootstrap interval.
     pub ci95: (f64, f64),
     /// Wall seconds the whole task took on the base model.
+    #[serde(default)]
     pub task_seconds: f64,
 }
 
 /// One metric of one rewritten model, paired with the base.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairedMetric {
     /// Task name.
     pub task: String,
@@ -53,7 +54,7 @@ pub struct PairedMetric {
 }
 
 /// One evaluated setting (a rewrite of the model).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// Experiments this row belongs to.
     pub experiments: Vec<u8>,

@@ -128,9 +128,9 @@ pub fn settings(plan: &Plan) -> Vec<(SettingSpec, Vec<u8>)> {
 
 /// Plots of experiments 1 (x = K, one series per method) and 2 (x = factor, one series per K)
 /// for every primary metric; returns the files written (relative to `dir`).
-pub fn write_plots(results: &Results, dir: &Path) -> anyhow::Result<Vec<String>> {
+pub fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
-    let n = results.plan.as_ref().map_or(0, |p| p.samples);
+    let n = samples;
     for (task, metric) in markdown::primary_metrics(results) {
         let point = |r: &super::results::Row, x: f64| r.metric(&task, &metric).map(|m| Point { x, y: m.diff, lo: m.ci95.0, hi: m.ci95.1 });
         let exp1: Vec<_> = results.rows.iter().filter(|r| r.experiments.contains(&1) && r.factor == 0.0 && r.samples == n).collect();
@@ -162,6 +162,17 @@ pub fn write_plots(results: &Results, dir: &Path) -> anyhow::Result<Vec<String>>
     Ok(files)
 }
 
+/// Redraws the plots of experiments 1 and 2 from an earlier run's `DIR/results.json`.
+pub fn replot(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let rows: Vec<super::results::Row> = serde_json::from_value(v["rows"].clone()).with_context(|| format!("{}: rows", path.display()))?;
+    let base: Vec<super::results::BaseMetric> = serde_json::from_value(v["base"].clone()).with_context(|| format!("{}: base", path.display()))?;
+    let samples = v["plan"]["samples"].as_u64().with_context(|| format!("{}: plan.samples missing", path.display()))? as usize;
+    write_plots(&Results { rows, base, ..Results::default() }, samples, dir)
+}
+
 fn write_svg(dir: &Path, name: &str, svg: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
     crate::atomic::write_bytes_atomic(&path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
@@ -170,7 +181,8 @@ fn write_svg(dir: &Path, name: &str, svg: &str) -> anyhow::Result<String> {
 
 fn save(results: &mut Results, dir: &Path, t0: Instant) -> anyhow::Result<()> {
     results.wall_seconds = t0.elapsed().as_secs_f64();
-    let mut plots = write_plots(results, dir)?;
+    let samples = results.plan.as_ref().map_or(0, |p| p.samples);
+    let mut plots = write_plots(results, samples, dir)?;
     if results.layers.is_some() {
         plots.push("exp5-layers.svg".into());
     }
