@@ -13,6 +13,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod experiments;
 pub mod ffi;
 pub mod gguf;
 pub mod inspect;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod apply;
 pub mod calibrate;
 pub mod eval;
+pub mod experiments;
 pub mod inspect;
 pub mod mask;
 pub mod openmp;
@@ -42,11 +43,13 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Calibrate, select, rewrite and (optionally) evaluate in one go.
     Run(run::RunArgs),
+    /// Reproduce the paper's experiments (pruning/scaling grids, baselines, overlaps) on a model.
+    Experiments(experiments::ExperimentsArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_));
     if runs_llama {
         if let Some(code) = openmp::rerun_with_passive_openmp()? {
             return Ok(code);
@@ -60,5 +63,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mask(c) => mask::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Run(a) => run::run(a),
+        Command::Experiments(a) => experiments::run(a),
     }
 }

@@ -1,0 +1,55 @@
+//! Calibration STATS for the experiments, one file per (set, samples, seed) under
+//! `DIR/stats/`, so a rerun (or a second experiment) reuses them instead of recalibrating.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::calibrate::Calibrator;
+use crate::data::calibration::CalibrationSet;
+use crate::stats::ActivationStats;
+
+/// How one STATS file came to be.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CalibrationRecord {
+    /// Data set name.
+    pub set: String,
+    /// Samples drawn (with replacement).
+    pub samples: usize,
+    /// Sampling seed.
+    pub seed: u64,
+    /// Tokens measured.
+    pub tokens: u64,
+    /// Seconds spent calibrating (0 when loaded from the cache).
+    pub seconds: f64,
+    /// Loaded from an earlier run.
+    pub cached: bool,
+}
+
+/// The STATS file of `set` at `samples` and `seed` inside `dir`.
+pub fn stats_path(dir: &Path, set: &str, samples: usize, seed: u64) -> PathBuf {
+    dir.join("stats").join(format!("{set}-n{samples}-seed{seed}.stats.gguf"))
+}
+
+/// Loads the cached STATS of (`set`, `samples`, `seed`), if present and readable.
+pub fn load_cached(dir: &Path, set: &CalibrationSet, samples: usize, seed: u64) -> Option<ActivationStats> {
+    ActivationStats::load(&stats_path(dir, &set.name, samples, seed)).ok().filter(|s| s.samples == samples as u64)
+}
+
+/// Calibrates `set` (unless cached) and saves the STATS under `dir/stats/`.
+pub fn ensure(cal: &mut Calibrator<'_>, dir: &Path, set: &CalibrationSet, samples: usize, seed: u64) -> anyhow::Result<(ActivationStats, CalibrationRecord)> {
+    if let Some(stats) = load_cached(dir, set, samples, seed) {
+        let rec = CalibrationRecord { set: set.name.clone(), samples, seed, tokens: stats.tokens, seconds: 0.0, cached: true };
+        return Ok((stats, rec));
+    }
+    let t0 = Instant::now();
+    let stats = cal.run_sampled(set, samples, seed, true).with_context(|| format!("calibrating on {} ({samples} samples, seed {seed})", set.name))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let path = stats_path(dir, &set.name, samples, seed);
+    std::fs::create_dir_all(path.parent().unwrap_or(dir)).with_context(|| format!("creating {}", dir.display()))?;
+    stats.save(&path, &[]).with_context(|| format!("writing {}", path.display()))?;
+    let rec = CalibrationRecord { set: set.name.clone(), samples, seed, tokens: stats.tokens, seconds, cached: false };
+    Ok((stats, rec))
+}
