@@ -2,22 +2,15 @@
 //! on a generated model with provenance keys, and on broken files (error naming the file and the
 //! problem, exit code 1, no panic).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, MetaValue};
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+mod common;
 
-fn real_model() -> PathBuf {
-    let p = PathBuf::from(MODEL);
-    assert!(
-        p.exists(),
-        "the default model {MODEL} is missing: run models/fetch.sh (tests need it and do not skip)"
-    );
-    p
-}
+use common::real_model_path as real_model;
 
 fn inspect(args: &[&str], model: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mathneuro"))

@@ -5,7 +5,7 @@
 //! overwritten), and a byte-identical round trip of the real default model.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::writer::array;
@@ -13,16 +13,9 @@ use mathneuro::gguf::{GgmlType, GgufError, GgufFile, GgufWriter, MetaType, MetaV
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/gemma-3-270m-q4_k_m.gguf");
+mod common;
 
-fn real_model() -> PathBuf {
-    let p = PathBuf::from(MODEL);
-    assert!(
-        p.exists(),
-        "the default model {MODEL} is missing: run models/fetch.sh (tests need it and do not skip)"
-    );
-    p
-}
+use common::real_model_path as real_model;
 
 // ---------------------------------------------------------------------------------------------
 // A byte-level GGUF builder: writes exactly what it is told, valid or not.
