@@ -16,9 +16,7 @@ fn bin() -> Command {
 }
 
 fn shared_data() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let p = [here.join("../shared/data"), PathBuf::from("/work/shared/data")].into_iter().find(|p| p.join("gsm8k/train.jsonl").exists());
-    p.unwrap_or_else(|| panic!("the data sets live beside the checkout (../shared/data) and are missing"))
+    mathneuro::data::dir::resolve_data_dir(None).unwrap_or_else(|e| panic!("these tests need the shared data sets: {e}"))
 }
 
 fn run(out: &Path, extra: &[&str]) -> (String, String) {
