@@ -1,7 +1,8 @@
 //! Selection equals a straightforward reference (dequantize, score, sort by (score desc, index
 //! asc), take k) on generated matrices with planted ties and on real tensors of the default model;
 //! the random baseline has mathneuro's count per matrix and is seeded; STATS that do not match
-//! the model are refused naming the tensor; masks round-trip through the mask file.
+//! the model are refused naming the tensor; masks round-trip through the mask file; the single
+//! pass equals the exact three passes on every real target, and gives up when its sample misleads.
 
 mod apply_support;
 
@@ -11,8 +12,8 @@ use mathneuro::ffi::ggml;
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, GgufFile, TensorInfo};
 use mathneuro::select::maskfile::{MaskFile, compare};
-use mathneuro::select::matrix::{select_tensor, top_k_count};
-use mathneuro::select::{self, Method, SelectOptions};
+use mathneuro::select::matrix::{select_tensor, select_tensor_exact, top_k_count};
+use mathneuro::select::{self, Method, SelectOptions, onepass};
 
 fn reference_top_k(w: &[f32], a: &[f32], n_in: usize, k: u64) -> HashSet<u64> {
     let scores: Vec<f32> = w.iter().enumerate().map(|(i, v)| (v * a[i % n_in]).abs()).collect();
@@ -197,4 +198,71 @@ fn expert_tensors_use_each_experts_statistics_and_prune_cleanly() {
         assert_eq!(after[i as usize], 0.0, "entry {i}");
     }
     assert_eq!(report.tensors.iter().find(|r| r.name == t.name).unwrap().tally.selected, got.selected);
+}
+
+#[test]
+fn single_pass_equals_the_exact_passes_on_every_real_target() {
+    // The single pass (sample bracket + candidates) must give exactly the three-pass result on
+    // every target weight of the default model, for small, default and large K, both rules.
+    let file = GgufFile::open(apply_support::real_model()).unwrap();
+    let (math, general) = apply_support::stats_pair(&file);
+    for t in mathneuro::model::target_weights(&file) {
+        let (am, ag) = (&math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum);
+        for (method, top_k) in [(Method::MathNeuro, 0.01), (Method::MathNeuro, 5.0), (Method::Wanda, 15.0)] {
+            let opts = SelectOptions { method, top_k_percent: top_k, seed: 0 };
+            let fast = select_tensor(&file, t, am, ag, &opts).unwrap();
+            let exact = select_tensor_exact(&file, t, am, ag, &opts).unwrap();
+            assert!(fast == exact, "{} {method:?} K={top_k}: single pass differs from the exact passes", t.name);
+        }
+    }
+}
+
+/// A matrix whose sampled rows (every second one, see `onepass::SamplePlan`) mislead the sample:
+/// `sampled_large` makes them 100× the others, else 100× smaller.
+fn misleading_matrix(sampled_large: bool) -> GgufFile {
+    let (n_in, n_out) = (64u64, 4096u64);
+    let plan = onepass::SamplePlan::new(n_out, n_in as usize, 1);
+    assert_eq!(plan.row_step, 2, "the test assumes every second row is sampled");
+    let mut m = SynthModel::new("toy").tensor("blk.0.ffn_up.weight", &[n_in, n_out], GgmlType::F32, 3);
+    let t = m.tensors.last_mut().unwrap();
+    for (i, v) in t.values.iter_mut().enumerate() {
+        let sampled = (i as u64 / n_in) % 2 == 0;
+        if sampled == sampled_large {
+            *v *= 100.0;
+        }
+    }
+    GgufFile::from_bytes("toy.gguf", m.to_bytes(&encode_plain).unwrap()).unwrap()
+}
+
+#[test]
+fn a_misleading_sample_falls_back_to_the_exact_passes() {
+    for sampled_large in [true, false] {
+        let file = misleading_matrix(sampled_large);
+        let t = &file.tensors[0];
+        let n_in = t.dims[0] as usize;
+        let a: Vec<f32> = (0..n_in).map(|j| 1.0 + (j % 5) as f32).collect();
+        let a_general: Vec<f32> = (0..n_in).map(|j| 1.0 + (j % 3) as f32).collect();
+        let w = ggml::dequantize_to_vec(t.ggml_type, file.tensor_data(t), t.n_elements() as usize).unwrap();
+        let k = top_k_count(t.n_elements(), 5.0);
+        // Sampled rows large: too few candidates; sampled rows small: too many (over the cap).
+        let direct = onepass::one_pass(
+            t.n_rows(),
+            n_in,
+            onepass::SamplePlan::new(t.n_rows(), n_in, 1),
+            |r, start, buf: &mut [f32]| {
+                let from = r as usize * n_in + start;
+                buf.copy_from_slice(&w[from..from + buf.len()]);
+                Ok::<usize, ()>(0)
+            },
+            &a,
+            Some(&a_general),
+            k,
+        )
+        .unwrap();
+        assert!(direct.is_none(), "sampled rows large = {sampled_large}: the single pass must give up");
+        // select_tensor then takes the exact passes, and still matches the reference.
+        for method in [Method::MathNeuro, Method::Wanda] {
+            check_tensor(&file, t, &a, &a_general, &SelectOptions { method, top_k_percent: 5.0, seed: 0 });
+        }
+    }
 }

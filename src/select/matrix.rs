@@ -1,13 +1,17 @@
-//! Selection within one target weight. Rows are dequantized on the fly with ggml in three passes
-//! over the matrix: two radix-counting passes fix the exact top-k thresholds of the math and
-//! general scores at once (`radix`), the third walks the scores in flat order and sets the mask.
-//! Memory: a few rows of f32 and the count tables (512 KiB per score stream), never the matrix.
+//! Selection within one target weight. Rows are dequantized on the fly with ggml. First try: the
+//! single pass of `onepass` (a row sample brackets the thresholds, the pass collects the
+//! candidates above them). When the sample misleads, the exact fallback takes three passes: two
+//! radix-counting passes fix the top-k thresholds of the math and general scores at once
+//! (`radix`), the third walks the scores in flat order and sets the mask. Both give the same
+//! selection. Memory: the candidates (capped near one f32 matrix), or for the fallback a few rows
+//! of f32 and the count tables (512 KiB per score stream).
 
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 
 use super::check::n_groups;
 use super::mask::BitMask;
+use super::onepass;
 use super::score::score_row;
 use super::radix::RadixThresholds;
 use super::topk::{Membership, Threshold};
@@ -32,6 +36,17 @@ impl<'a> Rows<'a> {
     fn new(file: &'a GgufFile, info: &'a TensorInfo) -> Rows<'a> {
         let groups = n_groups(info) as u64;
         Rows { info, data: file.tensor_data(info), n_in: info.dims[0] as usize, rows_per_group: info.n_rows() / groups }
+    }
+
+    /// Dequantizes entries `start..start + buf.len()` of row `r` into `buf` (`start` and the
+    /// length on block boundaries); returns the offset of the row's group in the statistics.
+    fn segment(&self, r: u64, start: usize, buf: &mut [f32]) -> Result<usize, SelectError> {
+        let rb = self.info.row_bytes() as usize;
+        let (bs, ts) = (self.info.ggml_type.block_size() as usize, self.info.ggml_type.type_size() as usize);
+        let first = r as usize * rb + start / bs * ts;
+        let bytes = &self.data[first..first + buf.len() / bs * ts];
+        ggml::dequantize(self.info.ggml_type, bytes, buf).map_err(|source| SelectError::Codec { tensor: self.info.name.clone(), source })?;
+        Ok((r / self.rows_per_group) as usize * self.n_in)
     }
 
     /// Calls `f(row_index, a_row_offset, dequantized_row)` for each row in order.
@@ -104,9 +119,45 @@ pub fn select_tensor(
     let rows = Rows::new(file, info);
     let numel = info.n_elements();
     let k = top_k_count(numel, opts.top_k_percent);
-    let streams: Vec<&[f32]> = match opts.method {
-        Method::Wanda => vec![a_math],
-        Method::MathNeuro | Method::Random => vec![a_math, a_general],
+    let a_general_opt = if opts.method == Method::Wanda { None } else { Some(a_general) };
+    let fast = onepass::one_pass(
+        info.n_rows(),
+        rows.n_in,
+        onepass::SamplePlan::new(info.n_rows(), rows.n_in, info.ggml_type.block_size() as usize),
+        |r, start, buf| rows.segment(r, start, buf),
+        a_math,
+        a_general_opt,
+        k,
+    )?;
+    let mask = match fast {
+        Some(mask) => mask,
+        None => exact_passes(&rows, a_math, a_general_opt, k)?,
+    };
+    finish(info, k, mask, opts)
+}
+
+/// `select_tensor` by the exact three-pass fallback alone (no sample, no single pass): the same
+/// selection, slower; for tests and benchmarks that compare the two paths.
+pub fn select_tensor_exact(
+    file: &GgufFile,
+    info: &TensorInfo,
+    a_math: &[f32],
+    a_general: &[f32],
+    opts: &SelectOptions,
+) -> Result<TensorSelection, SelectError> {
+    let rows = Rows::new(file, info);
+    let k = top_k_count(info.n_elements(), opts.top_k_percent);
+    let a_general_opt = if opts.method == Method::Wanda { None } else { Some(a_general) };
+    let mask = exact_passes(&rows, a_math, a_general_opt, k)?;
+    finish(info, k, mask, opts)
+}
+
+/// The exact three-pass selection (radix thresholds, then a walk in flat order).
+fn exact_passes(rows: &Rows<'_>, a_math: &[f32], a_general: Option<&[f32]>, k: u64) -> Result<BitMask, SelectError> {
+    let numel = rows.info.n_elements();
+    let streams: Vec<&[f32]> = match a_general {
+        None => vec![a_math],
+        Some(a_general) => vec![a_math, a_general],
     };
     let thresholds = rows.thresholds(&streams, k)?;
     let t_math = thresholds[0];
@@ -125,6 +176,7 @@ pub fn select_tensor(
             })?;
         }
         Some(t_general) => {
+            let a_general = a_general.expect("a general threshold comes from a general stream");
             // Both memberships must see every score in flat order: one walk scores both.
             let mut m = Membership::new(t_math);
             let mut g = Membership::new(t_general);
@@ -151,6 +203,13 @@ pub fn select_tensor(
             })?;
         }
     }
+    Ok(mask)
+}
+
+/// The tensor's selection from its mathneuro/wanda mask (for `random`: as many entries, at
+/// seeded random positions).
+fn finish(info: &TensorInfo, k: u64, mut mask: BitMask, opts: &SelectOptions) -> Result<TensorSelection, SelectError> {
+    let numel = info.n_elements();
     if opts.method == Method::Random {
         mask = random_mask(numel, mask.count(), opts.seed, &info.name);
     }

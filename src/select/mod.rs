@@ -9,14 +9,16 @@
 //!   seeded from (seed, tensor name).
 //!
 //! Ties: scores are ordered by `f32::total_cmp`, larger first; **equal scores: the lower flat
-//! index wins** (see `topk`). Thresholds are found by radix selection over the score bits
-//! (`radix`, equal to the quickselect of `topk` by test), so no matrix of scores is ever stored:
-//! per worker thread a few rows of f32 and the count tables; the result is one bit per entry.
-//! Tensors are processed in parallel (rayon).
+//! index wins** (see `topk`). No matrix of scores is ever stored: a single pass over the
+//! dequantized rows collects the candidates above a sampled bracket (`onepass`); when the sample
+//! misleads, radix selection over the score bits (`radix`, equal to the quickselect of `topk` by
+//! test) takes three passes instead. Both give the same selection (tested); the result is one bit
+//! per entry. Tensors are processed in parallel (rayon).
 
 pub mod check;
 pub mod mask;
 pub mod maskfile;
+pub mod onepass;
 pub mod matrix;
 pub mod radix;
 pub mod score;

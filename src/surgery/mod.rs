@@ -15,7 +15,6 @@ pub mod q4k;
 pub mod regrid;
 pub mod report;
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -198,31 +197,57 @@ pub fn apply_selection(
     metadata::apply_metadata(&mut w, model, &prov);
 
     let bar = progress_bar(opts.progress, model.tensors.len() as u64, "writing");
-    let reports: RefCell<Vec<TensorReport>> = RefCell::new(Vec::new());
-    let failure: RefCell<Option<ApplyError>> = RefCell::new(None);
-    let written = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
-        let info = &model.tensors[i];
-        bar.inc(1);
-        let original = model.tensor_data(info);
-        let Some(ts) = selection.get(&info.name) else { return sink.write_all(original) };
-        let importance = importance(math, general, &info.name);
-        match blocks::rewrite_tensor(info, original, &ts.mask, opts.change, importance.as_deref()) {
-            Ok((bytes, tally)) => {
-                reports.borrow_mut().push(tensor_report(ts, tally));
-                sink.write_all(&bytes)
+    // A producer thread re-encodes the target weights in file order (rows in parallel on the
+    // rayon pool) while this thread writes: the output is written while the next tensors are
+    // computed. At most `IN_FLIGHT` finished tensors wait, so memory stays bounded.
+    const IN_FLIGHT: usize = 2;
+    let mut reports: Vec<TensorReport> = Vec::new();
+    let mut failure: Option<ApplyError> = None;
+    let written = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<u8>, TensorReport), ApplyError>>(IN_FLIGHT);
+        scope.spawn(move || {
+            for info in &model.tensors {
+                let Some(ts) = selection.get(&info.name) else { continue };
+                let importance = importance(math, general, &info.name);
+                let done = blocks::rewrite_tensor(info, model.tensor_data(info), &ts.mask, opts.change, importance.as_deref())
+                    .map(|(bytes, tally)| (bytes, tensor_report(ts, tally)))
+                    .map_err(|source| ApplyError::Codec { tensor: info.name.clone(), source });
+                let failed = done.is_err();
+                // The writer stops receiving only after a failure of its own: nothing to do then.
+                if tx.send(done).is_err() || failed {
+                    return;
+                }
             }
-            Err(source) => {
-                *failure.borrow_mut() = Some(ApplyError::Codec { tensor: info.name.clone(), source });
-                Err(std::io::Error::other("re-encoding failed"))
+        });
+        let result = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
+            let info = &model.tensors[i];
+            bar.inc(1);
+            if selection.get(&info.name).is_none() {
+                return sink.write_all(model.tensor_data(info));
             }
-        }
+            match rx.recv() {
+                Ok(Ok((bytes, report))) => {
+                    reports.push(report);
+                    sink.write_all(&bytes)
+                }
+                Ok(Err(e)) => {
+                    failure = Some(e);
+                    Err(std::io::Error::other("re-encoding failed"))
+                }
+                Err(_) => Err(std::io::Error::other("the re-encoding thread stopped early")),
+            }
+        });
+        // A producer blocked on a full channel sees the receiver gone and stops (after a
+        // failure here); the scope then joins it.
+        drop(rx);
+        result
     });
     bar.finish_and_clear();
-    if let Some(e) = failure.into_inner() {
+    if let Some(e) = failure {
         return Err(e);
     }
     written?;
-    let tensors = reports.into_inner();
+    let tensors = reports;
     let totals = tensors.iter().fold(BlockTally::default(), |a, t| a.merge(t.tally.clone()));
     let mut report = ApplyReport {
         input: model.path().to_path_buf(),

@@ -248,8 +248,9 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
     }
     for u in 0..target.len() / n {
         let range = u * n..(u + 1) * n;
+        // Every entry of a unit shares its grid.
+        let (s, o, lo, hi) = grid(ty, block, range.start);
         let out_of_range = range.clone().any(|j| {
-            let (s, o, lo, hi) = grid(ty, block, j);
             let code = round_code((target[j] + o) / s);
             sel[j] && !(s != 0.0 && code >= lo as f32 && code <= hi as f32)
         });
@@ -307,8 +308,8 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
             return false;
         }
         // Every entry of the unit on the new grid.
+        let (s, o, lo, hi) = grid(ty, block, range.start);
         for j in range {
-            let (s, o, lo, hi) = grid(ty, block, j);
             let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((target[j] + o) / s).clamp(lo as f32, hi as f32) };
             set_code(ty, block, j, code as i32);
         }
@@ -386,10 +387,13 @@ pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
         }
         _ => return false,
     }
-    for (j, t) in target.iter().enumerate() {
-        let (s, o, lo, hi) = grid(ty, block, j);
-        let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) };
-        set_code(ty, block, j, code as i32);
+    for u in 0..units {
+        // Every entry of a unit shares its grid.
+        let (s, o, lo, hi) = grid(ty, block, u * n);
+        for (j, t) in target.iter().enumerate().skip(u * n).take(n) {
+            let code = if s == 0.0 { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) };
+            set_code(ty, block, j, code as i32);
+        }
     }
     true
 }
