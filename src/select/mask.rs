@@ -72,6 +72,28 @@ impl BitMask {
         (start..end).any(|i| self.get(i))
     }
 
+    /// Offsets (from `start`) of the selected entries in `[start, end)`, in increasing order,
+    /// appended to `out`. Walks whole bytes, skipping empty ones.
+    pub fn ones_in(&self, start: u64, end: u64, out: &mut Vec<usize>) {
+        let mut i = start;
+        while i < end {
+            let byte = self.bytes[(i / 8) as usize];
+            if i.is_multiple_of(8) && end - i >= 8 {
+                let mut b = byte;
+                while b != 0 {
+                    out.push((i - start) as usize + b.trailing_zeros() as usize);
+                    b &= b - 1;
+                }
+                i += 8;
+            } else {
+                if byte >> (i % 8) & 1 == 1 {
+                    out.push((i - start) as usize);
+                }
+                i += 1;
+            }
+        }
+    }
+
     /// Selected indices in increasing order.
     pub fn ones(&self) -> impl Iterator<Item = u64> + '_ {
         self.bytes.iter().enumerate().flat_map(|(bi, &b)| {
@@ -114,6 +136,12 @@ mod tests {
         assert_eq!(m.count(), 3);
         assert_eq!(m.ones().collect::<Vec<_>>(), vec![0, 3, 9]);
         assert!(m.any_in(8, 10) && !m.any_in(4, 8));
+        for (start, end) in [(0, 10), (3, 10), (1, 9), (8, 10), (4, 8)] {
+            let mut got = Vec::new();
+            m.ones_in(start, end, &mut got);
+            let want: Vec<usize> = m.ones().filter(|&i| i >= start && i < end).map(|i| (i - start) as usize).collect();
+            assert_eq!(got, want, "[{start}, {end})");
+        }
         assert!(BitMask::from_bytes(10, vec![0, 0b100]).is_none(), "padding bit set");
         assert_eq!(BitMask::from_bytes(10, m.as_bytes().to_vec()).unwrap(), m);
     }

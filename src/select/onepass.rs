@@ -84,9 +84,8 @@ pub fn one_pass<E>(
 ) -> Result<Option<BitMask>, E> {
     let numel = n_rows * n_in as u64;
     let k = k.min(numel);
-    let mut mask = BitMask::new(numel);
     if k == 0 {
-        return Ok(Some(mask));
+        return Ok(Some(BitMask::new(numel)));
     }
     let cap = candidate_cap(numel);
     if k as usize > cap {
@@ -115,12 +114,40 @@ pub fn one_pass<E>(
     let lo_general = if a_general.is_some() { lower_bracket(&sample_general, plan.len, share) } else { f32::INFINITY };
 
     // 2. The pass: collect everything at or above the brackets, in flat order.
-    let mut math: Vec<MathCandidate> = Vec::with_capacity((k as usize * 9 / 8).min(cap));
-    let mut general: Vec<(u64, f32)> = Vec::with_capacity(if a_general.is_some() { (k as usize * 9 / 8).min(cap) } else { 0 });
+    // Candidate lists are kept per worker thread and reused from matrix to matrix: fresh
+    // megabyte-sized vectors each time cost page faults and copies as they grow.
+    CANDIDATES.with(|c| {
+        let (math, general) = &mut *c.borrow_mut();
+        math.clear();
+        general.clear();
+        collect_and_select(n_rows, n_in, &mut row, a_math, a_general, k, cap, (lo_math, lo_general), &mut w, math, general)
+    })
+}
+
+thread_local! {
+    static CANDIDATES: std::cell::RefCell<(Vec<MathCandidate>, Vec<(u64, f32)>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Steps 2 and 3 of `one_pass`: the pass over every row, then the exact rule on the candidates.
+#[allow(clippy::too_many_arguments)]
+fn collect_and_select<E>(
+    n_rows: u64,
+    n_in: usize,
+    row: &mut impl FnMut(u64, usize, &mut [f32]) -> Result<usize, E>,
+    a_math: &[f32],
+    a_general: Option<&[f32]>,
+    k: u64,
+    cap: usize,
+    (lo_math, lo_general): (f32, f32),
+    w: &mut [f32],
+    math: &mut Vec<MathCandidate>,
+    general: &mut Vec<(u64, f32)>,
+) -> Result<Option<BitMask>, E> {
+    let mut mask = BitMask::new(n_rows * n_in as u64);
     let (lo_m8, lo_g8) = (f32x8::splat(lo_math), f32x8::splat(lo_general));
     let zeros = vec![0f32; n_in];
     for r in 0..n_rows {
-        let off = row(r, 0, &mut w)?;
+        let off = row(r, 0, w)?;
         let am = &a_math[off..off + n_in];
         let ag = a_general.map_or(&zeros[..], |g| &g[off..off + n_in]);
         let base = r * n_in as u64;
@@ -179,7 +206,7 @@ pub fn one_pass<E>(
     } else {
         None
     };
-    for c in &math {
+    for c in math.iter() {
         let in_math = member(c.math, c.index, t_math, last_math_tie);
         let in_general = general_rule.is_some_and(|(t, last)| member(c.general, c.index, t, last));
         if in_math && !in_general {

@@ -102,6 +102,7 @@ fn rewrite_row(
     let mut orig = vec![0f32; bs];
     let mut target = vec![0f32; bs];
     let mut sel = vec![false; bs];
+    let mut selected: Vec<usize> = Vec::with_capacity(bs);
     for b in 0..n_in / bs {
         let (s, d) = (&src[b * tb..(b + 1) * tb], &mut dst[b * tb..(b + 1) * tb]);
         tally.blocks += 1;
@@ -112,23 +113,27 @@ fn rewrite_row(
         }
         tally.blocks_touched += 1;
         ggml::dequantize(ty, s, &mut orig)?;
-        for j in 0..bs {
-            sel[j] = mask.get(start + j as u64);
-            target[j] = if sel[j] { orig[j] * change.factor() } else { orig[j] };
-            if sel[j] && change == Change::Prune {
-                target[j] = 0.0;
-            }
+        target.copy_from_slice(&orig);
+        selected.clear();
+        mask.ones_in(start, start + bs as u64, &mut selected);
+        sel.fill(false);
+        for &j in &selected {
+            sel[j] = true;
+            target[j] = match change {
+                Change::Scale(f) => orig[j] * f,
+                Change::Prune => 0.0,
+            };
         }
-        if target.iter().zip(&orig).all(|(t, o)| t.to_bits() == o.to_bits()) {
+        if selected.iter().all(|&j| target[j].to_bits() == orig[j].to_bits()) {
             d.copy_from_slice(s);
-            tally.record(&orig, &target, &orig, &sel);
+            tally.record(&orig, &target, &orig, &sel, &selected);
             continue;
         }
         tally.blocks_rewritten += 1;
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
         let (bytes, decoded) = encode_best(ty, s, &target, &sel, change, imp)?;
         d.copy_from_slice(&bytes);
-        tally.record(&orig, &target, &decoded, &sel);
+        tally.record(&orig, &target, &decoded, &sel, &selected);
     }
     Ok(tally)
 }

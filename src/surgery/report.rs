@@ -32,22 +32,30 @@ pub struct BlockTally {
 }
 
 impl BlockTally {
-    /// Adds one touched block: original, intended and new (decoded) values, and the selection.
-    pub fn record(&mut self, orig: &[f32], target: &[f32], new: &[f32], sel: &[bool]) {
-        for j in 0..orig.len() {
-            let (o, t, n) = (orig[j] as f64, target[j] as f64, new[j] as f64);
-            if sel[j] {
-                self.selected += 1;
-                self.intended_sq += (t - o) * (t - o);
-                self.achieved_dot += (n - o) * (t - o);
-                self.selected_exact += (new[j] == target[j]) as u64;
-                self.selected_max_abs_err = self.selected_max_abs_err.max((n - t).abs());
-            } else {
-                self.collateral_entries += 1;
-                self.collateral_change_sq += (n - o) * (n - o);
-                self.collateral_orig_sq += o * o;
-            }
+    /// Adds one touched block: original, intended and new (decoded) values, the selection as a
+    /// flag per entry and as the increasing offsets of the flagged entries. Non-selected entries
+    /// are summed in four lanes without branches (a fixed order: the totals are the same bytes on
+    /// every run); the few selected ones one by one.
+    pub fn record(&mut self, orig: &[f32], target: &[f32], new: &[f32], sel: &[bool], selected: &[usize]) {
+        let mut change = [0f64; 4];
+        let mut orig_sq = [0f64; 4];
+        for (j, ((o, n), s)) in orig.iter().zip(new).zip(sel).enumerate() {
+            let keep = if *s { 0.0 } else { 1.0 };
+            let (o, n) = (*o as f64, *n as f64);
+            change[j % 4] += keep * (n - o) * (n - o);
+            orig_sq[j % 4] += keep * o * o;
         }
+        for &j in selected {
+            let (o, t, n) = (orig[j] as f64, target[j] as f64, new[j] as f64);
+            self.intended_sq += (t - o) * (t - o);
+            self.achieved_dot += (n - o) * (t - o);
+            self.selected_exact += (new[j] == target[j]) as u64;
+            self.selected_max_abs_err = self.selected_max_abs_err.max((n - t).abs());
+        }
+        self.selected += selected.len() as u64;
+        self.collateral_entries += (orig.len() - selected.len()) as u64;
+        self.collateral_change_sq += change.iter().sum::<f64>();
+        self.collateral_orig_sq += orig_sq.iter().sum::<f64>();
     }
 
     /// Sum of two tallies.
