@@ -116,24 +116,7 @@ pub fn select_tensor(
     a_general: &[f32],
     opts: &SelectOptions,
 ) -> Result<TensorSelection, SelectError> {
-    let rows = Rows::new(file, info);
-    let numel = info.n_elements();
-    let k = top_k_count(numel, opts.top_k_percent);
-    let a_general_opt = if opts.method == Method::Wanda { None } else { Some(a_general) };
-    let fast = onepass::one_pass(
-        info.n_rows(),
-        rows.n_in,
-        onepass::SamplePlan::new(info.n_rows(), rows.n_in, info.ggml_type.block_size() as usize),
-        |r, start, buf| rows.segment(r, start, buf),
-        a_math,
-        a_general_opt,
-        k,
-    )?;
-    let mask = match fast {
-        Some(mask) => mask,
-        None => exact_passes(&rows, a_math, a_general_opt, k)?,
-    };
-    finish(info, k, mask, opts)
+    select_by(file, info, a_math, a_general, opts, true)
 }
 
 /// `select_tensor` by the exact three-pass fallback alone (no sample, no single pass): the same
@@ -145,10 +128,37 @@ pub fn select_tensor_exact(
     a_general: &[f32],
     opts: &SelectOptions,
 ) -> Result<TensorSelection, SelectError> {
+    select_by(file, info, a_math, a_general, opts, false)
+}
+
+fn select_by(
+    file: &GgufFile,
+    info: &TensorInfo,
+    a_math: &[f32],
+    a_general: &[f32],
+    opts: &SelectOptions,
+    single_pass: bool,
+) -> Result<TensorSelection, SelectError> {
     let rows = Rows::new(file, info);
     let k = top_k_count(info.n_elements(), opts.top_k_percent);
-    let a_general_opt = if opts.method == Method::Wanda { None } else { Some(a_general) };
-    let mask = exact_passes(&rows, a_math, a_general_opt, k)?;
+    let a_general = if opts.method == Method::Wanda { None } else { Some(a_general) };
+    let fast = if single_pass {
+        onepass::one_pass(
+            info.n_rows(),
+            rows.n_in,
+            onepass::SamplePlan::new(info.n_rows(), rows.n_in, info.ggml_type.block_size() as usize),
+            |r, start, buf| rows.segment(r, start, buf),
+            a_math,
+            a_general,
+            k,
+        )?
+    } else {
+        None
+    };
+    let mask = match fast {
+        Some(mask) => mask,
+        None => exact_passes(&rows, a_math, a_general, k)?,
+    };
     finish(info, k, mask, opts)
 }
 
