@@ -101,6 +101,7 @@ fn rewrite_row(
     let mut tally = BlockTally::default();
     let mut orig = vec![0f32; bs];
     let mut target = vec![0f32; bs];
+    let mut decoded = vec![0f32; bs];
     let mut sel = vec![false; bs];
     let mut selected: Vec<usize> = Vec::with_capacity(bs);
     for b in 0..n_in / bs {
@@ -130,10 +131,22 @@ fn rewrite_row(
             continue;
         }
         tally.blocks_rewritten += 1;
+        // The common case without allocations: the in-grid edit fits (candidate 1 below).
+        if regrid::supports(ty) {
+            d.copy_from_slice(s);
+            if !regrid::regrid(ty, d, &target, &sel) {
+                ggml::dequantize(ty, d, &mut decoded)?;
+                let zeros_missed = change == Change::Prune && selected.iter().any(|&j| decoded[j] != 0.0);
+                if !zeros_missed {
+                    tally.record(&orig, &target, &decoded, &sel, &selected);
+                    continue;
+                }
+            }
+        }
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
-        let (bytes, decoded) = encode_best(ty, s, &target, &sel, change, imp)?;
+        let (bytes, best) = encode_best(ty, s, &target, &sel, change, imp)?;
         d.copy_from_slice(&bytes);
-        tally.record(&orig, &target, &decoded, &sel, &selected);
+        tally.record(&orig, &target, &best, &sel, &selected);
     }
     Ok(tally)
 }
