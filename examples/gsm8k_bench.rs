@@ -50,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     println!("naive:   {n_naive} questions in {naive_s:.1} s = {:.2} questions/min", per_min(n_naive, naive_s));
     println!("batched: {n_batched} questions in {batched_s:.1} s = {:.2} questions/min", per_min(n_batched, batched_s));
     println!("speed-up: {:.2}x", per_min(n_batched, batched_s) / per_min(n_naive, naive_s));
+    // Output lengths differ between runs whose greedy text diverges, so tokens/s as well.
+    let out_tokens: usize = batched.items.iter().map(|i| model.tokenize(&i.output, false).len()).sum();
+    println!("batched output: {out_tokens} tokens = {:.1} tokens/s", out_tokens as f64 / batched_s);
     println!(
         "same output text on the {n_naive} common questions: {same}; same flexible answer: {same_answer} \
          (llama.cpp's numbers depend slightly on the batch layout, so greedy text can diverge)"

@@ -1,6 +1,5 @@
-//! The batched and prefix-shared scoring paths give the same log-likelihoods as a naive
-//! single-sequence pass over full logits, on the real model: the batched path to 1e-3, the
-//! prefix-shared path only to 0.3 nats per continuation (see the comment at the assertion).
+//! The batched and prefix-shared scoring paths give the same log-likelihoods, to 1e-3 nats per
+//! continuation, as a naive single-sequence pass over full logits, on the real model.
 
 use std::path::Path;
 
@@ -61,32 +60,36 @@ fn batched_and_prefix_shared_scores_match_the_naive_pass() {
         })
         .collect();
     let batched = session.score(&[], &unshared_groups, |_| {}).unwrap();
+    // The naive reference: context+continuation of one sequence, every position's logits, in a
+    // session of its own whose calls hold up to 60 tokens (the scoring session splits its work
+    // into calls of at most 16 outputs). Like every decode of the engine, its calls are padded
+    // to whole groups of 4 rows and outputs (at least 8): that is what makes llama.cpp's CPU
+    // numbers independent of the batch layout (see `engine::ROW_MULTIPLE`); without it the
+    // prefix-shared sums were 0.02 to 0.2 nats off.
+    let mut naive = model
+        .session(&EngineOptions { max_outputs: 60, ..options() })
+        .unwrap();
     let mut compared = 0;
+    let (mut worst_batched, mut worst_shared) = (0f64, 0f64);
+    let mut failures = Vec::new();
     for (gi, g) in unshared_groups.iter().enumerate() {
         for (ci, cont) in g.continuations.iter().enumerate() {
             let tokens: Vec<Token> = g.context.iter().chain(cont).copied().collect();
-            let rows = session.full_logits(&tokens).unwrap();
+            let rows = naive.full_logits(&tokens).unwrap();
             let reference = naive_logprob(&rows, g.context.len(), cont);
-            // The shared path decodes the prefix in calls of its own; llama.cpp's CPU numbers
-            // depend slightly on the micro-batch layout, so its naive reference does the same.
-            let rows = session.full_logits_split(&tokens, prefix.tokens.len()).unwrap();
-            let shared_reference = naive_logprob(&rows, g.context.len(), cont);
             let (b, s) = (batched[gi][ci].logprob(), shared[gi][ci].logprob());
-            assert!((b - reference).abs() < 1e-3, "group {gi} cont {ci}: batched {b} vs naive {reference}");
-            // Known gap: the shared path's tokens sit at other rows of differently sized
-            // micro-batches than in the naive pass, and llama.cpp's CPU kernels round such rows
-            // differently; Gemma 3 amplifies this (measured: half of the sums exact, the others
-            // off by 0.02 to 0.18 nats). A bookkeeping error (wrong row, target or position)
-            // moves these sums by whole nats.
-            assert!(
-                (s - shared_reference).abs() < 0.3,
-                "group {gi} cont {ci}: prefix-shared {s} vs naive {shared_reference}"
-            );
+            worst_batched = worst_batched.max((b - reference).abs());
+            worst_shared = worst_shared.max((s - reference).abs());
+            if (b - reference).abs() >= 1e-3 || (s - reference).abs() >= 1e-3 {
+                failures.push(format!("group {gi} cont {ci}: naive {reference}, batched {b}, prefix-shared {s}"));
+            }
             assert_eq!(batched[gi][ci].token_logprobs.len(), cont.len());
             compared += 1;
         }
     }
     assert_eq!(compared, 6);
+    eprintln!("largest |difference| to the naive pass: batched {worst_batched:.2e}, prefix-shared {worst_shared:.2e} nats");
+    assert!(failures.is_empty(), "log-likelihoods 1e-3 or more off the naive pass:\n{}", failures.join("\n"));
     // The same requests scored again give the same numbers: the scheduling is deterministic.
     let again = session.score(&prefix.tokens, &groups, |_| {}).unwrap();
     assert_eq!(again, shared);

@@ -31,10 +31,35 @@ use super::logits::{LogSoftmaxRow, row_stats};
 /// 0.1 nats and more, so batch invariance matters here.
 pub const MAX_UBATCH: u32 = 60;
 
-/// Fewest rows (and output rows) per decode. llama.cpp's CPU matrix products round differently
-/// for products of four rows or fewer, which moved single-token log-likelihoods by up to 0.3
-/// nats on Gemma 3; small batches are therefore padded with throw-away rows.
+/// Fewest rows (and output rows) per decode. Decodes of four rows or fewer gave other numbers
+/// than larger ones on Gemma 3 (single-token log-likelihoods moved by up to 0.3 nats; with
+/// one row, ggml's CPU flash attention also switches to a KV-split kernel), so small batches
+/// are padded with throw-away rows of a padding sequence.
 pub const MIN_ROWS: usize = 8;
+
+/// Every decode's row count and output-row count are multiples of this. llama.cpp's repacked
+/// CPU matrix products (Q4_K here) take the rows of a micro-batch four at a time (a gemm
+/// kernel, activations quantized in groups of four rows) and send the `rows % 4` left over to
+/// a gemv kernel that rounds differently; the output rows go through the last layer's
+/// feed-forward and the output head as a product of their own. Which tokens fell into that
+/// remainder depended on the batch layout: decoding a shared prefix in calls of its own moved
+/// continuation log-likelihoods by 0.02 to 0.2 nats against one single-sequence pass. With
+/// every product a whole number of 4-row groups, a row's numbers no longer depend on the rows
+/// beside it: measured bit-identical across layouts (examples/prefix_probe.rs).
+pub const ROW_MULTIPLE: usize = 4;
+
+/// KV cells kept free for the padding rows of one decode (at most `MIN_ROWS - 1` output pads
+/// plus `ROW_MULTIPLE - 1` more rows).
+const PAD_CELLS: usize = MIN_ROWS + ROW_MULTIPLE;
+
+/// Rows and output rows a decode of `tokens` real rows, `outputs` of them output rows, has
+/// after padding: (total rows, padding rows that are outputs). See [`MIN_ROWS`] and
+/// [`ROW_MULTIPLE`].
+fn padded_shape(tokens: usize, outputs: usize) -> (usize, usize) {
+    let round = |n: usize| n.max(MIN_ROWS).div_ceil(ROW_MULTIPLE) * ROW_MULTIPLE;
+    let output_pads = if outputs > 0 { round(outputs) - outputs } else { 0 };
+    (round(tokens + output_pads), output_pads)
+}
 
 /// A token id of the model's vocabulary.
 pub type Token = i32;
@@ -93,7 +118,8 @@ pub struct EngineOptions {
     pub n_ctx: u32,
     /// Most sequences decoding together (generation slots; scoring continuations).
     pub max_sequences: usize,
-    /// Most tokens per `llama_decode` call (at most [`MAX_UBATCH`]).
+    /// Most tokens per `llama_decode` call, padding included (clamped to [`MIN_ROWS`]..=
+    /// [`MAX_UBATCH`] and rounded down to a multiple of [`ROW_MULTIPLE`]).
     pub batch_tokens: usize,
     /// Most logit rows per `llama_decode` call (each row is n_vocab floats).
     pub max_outputs: usize,
@@ -176,12 +202,13 @@ impl EvalModel {
     pub fn session(&self, options: &EngineOptions) -> Result<Session<'_>, EngineError> {
         let backend = shared_backend().map_err(|e| EngineError::Backend(e.to_string()))?;
         // Sequence 0 holds a shared prefix, 1..=max_sequences serve requests, and the last one
-        // carries padding rows (see MIN_ROWS).
+        // carries padding rows (see MIN_ROWS and ROW_MULTIPLE).
         let n_seq = (options.max_sequences + 2).clamp(3, 256) as u32;
         let threads = options.threads.max(1) as i32;
         // One decode call is one micro-batch: llama.cpp splitting a larger batch changes the
         // numbers of some rows, as measured on Gemma 3 (see MAX_UBATCH).
-        let batch = (options.batch_tokens.max(1) as u32).min(MAX_UBATCH);
+        // A multiple of ROW_MULTIPLE, so a padded decode always fits.
+        let batch = (options.batch_tokens.clamp(MIN_ROWS, MAX_UBATCH as usize) / ROW_MULTIPLE * ROW_MULTIPLE) as u32;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(options.n_ctx))
             .with_n_batch(batch)
@@ -317,15 +344,26 @@ impl<'m> Session<'m> {
         self.n_ctx
     }
 
-    /// Decodes the batch after padding it to [`MIN_ROWS`] rows and outputs with throw-away
-    /// tokens of the padding sequence (removed again right after).
+    /// Whether a decode of `tokens` real rows with `outputs` output rows fits into one batch once
+    /// padded (see [`padded_shape`]).
+    fn fits(&self, tokens: usize, outputs: usize) -> bool {
+        padded_shape(tokens, outputs).0 <= self.batch_tokens
+    }
+
+    /// Decodes the batch after padding it (see [`padded_shape`]) with throw-away tokens of the
+    /// padding sequence (removed again right after).
     fn decode_padded(&mut self, n_tokens: usize, n_outputs: usize) -> Result<(), EngineError> {
-        let output_pads = if n_outputs > 0 { MIN_ROWS.saturating_sub(n_outputs) } else { 0 };
-        let pads = output_pads.max(MIN_ROWS.saturating_sub(n_tokens));
-        let pads = pads.min(self.batch_tokens - n_tokens.min(self.batch_tokens));
+        let (total, output_pads) = padded_shape(n_tokens, n_outputs);
+        if total > self.batch_tokens {
+            return Err(EngineError::Invalid(format!(
+                "a decode of {n_tokens} rows ({n_outputs} outputs) pads to {total} rows, more than the batch of {}",
+                self.batch_tokens
+            )));
+        }
+        let pads = total - n_tokens;
         for i in 0..pads {
             self.batch
-                .add(LlamaToken(self.pad_token), i as i32, &[self.pad_seq], true)
+                .add(LlamaToken(self.pad_token), i as i32, &[self.pad_seq], i < output_pads)
                 .map_err(|e| EngineError::Invalid(e.to_string()))?;
         }
         let result = self.decode();
@@ -367,33 +405,26 @@ impl<'m> Session<'m> {
     }
 
     /// Every position's logits for one sequence, decoded alone: the naive reference path.
+    /// Long inputs go in consecutive calls of up to a batch each, padded like every decode;
+    /// with that padding the numbers do not depend on where the calls split (see
+    /// [`ROW_MULTIPLE`]).
     pub fn full_logits(&mut self, tokens: &[Token]) -> Result<Vec<Vec<f32>>, EngineError> {
-        self.full_logits_split(tokens, 0)
-    }
-
-    /// [`Session::full_logits`] with the first `split` tokens decoded in calls of their own, the
-    /// way a shared prefix is decoded (llama.cpp's numbers depend slightly on the micro-batch
-    /// layout, see [`MIN_ROWS`]).
-    pub fn full_logits_split(&mut self, tokens: &[Token], split: usize) -> Result<Vec<Vec<f32>>, EngineError> {
-        if tokens.len() + MIN_ROWS > self.n_ctx {
+        if tokens.len() + PAD_CELLS > self.n_ctx {
             return Err(EngineError::TooLong { tokens: tokens.len(), n_ctx: self.n_ctx });
         }
         self.clear_all();
         let mut rows = Vec::with_capacity(tokens.len());
         let chunk_len = self.batch_tokens.min(self.max_outputs);
-        let split = split.min(tokens.len());
-        for (offset, part) in [(0, &tokens[..split]), (split, &tokens[split..])] {
-            for (start, chunk) in (offset..).step_by(chunk_len).zip(part.chunks(chunk_len)) {
-                self.batch.clear();
-                for (i, &t) in chunk.iter().enumerate() {
-                    self.batch
-                        .add(LlamaToken(t), (start + i) as i32, &[0], true)
-                        .map_err(|e| EngineError::Invalid(e.to_string()))?;
-                }
-                self.decode_padded(chunk.len(), chunk.len())?;
-                for i in 0..chunk.len() {
-                    rows.push(self.ctx.get_logits_ith(i as i32).to_vec());
-                }
+        for (start, chunk) in (0..).step_by(chunk_len).zip(tokens.chunks(chunk_len)) {
+            self.batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                self.batch
+                    .add(LlamaToken(t), (start + i) as i32, &[0], true)
+                    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+            }
+            self.decode_padded(chunk.len(), chunk.len())?;
+            for i in 0..chunk.len() {
+                rows.push(self.ctx.get_logits_ith(i as i32).to_vec());
             }
         }
         self.clear_all();
@@ -439,12 +470,12 @@ impl<'m> Session<'m> {
                 )));
             }
             let cells = group_cells(g) + if g.use_prefix { prefix_len } else { 0 };
-            if cells + MIN_ROWS > self.n_ctx {
+            if cells + PAD_CELLS > self.n_ctx {
                 return Err(EngineError::TooLong { tokens: cells, n_ctx: self.n_ctx });
             }
         }
-        // Room for the padding rows too (see MIN_ROWS).
-        let budget = self.n_ctx.saturating_sub(prefix_len + MIN_ROWS);
+        // Room for the padding rows too (see PAD_CELLS).
+        let budget = self.n_ctx.saturating_sub(prefix_len + PAD_CELLS);
         let mut free_seqs: Vec<i32> = (1..=self.max_sequences as i32).rev().collect();
         let mut active: Vec<Active> = Vec::new();
         let mut next_group = 0;
@@ -491,7 +522,8 @@ impl<'m> Session<'m> {
                 while a.next < a.feeds.len() {
                     let f = &a.feeds[a.next];
                     let wants = !f.targets.is_empty();
-                    if n_tokens == self.batch_tokens || (wants && n_outputs == self.max_outputs) {
+                    let outputs_after = n_outputs + usize::from(wants);
+                    if !self.fits(n_tokens + 1, outputs_after) || outputs_after > self.max_outputs {
                         break 'fill;
                     }
                     self.batch
@@ -554,14 +586,14 @@ impl<'m> Session<'m> {
         let parallel = options.parallel.clamp(1, self.max_sequences);
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let per_slot = longest + options.max_new_tokens + 1;
-        if prefix.len() + per_slot + MIN_ROWS > self.n_ctx {
+        if prefix.len() + per_slot + PAD_CELLS > self.n_ctx {
             return Err(EngineError::TooLong { tokens: prefix.len() + per_slot, n_ctx: self.n_ctx });
         }
         if prompts.iter().any(Vec::is_empty) {
             return Err(EngineError::Invalid("an empty prompt (nothing to predict the first token from)".into()));
         }
         // As many slots as the cache holds at worst.
-        let parallel = parallel.min((self.n_ctx - prefix.len() - MIN_ROWS) / per_slot).max(1);
+        let parallel = parallel.min((self.n_ctx - prefix.len() - PAD_CELLS) / per_slot).max(1);
         let prefix_len = if prefix.is_empty() {
             self.clear_all();
             0
@@ -608,6 +640,11 @@ impl<'m> Session<'m> {
             let mut n_tokens = 0usize;
             // Decoding slots first (one token each), then prompt tokens in the room left.
             for (si, s) in slots.iter_mut().enumerate() {
+                let room = padded_shape(n_tokens + 1, reads.len() + 1).0 <= self.batch_tokens
+                    && reads.len() < self.max_outputs;
+                if s.last.is_some() && !room {
+                    break;
+                }
                 if let Some(t) = s.last.take() {
                     self.batch
                         .add(LlamaToken(t), s.pos, &[s.seq], true)
@@ -619,8 +656,12 @@ impl<'m> Session<'m> {
             }
             for (si, s) in slots.iter_mut().enumerate() {
                 let prompt = &prompts[s.prompt];
-                while s.fed < prompt.len() && n_tokens < self.batch_tokens && reads.len() < self.max_outputs {
+                while s.fed < prompt.len() {
                     let last = s.fed + 1 == prompt.len();
+                    let outputs_after = reads.len() + usize::from(last);
+                    if padded_shape(n_tokens + 1, outputs_after).0 > self.batch_tokens || outputs_after > self.max_outputs {
+                        break;
+                    }
                     self.batch
                         .add(LlamaToken(prompt[s.fed]), s.pos, &[s.seq], last)
                         .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -715,6 +756,24 @@ pub fn cut_at_stop<'a>(text: &'a str, stops: &[String]) -> &'a str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_decodes_are_whole_groups_of_rows_and_outputs() {
+        assert_eq!(padded_shape(1, 1), (8, 7));
+        assert_eq!(padded_shape(30, 0), (32, 0));
+        assert_eq!(padded_shape(9, 9), (12, 3));
+        assert_eq!(padded_shape(10, 1), (20, 7));
+        assert_eq!(padded_shape(57, 13), (60, 3));
+        for tokens in 1..=60 {
+            for outputs in 0..=tokens {
+                let (total, output_pads) = padded_shape(tokens, outputs);
+                assert!(total % ROW_MULTIPLE == 0 && total >= MIN_ROWS && total >= tokens);
+                assert!(total - tokens < PAD_CELLS && output_pads <= total - tokens);
+                let padded_outputs = outputs + output_pads;
+                assert!(outputs == 0 || (padded_outputs % ROW_MULTIPLE == 0 && padded_outputs >= MIN_ROWS));
+            }
+        }
+    }
 
     #[test]
     fn cut_at_the_earliest_stop() {
