@@ -15,7 +15,7 @@ pub struct ExperimentsArgs {
     /// The GGUF model.
     #[arg(default_value = "models/gemma-3-270m-q4_k_m.gguf")]
     pub model: PathBuf,
-    /// The smoke-check sizes (≈ 12 minutes on 2 busy cores) instead of the full grids.
+    /// The smoke-check sizes (10 minutes measured on a quiet 2-core machine) instead of the full grids.
     #[arg(long)]
     pub quick: bool,
     /// Output directory (STATS cache, results, plots).
