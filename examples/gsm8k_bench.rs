@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! MATHNEURO_DATA=/path/to/shared/data cargo run --release --example gsm8k_bench -- \
-//!     [MODEL] [BATCHED_QUESTIONS=32] [NAIVE_QUESTIONS=8] [PARALLEL=16] [THREADS]
+//!     [MODEL] [BATCHED_QUESTIONS=64] [NAIVE_QUESTIONS=8] [PARALLEL=32] [THREADS]
 //! ```
 //! The naive questions are the first ones of the batched set, so their answers are compared too.
 
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model_path = PathBuf::from(args.first().map_or("models/gemma-3-270m-q4_k_m.gguf", |s| s.as_str()));
     let arg = |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
-    let (n_batched, n_naive, parallel) = (arg(1, 32), arg(2, 8), arg(3, 16));
+    let (n_batched, n_naive, parallel) = (arg(1, 64), arg(2, 8), arg(3, 32));
     let mut engine = EngineOptions::default();
     engine.threads = arg(4, engine.threads);
     engine.max_sequences = engine.max_sequences.max(parallel);

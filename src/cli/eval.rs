@@ -42,7 +42,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// GSM8K questions decoding at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub parallel: usize,
     /// Decode GSM8K one question at a time with its whole prompt (benchmark baseline).
     #[arg(long, hide = true)]

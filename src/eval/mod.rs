@@ -78,7 +78,7 @@ impl EvalOptions {
             limit: None,
             seed: 1234,
             fewshot: 0,
-            gsm8k_mode: Gsm8kMode::Batched { parallel: 16 },
+            gsm8k_mode: Gsm8kMode::Batched { parallel: 32 },
             max_new_tokens: gsm8k_prompt::MAX_NEW_TOKENS,
             windows: Windows::default(),
             bootstrap: 1000,
