@@ -51,14 +51,10 @@ impl<'a> Rows<'a> {
 
     /// Calls `f(row_index, a_row_offset, dequantized_row)` for each row in order.
     fn for_each_row(&self, mut f: impl FnMut(u64, usize, &[f32])) -> Result<(), SelectError> {
-        let rb = self.info.row_bytes() as usize;
         let mut w = vec![0f32; self.n_in];
         for r in 0..self.info.n_rows() {
-            let bytes = &self.data[r as usize * rb..(r as usize + 1) * rb];
-            ggml::dequantize(self.info.ggml_type, bytes, &mut w)
-                .map_err(|source| SelectError::Codec { tensor: self.info.name.clone(), source })?;
-            let g = (r / self.rows_per_group) as usize;
-            f(r, g * self.n_in, &w);
+            let off = self.segment(r, 0, &mut w)?;
+            f(r, off, &w);
         }
         Ok(())
     }

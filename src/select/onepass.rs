@@ -1,7 +1,7 @@
-//! Selection within one matrix in a single pass over its rows, for the common case: an evenly
-//! spaced sample of whole rows brackets each stream's k-th largest score from below (`lo`), one pass collects every
-//! entry whose math score is ≥ `lo_math` (with its general score) and every general score ≥
-//! `lo_general`, and the exact thresholds are then taken among those candidates alone.
+//! Selection within one matrix in a single pass over its rows, for the common case: a fixed
+//! sample of short row segments brackets each stream's k-th largest score from below (`lo`), one
+//! pass collects every entry whose math score is ≥ `lo_math` (with its general score) and every
+//! general score ≥ `lo_general`, and the exact thresholds are then taken among those candidates.
 //!
 //! Why it is exact: all entries at or above `lo` are collected, so when at least k were collected
 //! the k-th largest score of the whole matrix is among them, and the top-k rule (larger score
@@ -25,7 +25,7 @@ const SAMPLE_ROWS_MIN: u64 = 256;
 /// Standard errors of the sampled share kept as margin below the estimated k-th score.
 const MARGIN_SIGMAS: f64 = 6.0;
 
-/// Where the sample is taken: `rows` evenly spaced rows, one segment of `len` columns each.
+/// Where the sample is taken: every `row_step`-th row, one segment of `len` columns each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SamplePlan {
     /// Row stride (1 = every row).
