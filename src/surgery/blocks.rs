@@ -131,10 +131,13 @@ fn rewrite_row(
             continue;
         }
         tally.blocks_rewritten += 1;
-        // The common case without allocations: the in-grid edit fits (candidate 1 below).
+        // Candidate 1, the in-grid edit, made in place and taken at once when it fits (the
+        // common case, without allocations); otherwise it joins the other candidates.
+        let mut in_grid = None;
         if regrid::supports(ty) {
             d.copy_from_slice(s);
-            if !regrid::regrid(ty, d, &target, &sel) {
+            let clamped = regrid::regrid(ty, d, &target, &sel);
+            if !clamped {
                 ggml::dequantize(ty, d, &mut decoded)?;
                 let zeros_missed = change == Change::Prune && selected.iter().any(|&j| decoded[j] != 0.0);
                 if !zeros_missed {
@@ -142,9 +145,10 @@ fn rewrite_row(
                     continue;
                 }
             }
+            in_grid = Some((d.to_vec(), clamped));
         }
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
-        let (bytes, best) = encode_best(ty, s, &target, &sel, change, imp)?;
+        let (bytes, best) = encode_best(ty, s, in_grid, &target, &sel, change, imp)?;
         d.copy_from_slice(&bytes);
         tally.record(&orig, &target, &best, &sel, &selected);
     }
@@ -152,21 +156,23 @@ fn rewrite_row(
 }
 
 /// Candidate encodings of one block's intended values; the best one and its decoded values.
-fn encode_best(ty: GgmlType, original: &[u8], target: &[f32], sel: &[bool], change: Change, imp: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+/// `in_grid`: the in-grid edit of the block (`regrid` applied to `original`) and whether it
+/// clamped a target, for the types `regrid` supports; the caller already found it not good
+/// enough on its own.
+fn encode_best(
+    ty: GgmlType,
+    original: &[u8],
+    in_grid: Option<(Vec<u8>, bool)>,
+    target: &[f32],
+    sel: &[bool],
+    change: Change,
+    imp: Option<&[f32]>,
+) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
     let bs = target.len();
     let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(3);
     // Without an in-grid edit (other types) the block is always re-encoded by ggml.
     let mut needs_full_encode = true;
-    if regrid::supports(ty) {
-        let mut edited = original.to_vec();
-        let clamped = regrid::regrid(ty, &mut edited, target, sel);
-        if !clamped {
-            let decoded = ggml::dequantize_to_vec(ty, &edited, bs)?;
-            let zeros_missed = change == Change::Prune && (0..bs).any(|j| sel[j] && decoded[j] != 0.0);
-            if !zeros_missed {
-                return Ok((edited, decoded));
-            }
-        }
+    if let Some((edited, clamped)) = in_grid {
         candidates.push(edited);
         needs_full_encode = clamped;
         if ty == GgmlType::Q4_K && change == Change::Prune {
