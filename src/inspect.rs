@@ -114,8 +114,10 @@ pub struct TypeTotal {
 pub struct InspectReport {
     /// The path as given.
     pub file: String,
-    /// File size in bytes.
+    /// File size in bytes (all shards of a split model).
     pub file_bytes: u64,
+    /// Files the model is stored in (1, or the shard count of a split model).
+    pub shards: usize,
     /// GGUF version (2 or 3).
     pub gguf_version: u32,
     /// `general.architecture`.
@@ -189,7 +191,8 @@ impl InspectReport {
             .collect();
         InspectReport {
             file: file.path().display().to_string(),
-            file_bytes: file.bytes().len() as u64,
+            file_bytes: file.total_bytes(),
+            shards: file.shard_paths().len(),
             gguf_version: file.version,
             architecture: arch.clone(),
             name: file.get_str("general.name").map(str::to_string),
@@ -241,7 +244,8 @@ impl InspectReport {
         let mut line = |label: &str, value: String| {
             let _ = writeln!(s, "{label:<16}{value}");
         };
-        line("file", format!("{} ({}, GGUF v{})", self.file, human_bytes(self.file_bytes), self.gguf_version));
+        let split = if self.shards > 1 { format!(", split in {} shards", self.shards) } else { String::new() };
+        line("file", format!("{} ({}, GGUF v{}{split})", self.file, human_bytes(self.file_bytes), self.gguf_version));
         line("architecture", opt(&self.architecture));
         line("name", opt(&self.name));
         line("parameters", format!("{} ({})", human_count(self.parameter_count), self.parameter_count));

@@ -10,6 +10,7 @@
 
 pub mod atomic;
 pub mod calibrate;
+pub mod chat;
 pub mod cli;
 pub mod data;
 pub mod eval;
@@ -18,6 +19,7 @@ pub mod ffi;
 pub mod gguf;
 pub mod inspect;
 pub mod model;
+pub mod modelref;
 pub mod select;
 pub mod stats;
 pub mod surgery;

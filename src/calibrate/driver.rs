@@ -78,11 +78,14 @@ pub struct CalibrateOptions {
     /// In a plain decode (`capture` false), compute logits for the last token of each text only,
     /// as a prompt-processing llama.cpp would (the cheapest baseline). Ignored when capturing.
     pub plain_last_output_only: bool,
+    /// Tokenize special-token markup (`<|im_start|>` …) as the special tokens it names, as
+    /// chat-templated texts need (`--chat`); plain texts keep it as text.
+    pub parse_special: bool,
 }
 
 impl Default for CalibrateOptions {
     fn default() -> Self {
-        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true, plain_last_output_only: false }
+        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true, plain_last_output_only: false, parse_special: false }
     }
 }
 
@@ -205,7 +208,7 @@ impl<'m> Calibrator<'m> {
     pub fn tokenize(&self, texts: &[String]) -> Result<Tokenized, CalibrateError> {
         let mut out = Tokenized::default();
         for t in texts {
-            let mut toks = self.model.tokenize(t)?;
+            let mut toks = self.model.tokenize_with(t, self.opts.parse_special)?;
             if toks.len() > self.opts.max_tokens {
                 out.truncated += 1;
                 out.tokens_dropped += toks.len() - self.opts.max_tokens;

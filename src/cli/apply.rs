@@ -2,12 +2,13 @@
 //! pruned copy of the model (`*-mathneuro.gguf`), a Modelfile, a JSON report and a heat map;
 //! prints the markdown summary on stdout.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::gguf::GgufFile;
+use crate::modelref::ResolvedModel;
 use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
 use crate::surgery::{self, ApplyOptions, Change};
@@ -16,7 +17,8 @@ use crate::surgery::{self, ApplyOptions, Change};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("change").required(true).args(["scale", "prune"])))]
 pub struct ApplyArgs {
-    /// The GGUF model.
+    /// The model: a GGUF path (a split's first shard), ollama:NAME[:TAG], publisher/model (LM
+    /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
     /// STATS file measured on math texts.
     #[arg(long)]
@@ -63,6 +65,14 @@ pub struct SurgeryArgs {
     /// Overwrite existing output files.
     #[arg(long)]
     pub force: bool,
+    /// For a split input: write the output split the same way (OUT-00001-of-0000N.gguf …)
+    /// instead of one file (Ollama cannot load split models).
+    #[arg(long)]
+    pub keep_split: bool,
+    /// After writing, load the result into Ollama as NAME (`ollama create NAME -f Modelfile`
+    /// when `ollama` is on PATH; otherwise the command is printed).
+    #[arg(long, value_name = "NAME")]
+    pub ollama: Option<String>,
 }
 
 impl SurgeryArgs {
@@ -76,13 +86,13 @@ impl SurgeryArgs {
         }
     }
 
-    /// The output path: `--output`, else `MODEL-mathneuro.gguf` beside the model.
-    pub fn output_for(&self, model: &Path) -> PathBuf {
+    /// The output path: `--output`, else `MODEL-mathneuro.gguf` (see `default_output`).
+    pub fn output_for(&self, model: &ResolvedModel) -> PathBuf {
         self.output.clone().unwrap_or_else(|| default_output(model))
     }
 
     /// Apply options for `model` with `change` (Modelfile and report written, progress shown).
-    pub fn apply_options(&self, model: &Path, change: Change, seed: u64) -> ApplyOptions {
+    pub fn apply_options(&self, model: &ResolvedModel, change: Change, seed: u64) -> ApplyOptions {
         ApplyOptions {
             select: SelectOptions { method: self.method, top_k_percent: self.top_k, seed },
             change,
@@ -96,25 +106,32 @@ impl SurgeryArgs {
     }
 }
 
-/// `MODEL.gguf` → `MODEL-mathneuro.gguf` in the same directory.
-pub fn default_output(model: &Path) -> PathBuf {
-    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let stem = name.strip_suffix(".gguf").unwrap_or(&name);
-    model.with_file_name(format!("{stem}-mathneuro.gguf"))
+/// `MODEL.gguf` → `MODEL-mathneuro.gguf` in the same directory (a split's first shard
+/// `M-00001-of-00003.gguf` → `M-mathneuro.gguf`); a model inside Ollama's, LM Studio's or the
+/// Hugging Face store → `STEM-mathneuro.gguf` in the current directory, since those folders
+/// belong to the tools.
+pub fn default_output(model: &ResolvedModel) -> PathBuf {
+    let name = format!("{}-mathneuro.gguf", model.stem);
+    if model.in_store() { PathBuf::from(name) } else { model.path.with_file_name(name) }
 }
 
 /// Runs `mathneuro apply`.
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let resolved = crate::modelref::resolve(&args.model)?;
     let change = args.surgery.change(None)?;
-    let mut opts = args.surgery.apply_options(&args.model, change, args.seed);
+    let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
     opts.write_modelfile = !args.no_modelfile;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("starting worker threads")?;
-    let model = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    let model = GgufFile::open(&resolved.path).with_context(|| format!("reading model {}", resolved.path.display()))?;
+    let plan = super::deliver::Delivery::new(&model, &args.surgery, &opts)?;
+    plan.prepare(&mut opts);
     let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;
     let general = ActivationStats::load(&args.general).with_context(|| format!("reading general STATS {}", args.general.display()))?;
     let report = pool
         .install(|| surgery::apply(&model, &math, &general, &opts))
-        .with_context(|| format!("applying {} / {} to {}", args.math.display(), args.general.display(), args.model.display()))?;
+        .with_context(|| format!("applying {} / {} to {}", args.math.display(), args.general.display(), resolved.path.display()))?;
+    let report = plan.finish(report)?;
     print!("{}", report.markdown());
+    plan.load_into_ollama(&report)?;
     Ok(ExitCode::SUCCESS)
 }

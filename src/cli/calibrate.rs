@@ -19,11 +19,16 @@ use crate::gguf::MetaValue;
 /// Arguments of `mathneuro calibrate`.
 #[derive(Debug, clap::Args)]
 pub struct CalibrateArgs {
-    /// The GGUF model.
+    /// The model: a GGUF path (a split's first shard), ollama:NAME[:TAG], publisher/model (LM
+    /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
-    /// Calibration data: gsm8k, mmlu, race, embedded-math, embedded-general, FILE.jsonl (a `text`
-    /// field per line) or FILE.txt (blank-line-separated texts).
-    #[arg(long)]
+    /// Calibration data: gsm8k, math, mmlu, race, embedded-math, embedded-general, FILE.jsonl (a
+    /// `text` field per line) or FILE.txt (blank-line-separated texts). `math` (MATH problems +
+    /// solutions) reads DATA/math/train.jsonl, which the project's data copy does not have. To
+    /// isolate a skill other than math, calibrate once on texts of that skill and once on
+    /// contrasting texts, e.g. `--data code.jsonl` and `--data prose.txt`, then pass them to
+    /// `apply --math code.gguf --general prose.gguf` (the "math" side is the skill kept or removed).
+    #[arg(long, verbatim_doc_comment)]
     pub data: String,
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
     #[arg(long)]
@@ -68,6 +73,10 @@ pub struct CalibrateArgs {
     /// The STATS file to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Wrap each text in the model's chat template (prompt part as a user turn, the rest as the
+    /// assistant's reply), for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
 }
 
 /// A progress bar over `total` calibration tokens with tok/s and ETA, on stderr (hidden by
@@ -88,15 +97,17 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         Some(s) => s.select(&drawn),
         None => drawn,
     };
-    let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
+    let resolved = crate::modelref::resolve(&args.model)?;
+    let texts = crate::chat::calibration_texts(&set, &drawn, args.chat, &resolved.path)?;
 
-    let model = Model::load(&args.model)?;
+    let model = Model::load(&resolved.path)?;
     let opts = CalibrateOptions {
         threads: args.threads.unwrap_or_else(crate::calibrate::driver::default_threads),
         micro_batch: args.micro_batch,
         max_tokens: args.max_tokens,
         max_texts_per_decode: args.pack,
         skip_head: !args.keep_head,
+        parse_special: args.chat,
         ..CalibrateOptions::default()
     };
     let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
@@ -108,9 +119,10 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let every = if args.checkpoint_every == 0 { texts.len().max(1) } else { args.checkpoint_every };
     let ckpt = checkpoint::checkpoint_path(&args.output);
     let key = format!(
-        "model={} data={} samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={} every={}",
+        "model={} data={}{} samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={} every={}",
         cal.fingerprint(),
         set.name,
+        if args.chat { " chat" } else { "" },
         args.samples,
         args.seed,
         !args.no_replacement,
@@ -158,7 +170,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     stats.datasets = vec![set.name.clone()];
     stats.seeds = vec![args.seed];
     let extra = vec![
-        ("mathneuro.template".to_string(), MetaValue::string(&set.template)),
+        ("mathneuro.template".to_string(), MetaValue::string(crate::chat::template_note(&set.template, args.chat))),
         ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
         ("mathneuro.replacement".to_string(), MetaValue::Bool(!args.no_replacement)),
         ("mathneuro.max_tokens".to_string(), MetaValue::U64(args.max_tokens as u64)),

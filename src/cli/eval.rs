@@ -13,15 +13,31 @@ use crate::eval::{self, EngineOptions, EvalOptions, Gsm8kMode, Task, Windows};
 /// Arguments of `mathneuro eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The GGUF model.
+    /// The model: a GGUF path (a split's first shard), ollama:NAME[:TAG], publisher/model (LM
+    /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
-    /// A second model to compare with MODEL on identical items.
+    /// A second model to compare with MODEL on identical items (same forms as MODEL).
     #[arg(long, value_name = "OTHER")]
     pub compare: Option<PathBuf>,
     /// Comma-separated tasks: gsm8k, gsm8k_nll, gsm8k_ppl, mmlu, race, hellaswag, arc_easy,
-    /// arc_challenge, piqa, boolq, wikitext, or all.
-    #[arg(long, default_value = "gsm8k,gsm8k_nll,mmlu,hellaswag,arc_easy,piqa,boolq,wikitext")]
-    pub tasks: String,
+    /// arc_challenge, piqa, boolq, wikitext, or all [default:
+    /// gsm8k,gsm8k_nll,mmlu,hellaswag,arc_easy,piqa,boolq,wikitext; none with --task-file].
+    #[arg(long)]
+    pub tasks: Option<String>,
+    /// Your own task, one JSON object per line: generation items {"question": .., "answer": 42
+    /// or "text"} (exact-match and flexible-extract, as GSM8K) or multiple-choice items
+    /// {"question": .., "choices": [..], "answer": INDEX} (acc, acc_norm). Reported as task
+    /// `task_file`; see docs/task-file.md.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub task_file: Option<PathBuf>,
+    /// Wrap generation prompts (GSM8K, task-file generation items) in the model's chat template
+    /// (few-shot as multi-turn), for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
+    /// Reuse the items already in DIR/items/ (written as each chunk of items finishes) and
+    /// evaluate only the rest; the settings must be the same.
+    #[arg(long)]
+    pub resume: bool,
     /// Evaluate a seeded random subset of at most N items per task (documents for wikitext,
     /// articles for race).
     #[arg(long, value_name = "N")]
@@ -79,8 +95,12 @@ impl EvalArgs {
 
     /// The library options these arguments describe.
     pub fn options(&self) -> anyhow::Result<EvalOptions> {
-        let tasks = Task::parse_list(&self.tasks)?;
-        anyhow::ensure!(!tasks.is_empty(), "--tasks names no task");
+        let tasks = match (&self.tasks, &self.task_file) {
+            (Some(list), _) => Task::parse_list(list)?,
+            (None, Some(_)) => Vec::new(),
+            (None, None) => Task::parse_list(DEFAULT_TASKS)?,
+        };
+        anyhow::ensure!(!tasks.is_empty() || self.task_file.is_some(), "--tasks names no task");
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
         if let Some(t) = self.threads {
@@ -97,20 +117,30 @@ impl EvalArgs {
         options.bootstrap = self.bootstrap;
         options.engine = engine;
         options.progress = !self.no_progress;
+        options.chat = self.chat;
+        options.task_file = self.task_file.clone();
+        options.resume = self.resume;
         Ok(options)
     }
 }
 
+/// The tasks `eval` runs when `--tasks` is not given.
+pub const DEFAULT_TASKS: &str = "gsm8k,gsm8k_nll,mmlu,hellaswag,arc_easy,piqa,boolq,wikitext";
+
 /// Runs `mathneuro eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let options = args.options()?;
-    let base = eval::evaluate(&args.model, &options).with_context(|| format!("evaluating {}", args.model.display()))?;
-    let markdown = match &args.compare {
+    let mut options = args.options()?;
+    options.items_dir = Some(args.out.join("items").join("base"));
+    let model = crate::modelref::resolve(&args.model)?.path;
+    let compare = args.compare.as_deref().map(crate::modelref::resolve).transpose()?.map(|m| m.path);
+    let base = eval::evaluate(&model, &options).with_context(|| format!("evaluating {}", model.display()))?;
+    let markdown = match &compare {
         None => {
             eval::write_outputs(&args.out, &base, None)?;
             eval::report::render_markdown(&base)
         }
         Some(other_path) => {
+            options.items_dir = Some(args.out.join("items").join("other"));
             let other = eval::evaluate(other_path, &options).with_context(|| format!("evaluating {}", other_path.display()))?;
             let comparison = eval::compare_reports(&base, &other, options.bootstrap, options.seed)?;
             eval::write_outputs(&args.out, &base, Some(&comparison))?;

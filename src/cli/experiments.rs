@@ -12,7 +12,7 @@ use crate::experiments::{Plan, RunnerOptions, run_experiments};
 /// Arguments of `mathneuro experiments`.
 #[derive(Debug, clap::Args)]
 pub struct ExperimentsArgs {
-    /// The GGUF model.
+    /// The model (a path or a reference, as for `inspect`).
     #[arg(default_value = "models/gemma-3-270m-q4_k_m.gguf")]
     pub model: PathBuf,
     /// The smoke-check sizes (10 minutes measured on a quiet 2-core machine) instead of the full grids.
@@ -113,7 +113,7 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
     let opts = RunnerOptions {
-        model: args.model.clone(),
+        model: crate::modelref::resolve(&args.model)?.path,
         out: args.out.clone(),
         data_dir,
         threads: args.threads.unwrap_or_else(crate::calibrate::driver::default_threads),

@@ -13,7 +13,8 @@ use crate::inspect::InspectReport;
 /// Arguments of `mathneuro inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The GGUF model.
+    /// The model: a GGUF path (a split's first shard), ollama:NAME[:TAG], publisher/model (LM
+    /// Studio) or hf:org/name[/file.gguf].
     pub model: PathBuf,
     /// Print the report as one JSON object (for scripts) instead of text.
     #[arg(long)]
@@ -23,7 +24,8 @@ pub struct InspectArgs {
 /// Runs `mathneuro inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     // The GGUF error already names the file, the field and the offset (and the OS error).
-    let file = GgufFile::open(&args.model).map_err(|e| anyhow::anyhow!("cannot inspect the model: {e}"))?;
+    let model = crate::modelref::resolve(&args.model)?;
+    let file = GgufFile::open(&model.path).map_err(|e| anyhow::anyhow!("cannot inspect the model: {e}"))?;
     let report = InspectReport::new(&file);
     let text = if args.json { report.to_json() + "\n" } else { report.to_text() };
     let mut out = std::io::stdout().lock();

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod apply;
 pub mod calibrate;
+pub mod deliver;
 pub mod eval;
 pub mod experiments;
 pub mod inspect;

@@ -23,10 +23,13 @@ use crate::surgery::{self, side_path};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("change").args(["scale", "prune"])))]
 pub struct RunArgs {
-    /// The GGUF model.
+    /// The model: a GGUF path (a split's first shard), ollama:NAME[:TAG], publisher/model (LM
+    /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
     /// Math calibration data (default: gsm8k when a data directory is found, else embedded-math).
-    /// Same forms as `calibrate --data`.
+    /// Same forms as `calibrate --data` (also `math`: MATH problems + solutions from
+    /// DATA/math/train.jsonl, not in the project's data copy). Any other skill works the same
+    /// way: `--math code.jsonl --general prose.txt` selects the code-specific weights.
     #[arg(long)]
     pub math: Option<String>,
     /// General calibration data (default: mmlu when a data directory is found, else
@@ -62,6 +65,10 @@ pub struct RunArgs {
     /// CPU threads (default: all).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Wrap calibration texts (and, with --eval, GSM8K prompts) in the model's chat template,
+    /// for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
 }
 
 /// The two calibration sets `run` uses: the named ones, else GSM8K vs MMLU from the data
@@ -80,7 +87,7 @@ fn calibration_sets(args: &RunArgs) -> anyhow::Result<(CalibrationSet, Calibrati
 /// Calibrates `set` with a progress bar and saves the STATS beside the output.
 fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats_path: &Path) -> anyhow::Result<ActivationStats> {
     let drawn = crate::calibrate::sample::draw(set.texts.len(), args.samples, args.seed, true).with_context(|| format!("data set {}", set.name))?;
-    let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
+    let texts = crate::chat::calibration_texts(set, &drawn, args.chat, &args.model)?;
     let tok = cal.tokenize(&texts)?;
     let bar = token_bar(tok.total_tokens() as u64, &set.name);
     let mut acc = cal.new_accumulator();
@@ -90,7 +97,7 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
     stats.datasets = vec![set.name.clone()];
     stats.seeds = vec![args.seed];
     let extra = [
-        ("mathneuro.template".to_string(), MetaValue::string(&set.template)),
+        ("mathneuro.template".to_string(), MetaValue::string(crate::chat::template_note(&set.template, args.chat))),
         ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
         ("mathneuro.replacement".to_string(), MetaValue::Bool(true)),
         ("mathneuro.max_tokens".to_string(), MetaValue::U64(args.max_tokens as u64)),
@@ -111,9 +118,15 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
 }
 
 /// Runs `mathneuro run`.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    let resolved = crate::modelref::resolve(&args.model)?;
     let change = args.surgery.change(Some(1.1))?;
-    let opts = args.surgery.apply_options(&args.model, change, args.seed);
+    let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
+    args.model = resolved.path.clone();
+    let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    let delivery = crate::cli::deliver::Delivery::new(&model_file, &args.surgery, &opts)?;
+    delivery.prepare(&mut opts);
+    drop(model_file);
     let output = opts.output.clone();
     if output.exists() && !opts.force {
         anyhow::bail!("{} already exists; pass --force to overwrite it", output.display());
@@ -128,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // One loaded model serves both calibrations; it is dropped before the rewrite.
     let (math, general) = {
         let model = Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-        let opts = CalibrateOptions { threads, max_tokens: args.max_tokens, ..CalibrateOptions::default() };
+        let opts = CalibrateOptions { threads, max_tokens: args.max_tokens, parse_special: args.chat, ..CalibrateOptions::default() };
         let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
         let math = measure(&mut cal, &math_set, &args, &side_path(&output, ".math-stats.gguf"))?;
         let general = measure(&mut cal, &general_set, &args, &side_path(&output, ".general-stats.gguf"))?;
@@ -139,7 +152,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let report = pool.install(|| surgery::apply(&model_file, &math, &general, &opts)).with_context(|| format!("rewriting {}", args.model.display()))?;
     drop(model_file);
+    let report = delivery.finish(report)?;
+    let output = report.output.clone();
     print!("{}", report.markdown());
+    delivery.load_into_ollama(&report)?;
     eprintln!("calibrate + select + rewrite: {:.1} s", t0.elapsed().as_secs_f64());
 
     if let Some(tasks) = &args.eval {
@@ -148,11 +164,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let eval_args = EvalArgs {
             model: args.model.clone(),
             compare: Some(output.clone()),
-            tasks: tasks.clone(),
+            tasks: Some(tasks.clone()),
             limit: args.eval_limit,
             out: eval_out,
             data_dir: args.data_dir.clone(),
             threads: Some(threads),
+            chat: args.chat,
             ..EvalArgs::defaults(args.model.clone())
         };
         return crate::cli::eval::run(eval_args);

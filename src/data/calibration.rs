@@ -1,6 +1,8 @@
 //! Calibration sets: a `--data` SPEC turned into texts, one text per calibration sample.
 //!
 //! SPEC is a named set read from the data directory — `gsm8k` (train: question + worked answer),
+//! `math` (MATH train: problem + solution, from `math/train.jsonl` when the directory has it;
+//! the project's copy does not),
 //! `mmlu` (test: question + correct choice), `race` (middle validation: article + question +
 //! correct option) — or the built-in `embedded-math` / `embedded-general`, or a path: a `.jsonl`
 //! file with a `text` field per line, or a `.txt` file with one text per blank-line-separated
@@ -48,7 +50,7 @@ pub enum DataError {
         reason: super::dir::DataDirError,
     },
     /// Neither a known name nor a .jsonl/.txt path.
-    #[error("unknown data set `{0}`: use gsm8k, mmlu, race, embedded-math, embedded-general, a .jsonl file with a `text` field, or a .txt file")]
+    #[error("unknown data set `{0}`: use gsm8k, math, mmlu, race, embedded-math, embedded-general, a .jsonl file with a `text` field, or a .txt file")]
     Unknown(String),
 }
 
@@ -61,10 +63,37 @@ pub struct CalibrationSet {
     pub template: String,
     /// The texts.
     pub texts: Vec<String>,
+    /// Per text, the byte length of its prompt part (question, or article and question; for
+    /// plain texts the first line): `--chat` renders `text[..n]` as the user turn and the rest
+    /// after the separating newline as the assistant turn.
+    pub prompt_len: Vec<usize>,
+}
+
+impl CalibrationSet {
+    /// Text `i` as a (user, assistant) pair for `--chat`.
+    pub fn turns(&self, i: usize) -> (&str, &str) {
+        let t = &self.texts[i];
+        let n = self.prompt_len.get(i).copied().unwrap_or(t.len()).min(t.len());
+        let (user, rest) = t.split_at(n);
+        (user, rest.strip_prefix('\n').unwrap_or(rest))
+    }
+}
+
+/// A set of plain texts whose prompt part is the first line.
+fn plain(name: String, template: &str, texts: Vec<String>) -> CalibrationSet {
+    let prompt_len = texts.iter().map(|t| t.find('\n').unwrap_or(t.len())).collect();
+    CalibrationSet { name, template: template.into(), texts, prompt_len }
+}
+
+/// A set of (prompt, answer) records joined by a newline.
+fn pairs(name: &str, template: &str, records: Vec<(String, String)>) -> CalibrationSet {
+    let prompt_len = records.iter().map(|(p, _)| p.len()).collect();
+    let texts = records.into_iter().map(|(p, a)| format!("{p}\n{a}")).collect();
+    CalibrationSet { name: name.into(), template: template.into(), texts, prompt_len }
 }
 
 /// Names of the built-in sets and the sets read from the data directory.
-pub const NAMED_SETS: [&str; 5] = ["gsm8k", "mmlu", "race", "embedded-math", "embedded-general"];
+pub const NAMED_SETS: [&str; 6] = ["gsm8k", "math", "mmlu", "race", "embedded-math", "embedded-general"];
 
 /// Loads SPEC. `data_dir` is consulted only for named sets (`--data-dir` flag value).
 pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataError> {
@@ -73,24 +102,32 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataE
         Ok(dir.join(file))
     };
     let set = match spec {
-        "embedded-math" => CalibrationSet { name: spec.into(), template: "{text}".into(), texts: embedded::MATH.iter().map(|s| s.to_string()).collect() },
-        "embedded-general" => CalibrationSet { name: spec.into(), template: "{text}".into(), texts: embedded::GENERAL.iter().map(|s| s.to_string()).collect() },
+        "embedded-math" => plain(spec.into(), "{text}", embedded::MATH.iter().map(|s| s.to_string()).collect()),
+        "embedded-general" => plain(spec.into(), "{text}", embedded::GENERAL.iter().map(|s| s.to_string()).collect()),
         "gsm8k" => {
             let path = named("gsm8k/train.jsonl")?;
-            let texts = read_jsonl(&path, |v| Ok(format!("{}\n{}", field(v, "question")?, field(v, "answer")?)))?;
-            CalibrationSet { name: spec.into(), template: "{question}\n{answer}".into(), texts }
+            let records = read_jsonl(&path, |v| Ok((field(v, "question")?.to_string(), field(v, "answer")?.to_string())))?;
+            pairs(spec, "{question}\n{answer}", records)
+        }
+        "math" => {
+            // Hendrycks et al.'s MATH (the paper's second math set), as JSONL with `problem` and
+            // `solution`. The project's data copy does not include it; users who have it put it
+            // at DATA/math/train.jsonl.
+            let path = named("math/train.jsonl")?;
+            let records = read_jsonl(&path, |v| Ok((field(v, "problem")?.to_string(), field(v, "solution")?.to_string())))?;
+            pairs(spec, "{problem}\n{solution}", records)
         }
         "mmlu" => {
             let path = named("mmlu/test.jsonl")?;
-            let texts = read_jsonl(&path, |v| {
+            let records = read_jsonl(&path, |v| {
                 let i = v.get("answer_index").and_then(Value::as_u64).ok_or("missing integer field `answer_index`")? as usize;
-                Ok(format!("{}\n{}", field(v, "question")?, choice(v, "choices", i)?))
+                Ok((field(v, "question")?.to_string(), choice(v, "choices", i)?.to_string()))
             })?;
-            CalibrationSet { name: spec.into(), template: "{question}\n{choices[answer_index]}".into(), texts }
+            pairs(spec, "{question}\n{choices[answer_index]}", records)
         }
         "race" => {
             let path = named("race/middle_validation.jsonl")?;
-            let texts = read_jsonl(&path, |v| {
+            let records = read_jsonl(&path, |v| {
                 let letter = field(v, "answer")?;
                 let i = match letter.trim() {
                     "A" => 0,
@@ -99,19 +136,19 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataE
                     "D" => 3,
                     other => return Err(format!("answer `{other}` is not A-D")),
                 };
-                Ok(format!("{}\n{}\n{}", field(v, "article")?, field(v, "question")?, choice(v, "options", i)?))
+                Ok((format!("{}\n{}", field(v, "article")?, field(v, "question")?), choice(v, "options", i)?.to_string()))
             })?;
-            CalibrationSet { name: spec.into(), template: "{article}\n{question}\n{options[answer]}".into(), texts }
+            pairs(spec, "{article}\n{question}\n{options[answer]}", records)
         }
         _ if spec.ends_with(".jsonl") => {
             let path = PathBuf::from(spec);
             let texts = read_jsonl(&path, |v| field(v, "text").map(str::to_string))?;
-            CalibrationSet { name: file_name(&path), template: "{text}".into(), texts }
+            plain(file_name(&path), "{text}", texts)
         }
         _ if spec.ends_with(".txt") => {
             let path = PathBuf::from(spec);
             let raw = std::fs::read_to_string(&path).map_err(|err| DataError::Io { path: path.clone(), err })?;
-            CalibrationSet { name: file_name(&path), template: "{block}".into(), texts: blocks(&raw) }
+            plain(file_name(&path), "{block}", blocks(&raw))
         }
         _ => return Err(DataError::Unknown(spec.to_string())),
     };
@@ -134,8 +171,25 @@ fn choice<'v>(v: &'v Value, key: &str, i: usize) -> Result<&'v str, String> {
     list.get(i).and_then(Value::as_str).ok_or_else(|| format!("`{key}` has no string entry {i}"))
 }
 
-/// Texts of a JSONL file, one per non-blank line, formed by `make`; blank results are skipped.
-fn read_jsonl(path: &Path, make: impl Fn(&Value) -> Result<String, String>) -> Result<Vec<String>, DataError> {
+/// Things a text is made of (one string, or a prompt/answer pair), to skip blank ones.
+trait Blank {
+    fn is_blank(&self) -> bool;
+}
+
+impl Blank for String {
+    fn is_blank(&self) -> bool {
+        self.trim().is_empty()
+    }
+}
+
+impl Blank for (String, String) {
+    fn is_blank(&self) -> bool {
+        self.0.trim().is_empty() && self.1.trim().is_empty()
+    }
+}
+
+/// Records of a JSONL file, one per non-blank line, formed by `make`; blank results are skipped.
+fn read_jsonl<T: Blank>(path: &Path, make: impl Fn(&Value) -> Result<T, String>) -> Result<Vec<T>, DataError> {
     let raw = std::fs::read_to_string(path).map_err(|err| DataError::Io { path: path.to_path_buf(), err })?;
     let mut texts = Vec::new();
     for (i, line) in raw.lines().enumerate() {
@@ -145,7 +199,7 @@ fn read_jsonl(path: &Path, make: impl Fn(&Value) -> Result<String, String>) -> R
         let bad = |problem: String| DataError::BadLine { path: path.to_path_buf(), line: i + 1, problem };
         let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let text = make(&v).map_err(bad)?;
-        if !text.trim().is_empty() {
+        if !text.is_blank() {
             texts.push(text);
         }
     }

@@ -177,6 +177,12 @@ impl EvalModel {
         self.model.vocab().tokenize(text.as_bytes(), bos, false).into_iter().map(|t| t.0).collect()
     }
 
+    /// `tokenize`, reading special-token markup (`<|im_start|>` …) as those tokens: for
+    /// chat-templated prompts (`--chat`).
+    pub fn tokenize_special(&self, text: &str, bos: bool) -> Vec<Token> {
+        self.model.vocab().tokenize(text.as_bytes(), bos, true).into_iter().map(|t| t.0).collect()
+    }
+
     /// The bytes one token stands for (special tokens render as nothing).
     pub fn token_bytes(&self, token: Token) -> Vec<u8> {
         self.model.vocab().token_to_piece(LlamaToken(token), false, None)

@@ -9,6 +9,7 @@ use super::engine::{EngineError, GenerateOptions, Generation, Session, Token};
 use super::gsm8k_prompt::{MAX_NEW_TOKENS, STOP, cot_prefix, cot_prompt, cot_question, nll_context, nll_continuation};
 use super::requests::{Prefix, build_group};
 use super::task::{ItemResult, MetricSpec, TaskOutcome};
+use crate::chat::ChatFormat;
 
 /// The one-line description of the `gsm8k` setting.
 pub const GSM8K_SETTING: &str = "lm-eval gsm8k_cot v3.0: 8 fixed CoT exemplars \"Q: ..\\nA: ..\", greedy, \
@@ -37,14 +38,38 @@ pub fn run_gsm8k(
     n_available: usize,
     mode: Gsm8kMode,
     max_new_tokens: usize,
+    progress: impl FnMut(usize),
+) -> Result<TaskOutcome, EngineError> {
+    run_gsm8k_with(session, records, n_available, mode, max_new_tokens, None, progress)
+}
+
+/// `run_gsm8k`, with `chat`: the prompts in the model's chat template, few-shot as multi-turn
+/// (see `crate::chat`).
+pub fn run_gsm8k_with(
+    session: &mut Session<'_>,
+    records: &[(usize, Gsm8kRecord)],
+    n_available: usize,
+    mode: Gsm8kMode,
+    max_new_tokens: usize,
+    chat: Option<&ChatFormat>,
     mut progress: impl FnMut(usize),
 ) -> Result<TaskOutcome, EngineError> {
     let model = session.model();
-    let prefix = Prefix::new(model, &cot_prefix());
+    let chat_err = |e: crate::ffi::chat::ChatError| EngineError::Invalid(format!("chat template: {e}"));
+    let tokenize = |text: &str| if chat.is_some() { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
+    let prefix_text = match chat {
+        Some(f) => f.gsm8k_prefix().map_err(chat_err)?,
+        None => cot_prefix(),
+    };
+    let prefix = Prefix { tokens: tokenize(&prefix_text), text: prefix_text };
     let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
     let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
     for (k, (_, r)) in records.iter().enumerate() {
-        let full = model.tokenize(&cot_prompt(&r.question), true);
+        let text = match chat {
+            Some(f) => f.gsm8k_prompt(&r.question).map_err(chat_err)?,
+            None => cot_prompt(&r.question),
+        };
+        let full = tokenize(&text);
         let splits = matches!(mode, Gsm8kMode::Batched { .. })
             && full.len() > prefix.tokens.len()
             && full.starts_with(&prefix.tokens);
@@ -106,10 +131,15 @@ pub fn run_gsm8k(
         metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
         items,
         n_available,
-        setting: if max_new_tokens == MAX_NEW_TOKENS {
-            GSM8K_SETTING.to_string()
-        } else {
-            format!("{GSM8K_SETTING}; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}")
+        setting: {
+            let mut s = GSM8K_SETTING.to_string();
+            if chat.is_some() {
+                s.push_str("; chat template (llama.cpp's rendering of the model's tokenizer.chat_template), exemplars as alternating user \"Q: ..\\nA:\" / assistant turns (lm-eval --apply_chat_template --fewshot_as_multiturn), stop also at the end-of-turn token");
+            }
+            if max_new_tokens != MAX_NEW_TOKENS {
+                s.push_str(&format!("; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}"));
+            }
+            s
         },
     })
 }

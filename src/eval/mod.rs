@@ -21,6 +21,7 @@ pub mod datasets;
 pub mod engine;
 pub mod gsm8k;
 pub mod gsm8k_prompt;
+pub mod itemlog;
 pub mod logits;
 pub mod mc;
 pub mod perplexity;
@@ -30,6 +31,7 @@ pub mod requests;
 pub mod stats;
 pub mod subset;
 pub mod task;
+pub mod taskfile;
 
 pub use engine::{EngineOptions, EvalModel, Session};
 pub use gsm8k::Gsm8kMode;
@@ -67,6 +69,14 @@ pub struct EvalOptions {
     pub engine: EngineOptions,
     /// Draw progress bars on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Wrap generation prompts (GSM8K, task-file generation items) in the model's chat template.
+    pub chat: bool,
+    /// The user's own task (`--task-file`), evaluated after `tasks` as task `task_file`.
+    pub task_file: Option<PathBuf>,
+    /// Write each task's items as they finish to `items_dir/<task>.jsonl`.
+    pub items_dir: Option<PathBuf>,
+    /// Take finished items from `items_dir` instead of evaluating them again.
+    pub resume: bool,
 }
 
 impl EvalOptions {
@@ -84,7 +94,30 @@ impl EvalOptions {
             bootstrap: 1000,
             engine: EngineOptions::default(),
             progress: true,
+            chat: false,
+            task_file: None,
+            items_dir: None,
+            resume: false,
         }
+    }
+
+    /// Everything that decides a task's items and results (for `--resume`): not the progress
+    /// bars, nor where files go.
+    fn key(&self, model: &Path, task: Task) -> String {
+        let size = std::fs::metadata(model).map(|m| m.len()).unwrap_or(0);
+        format!(
+            "model={} bytes={size} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?}",
+            model.display(),
+            self.limit,
+            self.seed,
+            self.fewshot,
+            self.gsm8k_mode,
+            self.max_new_tokens,
+            (self.windows.window, self.windows.stride),
+            self.engine.threads,
+            self.chat,
+            self.task_file
+        )
     }
 
     fn settings(&self) -> RunSettings {
@@ -115,6 +148,12 @@ pub enum EvalError {
     /// The two reports cannot be paired.
     #[error(transparent)]
     Compare(#[from] report::CompareError),
+    /// The per-item file cannot be used.
+    #[error(transparent)]
+    Items(#[from] itemlog::ItemLogError),
+    /// `--chat` cannot be used with this model.
+    #[error(transparent)]
+    Chat(#[from] crate::chat::ChatFormatError),
 }
 
 impl From<McError> for EvalError {
@@ -136,10 +175,21 @@ pub fn evaluate(model_path: &Path, options: &EvalOptions) -> Result<EvalReport, 
 pub fn evaluate_model(model: &EvalModel, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let start = Instant::now();
     let mut session = model.session(&options.engine)?;
+    let chat = if options.chat { Some(crate::chat::ChatFormat::of_model(model.path())?) } else { None };
+    let task_file = options.task_file.as_deref().map(taskfile::TaskFile::load).transpose()?;
+    let mut all = options.tasks.clone();
+    if task_file.is_some() {
+        all.push(Task::TaskFile);
+    }
     let mut tasks = Vec::new();
-    for &task in &options.tasks {
+    for task in all {
         let t0 = Instant::now();
-        let outcome = run_task(&mut session, task, options)?;
+        let mut log = match &options.items_dir {
+            Some(dir) => itemlog::ItemLog::open(&dir.join(format!("{task}.jsonl")), &options.key(model.path(), task), options.resume)?,
+            None => itemlog::ItemLog::none(),
+        };
+        let ctx = TaskContext { chat: chat.as_ref(), task_file: task_file.as_ref() };
+        let outcome = run_task(&mut session, task, options, &ctx, &mut log)?;
         tasks.push(summarise(task, outcome, t0.elapsed().as_secs_f64(), options));
     }
     Ok(EvalReport {
@@ -192,30 +242,72 @@ fn gsm8k_test(options: &EvalOptions) -> Result<(Vec<(usize, Gsm8kRecord)>, usize
     Ok((picked.into_iter().map(|i| (i, all[i].clone())).collect(), n))
 }
 
-fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions) -> Result<TaskOutcome, EvalError> {
+/// What some tasks need beyond the options: the chat template and the loaded task file.
+struct TaskContext<'a> {
+    chat: Option<&'a crate::chat::ChatFormat>,
+    task_file: Option<&'a taskfile::TaskFile>,
+}
+
+/// Items per chunk written to the item file: a few batches of generation, more of scoring.
+fn chunk_size(task: Task, options: &EvalOptions) -> usize {
+    match task {
+        Task::Gsm8k | Task::TaskFile => match options.gsm8k_mode {
+            Gsm8kMode::Batched { parallel } => (4 * parallel).max(32),
+            Gsm8kMode::Naive => 32,
+        },
+        Task::Wikitext => 4,
+        _ => 64,
+    }
+}
+
+fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
     let dir = &options.data_dir;
     let select = |n: usize| subset::select(n, options.limit, options.seed);
     let bar_for = |n: usize| progress::bar(n, task.name(), options.progress);
+    let chunk = chunk_size(task, options);
     let outcome = match task {
+        Task::TaskFile => {
+            let file = ctx.task_file.expect("the task file is loaded when the task is asked for");
+            let picked = select(file.items.len());
+            let bar = bar_for(picked.len());
+            let out = itemlog::run_chunked(picked.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+                let tick = |d: usize| bar.set_position((r.start + d) as u64);
+                if file.is_choice() {
+                    let items = taskfile::choice_items(file, &picked[r.clone()]);
+                    Ok(mc::run_task(session, items, file.items.len(), true, taskfile::setting(file, false), tick)?)
+                } else {
+                    let parallel = match options.gsm8k_mode {
+                        Gsm8kMode::Batched { parallel } => parallel,
+                        Gsm8kMode::Naive => 1,
+                    };
+                    Ok(taskfile::run_generation(session, file, &picked[r.clone()], ctx.chat, options.max_new_tokens, parallel, tick)?)
+                }
+            })?;
+            bar.finish_and_clear();
+            out
+        }
         Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => {
             let (records, n_available) = gsm8k_test(options)?;
             let bar = bar_for(records.len());
-            let tick = |d: usize| bar.set_position(d as u64);
-            let out = match task {
-                Task::Gsm8k => gsm8k::run_gsm8k(session, &records, n_available, options.gsm8k_mode, options.max_new_tokens, tick)?,
-                Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, &records, n_available, tick)?,
-                _ => perplexity::run_documents(
-                    session,
-                    &perplexity::gsm8k_documents(&records),
-                    options.windows,
-                    false,
-                    n_available,
-                    "perplexity of the gold GSM8K test solutions (text after the question, with \
-                     <<calc>> annotations), start token as context, strided windows"
-                        .to_string(),
-                    tick,
-                )?,
-            };
+            let out = itemlog::run_chunked(records.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+                let part = &records[r.clone()];
+                let tick = |d: usize| bar.set_position((r.start + d) as u64);
+                Ok(match task {
+                    Task::Gsm8k => gsm8k::run_gsm8k_with(session, part, n_available, options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?,
+                    Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, part, n_available, tick)?,
+                    _ => perplexity::run_documents(
+                        session,
+                        &perplexity::gsm8k_documents(part),
+                        options.windows,
+                        false,
+                        n_available,
+                        "perplexity of the gold GSM8K test solutions (text after the question, with \
+                         <<calc>> annotations), start token as context, strided windows"
+                            .to_string(),
+                        tick,
+                    )?,
+                })
+            })?;
             bar.finish_and_clear();
             out
         }
@@ -229,8 +321,11 @@ fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions) -> Res
                  word/byte counts of the original text as lm-eval counts them",
                 options.windows.window, options.windows.stride
             );
-            let out = perplexity::run_documents(session, &docs, options.windows, true, n_available, setting, |d| {
-                bar.set_position(d as u64)
+            let out = itemlog::run_chunked(docs.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+                let start = r.start;
+                Ok(perplexity::run_documents(session, &docs[r], options.windows, true, n_available, setting.clone(), |d| {
+                    bar.set_position((start + d) as u64)
+                })?)
             })?;
             bar.finish_and_clear();
             out
@@ -265,7 +360,10 @@ fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions) -> Res
                 _ => unreachable!("every other task is handled above"),
             };
             let bar = bar_for(items.len());
-            let out = mc::run_task(session, items, n_available, with_norm, setting, |d| bar.set_position(d as u64))?;
+            let out = itemlog::run_chunked(items.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+                let start = r.start;
+                Ok(mc::run_task(session, items[r].to_vec(), n_available, with_norm, setting.clone(), |d| bar.set_position((start + d) as u64))?)
+            })?;
             bar.finish_and_clear();
             out
         }

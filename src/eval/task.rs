@@ -33,6 +33,9 @@ pub enum Task {
     Boolq,
     /// WikiText-2 test perplexity (rolling windows, document level).
     Wikitext,
+    /// The user's own task from `--task-file FILE.jsonl` (see `eval::taskfile`); not named in
+    /// `--tasks`.
+    TaskFile,
 }
 
 impl Task {
@@ -65,6 +68,7 @@ impl Task {
             Task::Piqa => "piqa",
             Task::Boolq => "boolq",
             Task::Wikitext => "wikitext",
+            Task::TaskFile => "task_file",
         }
     }
 

@@ -115,6 +115,12 @@ impl Model {
 
     /// Tokenizes `text`, adding the model's BOS token when its vocabulary asks for one.
     pub fn tokenize(&self, text: &str) -> Result<Vec<i32>, LlamaError> {
+        self.tokenize_with(text, false)
+    }
+
+    /// `tokenize`, with special-token markup in `text` read as those tokens when
+    /// `parse_special` (chat-templated texts).
+    pub fn tokenize_with(&self, text: &str, parse_special: bool) -> Result<Vec<i32>, LlamaError> {
         let len = i32::try_from(text.len()).map_err(|_| LlamaError::Tokenize(text.len()))?;
         // SAFETY: the vocab pointer lives as long as the model; `text` is valid for `len` bytes
         // (llama_tokenize does not need NUL termination); the output buffer holds `cap` tokens
@@ -124,7 +130,7 @@ impl Model {
             let mut cap = text.len() + 8;
             loop {
                 let mut out = vec![0i32; cap];
-                let n = sys::llama_tokenize(vocab, text.as_ptr().cast(), len, out.as_mut_ptr(), cap as i32, true, false);
+                let n = sys::llama_tokenize(vocab, text.as_ptr().cast(), len, out.as_mut_ptr(), cap as i32, true, parse_special);
                 if n >= 0 {
                     out.truncate(n as usize);
                     return Ok(out);

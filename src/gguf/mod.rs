@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod reader;
+pub mod split;
 pub mod synth;
 pub mod types;
 pub mod writer;

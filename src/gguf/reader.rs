@@ -5,7 +5,7 @@
 //! extents must lie inside the data section without overlapping, and each failure names the file,
 //! the field and the byte offset. Metadata keeps its exact value types (see `types::MetaValue`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -36,10 +36,24 @@ enum Backing {
     Owned(Vec<u8>),
 }
 
-/// A parsed, validated GGUF file. Tensor data stays in the map and is borrowed on demand.
+/// A further shard of a split model: its own map and data section.
+struct Shard {
+    path: PathBuf,
+    backing: Backing,
+    data_offset: u64,
+    tensors: usize,
+}
+
+/// A parsed, validated GGUF file. Tensor data stays in the map and is borrowed on demand. A split
+/// model opened at its first shard reads as one file: metadata from the first shard, tensors
+/// from all of them (see `gguf::split`).
 pub struct GgufFile {
     path: PathBuf,
     backing: Backing,
+    /// Shards after the first of a split model (empty for a single file).
+    shards: Vec<Shard>,
+    /// For tensors stored in `shards`: name → index into `shards`.
+    shard_of: HashMap<String, usize>,
     /// GGUF version (2 or 3).
     pub version: u32,
     /// Metadata in file order, types kept.
@@ -64,8 +78,19 @@ impl std::fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
-    /// Maps and parses `path`. The map is read-only: the input model is never modified.
+    /// Maps and parses `path`; a split model's first shard brings in the other shards (named
+    /// as llama.cpp names them), any other shard is refused with the name of the first. The
+    /// maps are read-only: the input model is never modified.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
+        let mut file = GgufFile::open_shard(path)?;
+        if let Some((no, count)) = super::split::shard_of(&file) {
+            file.attach_shards(no, count)?;
+        }
+        Ok(file)
+    }
+
+    /// Maps and parses exactly one file, ignoring `split.*` keys (one shard on its own).
+    pub fn open_shard(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
         let file = File::open(&path).map_err(io)?;
@@ -95,6 +120,8 @@ impl GgufFile {
         Ok(GgufFile {
             path,
             backing,
+            shards: Vec::new(),
+            shard_of: HashMap::new(),
             version: header.version,
             metadata: header.metadata,
             tensors: header.tensors,
@@ -108,7 +135,66 @@ impl GgufFile {
         &self.path
     }
 
-    /// The whole file's bytes.
+    /// Opens shards 2..=count of the split whose first shard this is and merges their tensor
+    /// tables, checking what llama.cpp checks: each shard's `split.no`, no tensor twice, and
+    /// `split.tensors.count` against the tensors found.
+    fn attach_shards(&mut self, no: u32, count: u32) -> Result<(), GgufError> {
+        use super::split::{KEY_NO, KEY_TENSORS, sibling_paths};
+        if no != 0 {
+            let first = super::split::parse_shard_name(&self.path.file_name().unwrap_or_default().to_string_lossy())
+                .map(|s| format!("{}-00001-of-{count:05}.gguf", s.prefix))
+                .unwrap_or_else(|| "the first shard".into());
+            return Err(GgufError::malformed(&self.path, 0, KEY_NO, format!("this is shard {} of {count} of a split model; give its first shard ({first})", no + 1)));
+        }
+        let mut names: HashSet<String> = self.tensors.iter().map(|t| t.name.clone()).collect();
+        for (i, path) in sibling_paths(&self.path, count)?.into_iter().enumerate().skip(1) {
+            let part = GgufFile::open_shard(&path)?;
+            let part_no = part.get(KEY_NO).and_then(MetaValue::as_u64);
+            if part_no != Some(i as u64) {
+                return Err(GgufError::malformed(&path, 0, KEY_NO, format!("expected split.no = {i} in shard {} of {count}, found {part_no:?}", i + 1)));
+            }
+            for t in &part.tensors {
+                if !names.insert(t.name.clone()) {
+                    return Err(GgufError::malformed(&path, 0, "tensor", format!("tensor {:?} is also in another shard", t.name)));
+                }
+                self.shard_of.insert(t.name.clone(), self.shards.len());
+            }
+            let GgufFile { path, backing, tensors, data_offset, .. } = part;
+            self.shards.push(Shard { path, backing, data_offset, tensors: tensors.len() });
+            self.tensors.extend(tensors);
+        }
+        let declared = self.get(KEY_TENSORS).and_then(MetaValue::as_u64);
+        if declared != Some(self.tensors.len() as u64) {
+            return Err(GgufError::malformed(&self.path, 0, KEY_TENSORS, format!("{declared:?} tensors declared but the {count} shards hold {}", self.tensors.len())));
+        }
+        Ok(())
+    }
+
+    /// The files this model is read from: the path, then any further shards.
+    pub fn shard_paths(&self) -> Vec<&Path> {
+        std::iter::once(self.path.as_path()).chain(self.shards.iter().map(|s| s.path.as_path())).collect()
+    }
+
+    /// Tensors per file, in `shard_paths` order (one entry for a single file).
+    pub fn shard_sizes(&self) -> Vec<usize> {
+        let rest: usize = self.shards.iter().map(|s| s.tensors).sum();
+        std::iter::once(self.tensors.len() - rest).chain(self.shards.iter().map(|s| s.tensors)).collect()
+    }
+
+    /// Bytes of all files the model is read from.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes().len() as u64 + self.shards.iter().map(|s| s.bytes().len() as u64).sum::<u64>()
+    }
+
+    /// The bytes and data-section offset of the file holding `t`.
+    fn data_of(&self, t: &TensorInfo) -> (&[u8], u64) {
+        match self.shard_of.get(&t.name).map(|&i| &self.shards[i]) {
+            Some(s) => (s.bytes(), s.data_offset),
+            None => (self.bytes(), self.data_offset),
+        }
+    }
+
+    /// The whole (first) file's bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.backing {
             Backing::Mapped(m) => m,
@@ -134,8 +220,9 @@ impl GgufFile {
     /// A tensor's data bytes (extents were validated when the file was parsed). `t` must come
     /// from this file's table; for infos of unknown origin use `tensor_rows`, which checks.
     pub fn tensor_data(&self, t: &TensorInfo) -> &[u8] {
-        let start = (self.data_offset + t.offset) as usize;
-        &self.bytes()[start..start + t.n_bytes() as usize]
+        let (bytes, data_offset) = self.data_of(t);
+        let start = (data_offset + t.offset) as usize;
+        &bytes[start..start + t.n_bytes() as usize]
     }
 
     /// The bytes of rows `rows` of tensor `t` (a row is `dims[0]` elements, whole blocks; rows
@@ -155,18 +242,27 @@ impl GgufFile {
             .ggml_type
             .bytes_for(t.row_len())
             .ok_or_else(|| out_of_range(format!("row length {} is not whole {} blocks", t.row_len(), t.ggml_type)))?;
-        let span = self
-            .data_offset
+        let (bytes, data_offset) = self.data_of(t);
+        let span = data_offset
             .checked_add(t.offset)
             .and_then(|base| Some((base.checked_add(rows.start.checked_mul(row_bytes)?)?, base.checked_add(rows.end.checked_mul(row_bytes)?)?)))
             .and_then(|(s, e)| Some(usize::try_from(s).ok()?..usize::try_from(e).ok()?));
-        span.and_then(|r| self.bytes().get(r))
+        span.and_then(|r| bytes.get(r))
             .ok_or_else(|| out_of_range(format!("data at offset {} does not lie in this file", t.offset)))
     }
 
     /// `general.architecture`, e.g. "gemma3".
     pub fn architecture(&self) -> Option<&str> {
         self.get_str("general.architecture")
+    }
+}
+
+impl Shard {
+    fn bytes(&self) -> &[u8] {
+        match &self.backing {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+        }
     }
 }
 

@@ -194,6 +194,10 @@ pub fn apply_selection(
         source_fingerprint: fingerprint.clone(),
     };
     let mut w = GgufWriter::from_file(model);
+    // A split input is written as one file: its shard keys would make llama.cpp look for shards.
+    for key in crate::gguf::split::KEYS {
+        w.remove(key);
+    }
     metadata::apply_metadata(&mut w, model, &prov);
 
     let bar = progress_bar(opts.progress, model.tensors.len() as u64, "writing");

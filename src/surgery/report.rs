@@ -168,9 +168,12 @@ fn group_by(tensors: &[TensorReport], key: impl Fn(&TensorReport) -> String) -> 
         .collect()
 }
 
-/// Selected fraction per layer (`output` for the untied head), in layer order.
+/// Selected fraction per layer (`output` for the untied head), in layer order: by number (0, 1,
+/// 2, …, 10), whatever order the file stores its tensors in, with the head last.
 pub fn per_layer(tensors: &[TensorReport]) -> Vec<GroupFraction> {
-    group_by(tensors, |t| t.layer.map_or_else(|| "output".to_string(), |l| l.to_string()))
+    let mut groups = group_by(tensors, |t| t.layer.map_or_else(|| "output".to_string(), |l| l.to_string()));
+    groups.sort_by_key(|g| g.group.parse::<usize>().unwrap_or(usize::MAX));
+    groups
 }
 
 /// Selected fraction per matrix kind, in order of first appearance.
@@ -242,4 +245,33 @@ pub fn heatmap_svg(tensors: &[TensorReport], title: &str) -> String {
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(layer: Option<usize>) -> TensorReport {
+        TensorReport {
+            name: format!("blk.{layer:?}.attn_q.weight"),
+            layer,
+            kind: "attn_q".into(),
+            ggml_type: "Q4_K".into(),
+            numel: 10,
+            k: 1,
+            selected_fraction: 0.1,
+            achieved_fraction: 1.0,
+            collateral_rms: 0.0,
+            collateral_relative: 0.0,
+            tally: BlockTally { selected: 1, ..BlockTally::default() },
+        }
+    }
+
+    #[test]
+    fn layers_sort_by_number_whatever_the_file_order() {
+        // Name-sorted files store blk.0, blk.1, blk.10, blk.11, blk.2, …
+        let tensors: Vec<TensorReport> = [Some(0), Some(1), Some(10), Some(11), Some(2), None, Some(3)].into_iter().map(t).collect();
+        let order: Vec<String> = per_layer(&tensors).into_iter().map(|g| g.group).collect();
+        assert_eq!(order, ["0", "1", "2", "3", "10", "11", "output"]);
+    }
 }

@@ -1,0 +1,211 @@
+//! Per-item results on disk as they finish, and `--resume`: each task of each model appends its
+//! items to `DIR/<task>.jsonl` one chunk at a time, so a crash loses at most the chunk in
+//! flight, and a resumed run takes finished chunks from the file instead of computing them.
+//!
+//! The file's first line is a header (the settings key, the task's metrics, setting and item
+//! counts); each further line is `{"pos": k, "item": {...}}`, `k` the item's position in the
+//! task's evaluated subset. Tasks run in fixed chunks of the subset, and a chunk is reused only
+//! when all of its items are in the file, so a resumed run decodes exactly the batches an
+//! uninterrupted run decodes and gives the same report. A torn last line (a crash while
+//! writing) is dropped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::task::{ItemResult, MetricSpec, TaskOutcome};
+
+/// What a task's outcome carries besides its items.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Header {
+    key: String,
+    metrics: Vec<MetricSpec>,
+    setting: String,
+    n_available: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    pos: usize,
+    item: ItemResult,
+}
+
+/// Why the item file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemLogError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file was written with other settings.
+    #[error("{}: was written by an evaluation with other settings ({found}; now {expected}); remove it or drop --resume", path.display())]
+    OtherSettings {
+        /// The file.
+        path: PathBuf,
+        /// The key in the file.
+        found: String,
+        /// The key of this run.
+        expected: String,
+    },
+}
+
+/// The item file of one task of one model.
+pub struct ItemLog {
+    path: PathBuf,
+    key: String,
+    header: Option<Header>,
+    done: BTreeMap<usize, ItemResult>,
+    file: Option<File>,
+}
+
+impl ItemLog {
+    /// A log that keeps nothing (no output directory).
+    pub fn none() -> ItemLog {
+        ItemLog { path: PathBuf::new(), key: String::new(), header: None, done: BTreeMap::new(), file: None }
+    }
+
+    /// Opens `path` for a run with settings `key`: with `resume`, finished items are read back
+    /// (the file rewritten without a torn last line); without, the file starts empty.
+    pub fn open(path: &Path, key: &str, resume: bool) -> Result<ItemLog, ItemLogError> {
+        let io = |source| ItemLogError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut log = ItemLog { path: path.to_path_buf(), key: key.to_string(), header: None, done: BTreeMap::new(), file: None };
+        if resume && path.exists() {
+            let text = std::fs::read_to_string(path).map_err(io)?;
+            let mut lines = text.lines();
+            if let Some(h) = lines.next().and_then(|l| serde_json::from_str::<Header>(l).ok()) {
+                if h.key != key {
+                    return Err(ItemLogError::OtherSettings { path: path.to_path_buf(), found: h.key, expected: key.to_string() });
+                }
+                log.header = Some(h);
+                for l in lines {
+                    match serde_json::from_str::<Line>(l) {
+                        Ok(line) => {
+                            log.done.insert(line.pos, line.item);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        // Rewrite what was kept, so appends follow whole lines.
+        let mut file = File::create(path).map_err(io)?;
+        if let Some(h) = &log.header {
+            let mut text = serde_json::to_string(h).expect("header serializes") + "\n";
+            for (pos, item) in &log.done {
+                text.push_str(&serde_json::to_string(&Line { pos: *pos, item: item.clone() }).expect("item serializes"));
+                text.push('\n');
+            }
+            file.write_all(text.as_bytes()).map_err(io)?;
+        }
+        log.file = Some(file);
+        Ok(log)
+    }
+
+    /// Items of positions `range` when every one of them is in the file.
+    fn finished(&self, range: &Range<usize>) -> Option<Vec<ItemResult>> {
+        self.header.as_ref()?;
+        range.clone().map(|p| self.done.get(&p).cloned()).collect()
+    }
+
+    /// Appends the items of a finished chunk starting at position `start`.
+    fn append(&mut self, start: usize, outcome: &TaskOutcome) -> Result<(), ItemLogError> {
+        let Some(file) = self.file.as_mut() else { return Ok(()) };
+        let io = |source| ItemLogError::Io { path: self.path.clone(), source };
+        let mut text = String::new();
+        if self.header.is_none() {
+            let h = Header { key: self.key.clone(), metrics: outcome.metrics.clone(), setting: outcome.setting.clone(), n_available: outcome.n_available };
+            text.push_str(&(serde_json::to_string(&h).expect("header serializes") + "\n"));
+            self.header = Some(h);
+        }
+        for (k, item) in outcome.items.iter().enumerate() {
+            text.push_str(&serde_json::to_string(&Line { pos: start + k, item: item.clone() }).expect("item serializes"));
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(())
+    }
+}
+
+/// Runs a task of `n` items in chunks of `chunk` positions: `run(range)` evaluates the items at
+/// those positions (and must return one item per position, in order). Chunks finished in `log`
+/// are taken from it. Returns the whole outcome.
+pub fn run_chunked<E>(n: usize, chunk: usize, log: &mut ItemLog, mut run: impl FnMut(Range<usize>) -> Result<TaskOutcome, E>) -> Result<TaskOutcome, E>
+where
+    E: From<ItemLogError>,
+{
+    if n == 0 {
+        return run(0..0);
+    }
+    let chunk = chunk.max(1);
+    let mut items = Vec::with_capacity(n);
+    let mut meta: Option<(Vec<MetricSpec>, String, usize)> = log.header.as_ref().map(|h| (h.metrics.clone(), h.setting.clone(), h.n_available));
+    for start in (0..n).step_by(chunk) {
+        let range = start..(start + chunk).min(n);
+        if let Some(done) = log.finished(&range) {
+            items.extend(done);
+            continue;
+        }
+        let out = run(range.clone())?;
+        log.append(start, &out)?;
+        meta.get_or_insert_with(|| (out.metrics.clone(), out.setting.clone(), out.n_available));
+        items.extend(out.items);
+    }
+    let (metrics, setting, n_available) = meta.expect("at least one chunk ran or was read");
+    Ok(TaskOutcome { metrics, items, n_available, setting })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(range: Range<usize>) -> TaskOutcome {
+        TaskOutcome {
+            metrics: vec![MetricSpec::accuracy("acc")],
+            items: range.map(|p| ItemResult { index: p * 10, scores: vec![((p % 2) as f64, 1.0)], ..ItemResult::default() }).collect(),
+            n_available: 100,
+            setting: "s".into(),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_log_resumes_to_the_same_outcome_running_only_missing_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let full = run_chunked::<ItemLogError>(10, 3, &mut ItemLog::none(), |r| Ok(outcome(r))).unwrap();
+        // First run: stop in the third chunk.
+        let mut log = ItemLog::open(&path, "k", false).unwrap();
+        let stopped = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            if r.start >= 6 {
+                return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("killed") });
+            }
+            Ok(outcome(r))
+        });
+        assert!(stopped.is_err());
+        drop(log);
+        // A torn line at the end, as a crash mid-write leaves it.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"pos\":6,\"item\":{\"ind").unwrap();
+        let mut ran = Vec::new();
+        let mut log = ItemLog::open(&path, "k", true).unwrap();
+        let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            ran.push(r.clone());
+            Ok(outcome(r))
+        })
+        .unwrap();
+        assert_eq!(ran, vec![6..9, 9..10]);
+        assert_eq!(resumed, full);
+        assert!(matches!(ItemLog::open(&path, "other", true), Err(ItemLogError::OtherSettings { .. })));
+    }
+}
