@@ -25,6 +25,7 @@ pub mod itemlog;
 pub mod logits;
 pub mod mc;
 pub mod perplexity;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod requests;

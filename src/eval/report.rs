@@ -271,6 +271,7 @@ pub fn render_comparison_markdown(c: &ComparisonReport) -> String {
             );
         }
     }
+    let _ = writeln!(s, "\nPlot of the differences with their intervals: [diff.svg](diff.svg)\n\n![other − base with 95% paired intervals](diff.svg)");
     let _ = writeln!(s, "\n## Each model\n");
     for r in [&c.base, &c.other] {
         s.push_str(&render_markdown(r).replace("# Evaluation", "### Evaluation"));
@@ -323,7 +324,8 @@ pub fn items_jsonl(base: &TaskResult, other: Option<&TaskResult>) -> String {
     s
 }
 
-/// Writes `report.json`, `report.md` and `<task>.jsonl` into `dir` (created if needed).
+/// Writes `report.json`, `report.md` and `<task>.jsonl` into `dir` (created if needed), and for
+/// a comparison the plot `diff.svg` that report.md links.
 pub fn write_outputs(dir: &Path, base: &EvalReport, comparison: Option<&ComparisonReport>) -> anyhow::Result<()> {
     use anyhow::Context as _;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
@@ -336,6 +338,9 @@ pub fn write_outputs(dir: &Path, base: &EvalReport, comparison: Option<&Comparis
         None => (serde_json::to_string_pretty(base)?, render_markdown(base)),
     };
     write("report.json", json.as_bytes())?;
+    if let Some(c) = comparison {
+        write("diff.svg", super::plot::diff_svg(c).as_bytes())?;
+    }
     write("report.md", md.as_bytes())?;
     for t in &base.tasks {
         let other = comparison.and_then(|c| c.other.task(t.task));
@@ -393,6 +398,10 @@ mod tests {
         let jsonl = items_jsonl(&a.tasks[0], Some(&b.tasks[0]));
         assert_eq!(jsonl.lines().count(), 4);
         assert!(jsonl.lines().next().unwrap().contains("\"other\""));
+        assert!(md.contains("](diff.svg)"), "{md}");
+        let svg = super::super::plot::diff_svg(&c);
+        assert!(svg.starts_with("<svg") && svg.contains("piqa acc ↑") && svg.contains("+0.2500") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert_eq!(svg.matches("<circle").count(), c.tasks.iter().map(|t| t.metrics.len()).sum::<usize>());
     }
 
     #[test]
