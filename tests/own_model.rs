@@ -381,7 +381,7 @@ fn issue14_eval_resume_after_an_interruption_gives_the_same_report() {
     let model = apply_support::real_model();
     let eval = |out: &Path, resume: bool| {
         let mut c = bin();
-        c.arg("eval").arg(&model).args(["--tasks", "arc_easy,gsm8k_nll", "--limit", "70", "--threads", "2", "--no-progress", "--out"]).arg(out).arg("--data-dir").arg(shared_data());
+        c.arg("eval").arg(&model).args(["--tasks", "arc_easy,gsm8k_nll", "--limit", "10", "--items-per-chunk", "4", "--threads", "2", "--no-progress", "--out"]).arg(out).arg("--data-dir").arg(shared_data());
         if resume {
             c.arg("--resume");
         }
@@ -391,14 +391,14 @@ fn issue14_eval_resume_after_an_interruption_gives_the_same_report() {
     eval(&full, false);
     // Items are on disk per task as chunks finish: a header and one line per item.
     let arc = std::fs::read_to_string(full.join("items/base/arc_easy.jsonl")).unwrap();
-    assert_eq!(arc.lines().count(), 71);
-    // An interruption after the first chunk of 64 ARC items, in the middle of a line, before
+    assert_eq!(arc.lines().count(), 11);
+    // An interruption after the first two chunks of 4 ARC items, in the middle of a line, before
     // any gsm8k_nll item; an item kept from before is marked to show it is reused.
     let part = d.join("part");
     std::fs::create_dir_all(part.join("items/base")).unwrap();
-    let mut kept: Vec<String> = arc.lines().take(65).map(str::to_string).collect();
+    let mut kept: Vec<String> = arc.lines().take(9).map(str::to_string).collect();
     kept[1] = kept[1].replacen("\"prompt\":\"", "\"prompt\":\"KEPT ", 1);
-    let torn = &arc.lines().nth(65).unwrap()[..20];
+    let torn = &arc.lines().nth(9).unwrap()[..20];
     std::fs::write(part.join("items/base/arc_easy.jsonl"), kept.join("\n") + "\n" + torn).unwrap();
     eval(&part, true);
     let metrics = |p: &Path| {

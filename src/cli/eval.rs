@@ -38,6 +38,9 @@ pub struct EvalArgs {
     /// evaluate only the rest; the settings must be the same.
     #[arg(long)]
     pub resume: bool,
+    /// Items per chunk of the per-item files (default 64; 4 × --parallel for generation).
+    #[arg(long, hide = true)]
+    pub items_per_chunk: Option<usize>,
     /// Evaluate a seeded random subset of at most N items per task (documents for wikitext,
     /// articles for race).
     #[arg(long, value_name = "N")]
@@ -120,6 +123,7 @@ impl EvalArgs {
         options.chat = self.chat;
         options.task_file = self.task_file.clone();
         options.resume = self.resume;
+        options.chunk = self.items_per_chunk;
         Ok(options)
     }
 }

@@ -78,6 +78,8 @@ pub struct EvalOptions {
     pub items_dir: Option<PathBuf>,
     /// Take finished items from `items_dir` instead of evaluating them again.
     pub resume: bool,
+    /// Items per chunk written to `items_dir` (default: see `chunk_size`).
+    pub chunk: Option<usize>,
 }
 
 impl EvalOptions {
@@ -99,6 +101,7 @@ impl EvalOptions {
             task_file: None,
             items_dir: None,
             resume: false,
+            chunk: None,
         }
     }
 
@@ -107,7 +110,7 @@ impl EvalOptions {
     fn key(&self, model: &Path, task: Task) -> String {
         let size = std::fs::metadata(model).map(|m| m.len()).unwrap_or(0);
         format!(
-            "model={} bytes={size} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?}",
+            "model={} bytes={size} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?} chunk={}",
             model.display(),
             self.limit,
             self.seed,
@@ -117,7 +120,8 @@ impl EvalOptions {
             (self.windows.window, self.windows.stride),
             self.engine.threads,
             self.chat,
-            self.task_file
+            self.task_file,
+            chunk_size(task, self)
         )
     }
 
@@ -251,6 +255,9 @@ struct TaskContext<'a> {
 
 /// Items per chunk written to the item file: a few batches of generation, more of scoring.
 fn chunk_size(task: Task, options: &EvalOptions) -> usize {
+    if let Some(n) = options.chunk {
+        return n.max(1);
+    }
     match task {
         Task::Gsm8k | Task::TaskFile => match options.gsm8k_mode {
             Gsm8kMode::Batched { parallel } => (4 * parallel).max(32),
