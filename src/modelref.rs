@@ -120,10 +120,10 @@ pub fn resolve_in(reference: &Path, stores: &Stores) -> Result<ResolvedModel, Re
 fn path(p: &Path) -> Result<ResolvedModel, String> {
     let file = if p.is_dir() {
         pick_gguf(p).map_err(|why| format!("folder {}: {why}", p.display()))?
-    } else if p.is_file() {
-        p.to_path_buf()
     } else {
-        return Err(format!("path {}: no such file", p.display()));
+        // The OS says why (no such file, permission denied, a dangling link).
+        std::fs::metadata(p).map_err(|e| format!("path {}: {e}", p.display()))?;
+        p.to_path_buf()
     };
     Ok(ResolvedModel { stem: stem_of(&file), path: file, source: Source::Path })
 }
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!((r.path.file_name().unwrap().to_str().unwrap(), r.source), ("Tiny-Q4_K_M.gguf", Source::LmStudio));
         assert_eq!(resolve_in(Path::new("other/Two/b.gguf"), &s).unwrap().stem, "b");
         let e = resolve_in(Path::new("other/Two"), &s).unwrap_err().to_string();
-        assert!(e.contains("several models in it (a.gguf, b.gguf)") && e.contains("path other/Two: no such file"), "{e}");
+        assert!(e.contains("several models in it (a.gguf, b.gguf)") && e.contains("path other/Two: No such file"), "{e}");
 
         let repo = dir.path().join("hf/models--org--Tiny-GGUF");
         write(&repo.join("refs/main"), b"rev2\n");
@@ -348,6 +348,6 @@ mod tests {
         let r = resolve_in(&dir.path().join("m"), &s).unwrap();
         assert_eq!((r.path, r.source), (dir.path().join("m/one.gguf"), Source::Path));
         let e = resolve_in(&dir.path().join("none.gguf"), &s).unwrap_err().to_string();
-        assert!(e.contains("none.gguf: no such file"), "{e}");
+        assert!(e.contains("none.gguf: No such file"), "{e}");
     }
 }

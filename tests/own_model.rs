@@ -131,7 +131,7 @@ fn issue14_model_references_resolve_in_every_command() {
     assert!(!out.status.success() && err.contains("cannot find the model `ollama:nothing:1b`") && err.contains("library/nothing/1b"), "{err}");
     let out = stores(&mut bin(), d).args(["inspect", "nobody/nothing"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("path nobody/nothing: no such file") && err.contains("lms/nobody/nothing"), "{err}");
+    assert!(err.contains("path nobody/nothing: No such file") && err.contains("lms/nobody/nothing"), "{err}");
 }
 
 #[test]
