@@ -66,10 +66,10 @@ impl TaskFile {
             let bad = |reason: String| DatasetError::Malformed { path: path.to_path_buf(), line: i + 1, reason };
             let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
             let item = parse_item(&v).map_err(bad)?;
-            if let Some(first) = items.first() {
-                if std::mem::discriminant(first) != std::mem::discriminant(&item) {
-                    return Err(bad("mixes generation items (no `choices`) and multiple-choice items (with `choices`); use one kind per file".into()));
-                }
+            if let Some(first) = items.first()
+                && std::mem::discriminant(first) != std::mem::discriminant(&item)
+            {
+                return Err(bad("mixes generation items (no `choices`) and multiple-choice items (with `choices`); use one kind per file".into()));
             }
             items.push(item);
         }
