@@ -114,6 +114,11 @@ impl EvalArgs {
 /// Runs `mathneuro eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     args.plan().check()?;
+    // Both models are read by the GGUF reader before the first is evaluated, so a bad OTHER
+    // fails now, with the reader's reason, not after the whole base evaluation.
+    for model in std::iter::once(&args.model).chain(&args.compare) {
+        crate::model::check_loadable(model).with_context(|| format!("cannot evaluate {}", model.display()))?;
+    }
     let options = args.options()?;
     let base = eval::evaluate(&args.model, &options).with_context(|| format!("evaluating {}", args.model.display()))?;
     let markdown = match &args.compare {
