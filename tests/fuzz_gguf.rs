@@ -83,21 +83,13 @@ fn fixed(ty: u32) -> BoxedStrategy<Value> {
     prop::collection::vec(any::<u8>(), n).prop_map(move |b| Value::Fixed(ty, b)).boxed()
 }
 
+/// Values the format allows.
 fn scalar() -> BoxedStrategy<Value> {
     prop_oneof![
-        prop::sample::select(vec![T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_U64, T_I64, T_F64]).prop_flat_map(fixed),
-        prop_oneof![Just(0u8), Just(1u8), any::<u8>()].prop_map(|b| Value::Fixed(T_BOOL, vec![b])),
-        string_bytes().prop_map(Value::Str),
-        (13u32..64, prop::collection::vec(any::<u8>(), 0..16)).prop_map(|(t, b)| Value::Bogus(t, b)),
-    ]
-    .boxed()
-}
-
-fn string_bytes() -> BoxedStrategy<Vec<u8>> {
-    prop_oneof![
-        "[a-z._0-9]{0,24}".prop_map(String::into_bytes),
-        prop::sample::select(vec!["llama", "gemma3", "qwen2", "stats", "checkpoint", "mask", "mathneuro-stats"]).prop_map(|s| s.as_bytes().to_vec()),
-        prop::collection::vec(any::<u8>(), 0..12),
+        4 => prop::sample::select(vec![T_U8, T_I8, T_U16, T_I16, T_U32, T_I32, T_F32, T_U64, T_I64, T_F64]).prop_flat_map(fixed),
+        1 => prop_oneof![Just(0u8), Just(1u8)].prop_map(|b| Value::Fixed(T_BOOL, vec![b])),
+        2 => "[a-z._0-9 ]{0,24}".prop_map(|s| Value::Str(s.into_bytes())),
+        1 => prop::sample::select(vec!["llama", "gemma3", "qwen2", "stats", "checkpoint", "mask", "mathneuro-stats"]).prop_map(|s| Value::Str(s.as_bytes().to_vec())),
     ]
     .boxed()
 }
@@ -106,23 +98,36 @@ fn value() -> BoxedStrategy<Value> {
     scalar()
         .prop_recursive(3, 48, 8, |inner| {
             prop_oneof![
-                // Homogeneous arrays, as the format requires…
                 (prop::sample::select(vec![T_U8, T_I32, T_F32, T_U64, T_STRING]), 0usize..8).prop_flat_map(|(t, n)| {
-                    let item = if t == T_STRING { string_bytes().prop_map(Value::Str).boxed() } else { fixed(t) };
+                    let item = if t == T_STRING { "[a-z]{0,8}".prop_map(|s| Value::Str(s.into_bytes())).boxed() } else { fixed(t) };
                     prop::collection::vec(item, n).prop_map(move |items| Value::Array(t, items))
                 }),
-                // …and arrays of arrays (or of whatever the inner strategy made: type mismatch).
-                prop::collection::vec(inner, 0..4).prop_map(|items| Value::Array(T_ARRAY, items)),
+                // Arrays of arrays: keep only the inner arrays, so the file stays valid.
+                prop::collection::vec(inner, 0..4).prop_map(|items| Value::Array(T_ARRAY, items.into_iter().filter(|v| matches!(v, Value::Array(..))).collect())),
             ]
         })
         .boxed()
+}
+
+/// Values the format forbids: unknown types, bad bools, non-UTF-8 strings, mixed arrays.
+fn hostile_value() -> BoxedStrategy<Value> {
+    prop_oneof![
+        (13u32..64, prop::collection::vec(any::<u8>(), 0..16)).prop_map(|(t, b)| Value::Bogus(t, b)),
+        (2u8..=255).prop_map(|b| Value::Fixed(T_BOOL, vec![b])),
+        prop::collection::vec(any::<u8>(), 1..12).prop_map(|mut b| {
+            b[0] = 0xff;
+            Value::Str(b)
+        }),
+        prop::collection::vec(scalar(), 1..4).prop_map(|items| Value::Array(T_ARRAY, items)),
+        (any::<u32>(), prop::collection::vec(any::<u8>(), 0..24)).prop_map(|(t, b)| Value::Array(t, vec![Value::Bogus(t, b)])),
+    ]
+    .boxed()
 }
 
 fn key() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         3 => prop::sample::select(vec![
             "general.architecture",
-            "general.alignment",
             "general.name",
             "general.file_type",
             "mathneuro.kind",
@@ -135,20 +140,34 @@ fn key() -> BoxedStrategy<Vec<u8>> {
             "llama.block_count",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
-        1 => string_bytes(),
+        1 => "[a-z._0-9]{1,24}".prop_map(String::into_bytes),
     ]
     .boxed()
 }
 
 fn kv() -> BoxedStrategy<(Vec<u8>, Value)> {
     prop_oneof![
-        4 => (key(), value()),
-        // general.alignment as the reader wants it (u32 power of two) or nearly.
-        1 => prop_oneof![Just(1u32), Just(8), Just(32), Just(64), Just(0), Just(48), any::<u32>()]
-            .prop_map(|a| (b"general.alignment".to_vec(), Value::Fixed(T_U32, a.to_le_bytes().to_vec()))),
+        6 => (key(), value()),
+        1 => prop::sample::select(vec![1u32, 8, 32, 64, 256]).prop_map(|a| (b"general.alignment".to_vec(), Value::Fixed(T_U32, a.to_le_bytes().to_vec()))),
         1 => Just((b"mathneuro.kind".to_vec(), Value::Str(b"stats".to_vec()))),
     ]
     .boxed()
+}
+
+fn hostile_kv() -> BoxedStrategy<(Vec<u8>, Value)> {
+    prop_oneof![
+        (key(), hostile_value()),
+        prop_oneof![Just(0u32), Just(48), any::<u32>()].prop_map(|a| (b"general.alignment".to_vec(), Value::Fixed(T_U32, a.to_le_bytes().to_vec()))),
+        (key(), scalar()).prop_map(|(_, v)| (b"general.alignment".to_vec(), v)),
+        (prop::collection::vec(any::<u8>(), 0..12), scalar()),
+    ]
+    .boxed()
+}
+
+/// Keeps the first of each key (a repeated key is a hostile case of its own).
+fn dedup_keys(kvs: Vec<(Vec<u8>, Value)>) -> Vec<(Vec<u8>, Value)> {
+    let mut seen = std::collections::HashSet::new();
+    kvs.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect()
 }
 
 fn tensor_name() -> BoxedStrategy<Vec<u8>> {
@@ -156,17 +175,30 @@ fn tensor_name() -> BoxedStrategy<Vec<u8>> {
         3 => (0u8..3, prop::sample::select(vec!["attn_q.weight", "ffn_down.weight", "ffn_up_exps.weight", "attn_norm.weight", "attn_q.weight.norm_sum", "attn_q.weight.sum_sq", "attn_q.weight.tokens", "attn_q.weight.mask"]))
             .prop_map(|(l, n)| format!("blk.{l}.{n}").into_bytes()),
         1 => prop::sample::select(vec!["output.weight", "token_embd.weight", "output_norm.weight"]).prop_map(|s| s.as_bytes().to_vec()),
-        1 => string_bytes(),
-        1 => Just(vec![b'x'; 64]),
+        1 => "[a-z._0-9]{1,40}".prop_map(String::into_bytes),
     ]
     .boxed()
 }
 
+/// A tensor the format allows: a known type, 1–4 dimensions, whole blocks per row, small.
 fn tensor() -> BoxedStrategy<Tensor> {
-    let dim = prop_oneof![4 => prop::sample::select(vec![1u64, 2, 4, 32, 64, 256]), 1 => any::<u64>(), 1 => Just(0u64), 1 => Just(1u64 << 32)];
-    let ty = prop_oneof![4 => prop::sample::select(GgmlType::all().map(GgmlType::to_u32).collect::<Vec<_>>()), 1 => 0u32..64, 1 => any::<u32>()];
-    let offset = prop_oneof![6 => Just(None), 1 => prop_oneof![Just(0u64), Just(32), Just(8), any::<u64>()].prop_map(Some)];
-    (tensor_name(), prop::collection::vec(dim, 0..6), ty, offset).prop_map(|(name, dims, ty, offset)| Tensor { name, dims, ty, offset }).boxed()
+    let ty = prop::sample::select(GgmlType::all().collect::<Vec<_>>());
+    (tensor_name(), ty, 1u64..3, prop::collection::vec(prop::sample::select(vec![1u64, 2, 3, 4, 8]), 0..4))
+        .prop_map(|(name, ty, row_blocks, rest)| {
+            let mut dims = vec![ty.block_size() * row_blocks];
+            dims.extend(rest);
+            Tensor { name, dims, ty: ty.to_u32(), offset: None }
+        })
+        .boxed()
+}
+
+/// A tensor the format forbids or that does not fit: odd types, shapes, names and offsets.
+fn hostile_tensor() -> BoxedStrategy<Tensor> {
+    let dim = prop_oneof![3 => prop::sample::select(vec![1u64, 2, 4, 32, 64, 256]), 1 => any::<u64>(), 1 => Just(0u64), 1 => Just(1u64 << 32)];
+    let ty = prop_oneof![2 => prop::sample::select(GgmlType::all().map(GgmlType::to_u32).collect::<Vec<_>>()), 1 => 0u32..64, 1 => any::<u32>()];
+    let offset = prop_oneof![1 => Just(None), 1 => prop_oneof![Just(0u64), Just(32), Just(8), any::<u64>()].prop_map(Some)];
+    let name = prop_oneof![3 => tensor_name(), 1 => prop::collection::vec(any::<u8>(), 0..12), 1 => Just(vec![b'x'; 64])];
+    (name, prop::collection::vec(dim, 0..6), ty, offset).prop_map(|(name, dims, ty, offset)| Tensor { name, dims, ty, offset }).boxed()
 }
 
 fn damage() -> BoxedStrategy<Damage> {
@@ -179,18 +211,46 @@ fn damage() -> BoxedStrategy<Damage> {
     .boxed()
 }
 
+/// Inserts each hostile item at an index-chosen place among the valid ones.
+fn mix<T: Clone>(mut valid: Vec<T>, hostile: Vec<(prop::sample::Index, T)>) -> Vec<T> {
+    for (at, item) in hostile {
+        let i = at.index(valid.len() + 1);
+        valid.insert(i, item);
+    }
+    valid
+}
+
 fn file() -> BoxedStrategy<File> {
-    (
-        prop_oneof![8 => Just(*b"GGUF"), 1 => any::<[u8; 4]>()],
-        prop_oneof![6 => Just(3u32), 2 => Just(2u32), 1 => any::<u32>()],
-        prop::collection::vec(kv(), 0..10),
-        prop::collection::vec(tensor(), 0..8),
-        prop_oneof![8 => Just(0u64), 1 => any::<u64>(), 1 => 1u64..4],
-        prop_oneof![8 => Just(0u64), 1 => any::<u64>(), 1 => 1u64..4],
-        prop_oneof![6 => Just(None), 1 => (0usize..4096).prop_map(Some)],
-        prop_oneof![2 => Just(Vec::new()), 3 => prop::collection::vec(damage(), 1..6)],
+    let header = (
+        prop_oneof![12 => Just(*b"GGUF"), 1 => any::<[u8; 4]>()],
+        prop_oneof![8 => Just(3u32), 3 => Just(2u32), 1 => any::<u32>()],
+        prop_oneof![10 => Just(0u64), 1 => any::<u64>(), 1 => 1u64..4],
+        prop_oneof![10 => Just(0u64), 1 => any::<u64>(), 1 => 1u64..4],
+        prop_oneof![8 => Just(None), 1 => (0usize..4096).prop_map(Some)],
+    );
+    let kvs = (
+        prop::collection::vec(kv(), 0..10).prop_map(dedup_keys),
+        prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec((any::<prop::sample::Index>(), hostile_kv()), 1..3)],
     )
-        .prop_map(|(magic, version, kvs, tensors, extra_kv, extra_tensors, data_len, damage)| File { magic, version, kvs, tensors, extra_kv, extra_tensors, data_len, damage })
+        .prop_map(|(v, h)| mix(v, h));
+    let tensors = (
+        prop::collection::vec(tensor(), 0..8).prop_map(|ts| {
+            // Unique names (a repeated name is one of the hostile cases).
+            let mut seen = std::collections::HashSet::new();
+            ts.into_iter().enumerate().map(|(i, mut t)| {
+                if !seen.insert(t.name.clone()) {
+                    t.name.extend_from_slice(format!(".{i}").as_bytes());
+                    seen.insert(t.name.clone());
+                }
+                t
+            }).collect::<Vec<_>>()
+        }),
+        prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec((any::<prop::sample::Index>(), hostile_tensor()), 1..3)],
+    )
+        .prop_map(|(v, h)| mix(v, h));
+    let damage = prop_oneof![3 => Just(Vec::new()), 2 => prop::collection::vec(damage(), 1..6)];
+    (header, kvs, tensors, damage)
+        .prop_map(|((magic, version, extra_kv, extra_tensors, data_len), kvs, tensors, damage)| File { magic, version, kvs, tensors, extra_kv, extra_tensors, data_len, damage })
         .boxed()
 }
 
@@ -320,13 +380,14 @@ fn exercise(bytes: Vec<u8>) -> bool {
     true
 }
 
-fn run_round(seed: u64, cases: u32) -> (u64, u64) {
+fn run_round(seed: u64, cases: u32) -> (u64, u64, u64) {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
     let parsed = std::cell::Cell::new(0u64);
     let tried = std::cell::Cell::new(0u64);
+    let checked = std::cell::Cell::new(0u64);
     let result = runner.run(&file(), |f| {
         tried.set(tried.get() + 1);
         let clean = f.damage.is_empty() && f.extra_kv == 0 && f.extra_tensors == 0 && f.data_len.is_none();
@@ -335,6 +396,7 @@ fn run_round(seed: u64, cases: u32) -> (u64, u64) {
         parsed.set(parsed.get() + ok as u64);
         // An undamaged file of known types, sane shapes and placed tensors must parse.
         if clean && well_formed(&f) {
+            checked.set(checked.get() + 1);
             prop_assert!(ok, "a well-formed file was refused: {:?}", GgufFile::from_bytes("fuzz.gguf", bytes).err());
         }
         Ok(())
@@ -342,7 +404,7 @@ fn run_round(seed: u64, cases: u32) -> (u64, u64) {
     if let Err(e) = result {
         panic!("seed {seed}: {e}");
     }
-    (tried.get(), parsed.get())
+    (tried.get(), parsed.get(), checked.get())
 }
 
 /// True when the generated structure is one the format allows (so the reader must accept it).
@@ -391,18 +453,20 @@ fn well_formed(f: &File) -> bool {
 fn generated_and_damaged_gguf_files_never_panic() {
     let secs: Option<u64> = std::env::var("MATHNEURO_FUZZ_SECS").ok().and_then(|s| s.parse().ok());
     let Some(secs) = secs else {
-        let (tried, parsed) = run_round(1, 3000);
-        assert!(parsed > 0 && parsed < tried, "the generator should make both valid and invalid files: {parsed} of {tried} parsed");
+        let (tried, parsed, checked) = run_round(1, 3000);
+        assert!(parsed > tried / 10 && parsed < tried, "the generator should make both valid and invalid files: {parsed} of {tried} parsed");
+        assert!(checked > tried / 20, "only {checked} of {tried} files were undamaged and well-formed");
         return;
     };
     let deadline = Instant::now() + Duration::from_secs(secs);
     let seed0: u64 = std::env::var("MATHNEURO_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
-    let (mut tried, mut parsed, mut rounds) = (0u64, 0u64, 0u64);
+    let (mut tried, mut parsed, mut checked, mut rounds) = (0u64, 0u64, 0u64, 0u64);
     while Instant::now() < deadline {
-        let (t, p) = run_round(seed0.wrapping_add(rounds), 2000);
+        let (t, p, c) = run_round(seed0.wrapping_add(rounds), 2000);
         tried += t;
         parsed += p;
+        checked += c;
         rounds += 1;
     }
-    println!("fuzz: {tried} files in {rounds} rounds (seeds {seed0}..{}), {parsed} parsed, {} refused, no panic", seed0.wrapping_add(rounds), tried - parsed);
+    println!("fuzz: {tried} files in {rounds} rounds (seeds {seed0}..{}), {parsed} parsed, {} refused, {checked} undamaged well-formed files all parsed, no panic", seed0.wrapping_add(rounds), tried - parsed);
 }
