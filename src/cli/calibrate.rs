@@ -134,6 +134,10 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         ..CalibrateOptions::default()
     };
     let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
+    if texts.len() >= 10_000 {
+        // Tokenizing this many texts takes a while by itself; say what is happening.
+        eprintln!("{}: {} texts drawn; tokenizing", set.name, texts.len());
+    }
     let tok = cal.tokenize(&texts)?;
     if tok.truncated > 0 {
         eprintln!("note: {} of {} texts truncated to {} tokens ({} tokens dropped)", tok.truncated, texts.len(), args.max_tokens, tok.tokens_dropped);
