@@ -25,13 +25,13 @@ where
     F: FnOnce(&mut File) -> Result<(), GgufError>,
 {
     let err = |source| GgufError::Io { path: path.to_path_buf(), source };
-    if let Some(input) = input {
-        if same_file(path, input) {
-            return Err(GgufError::Write {
-                path: path.to_path_buf(),
-                problem: "refusing to overwrite the input model; choose another output path".into(),
-            });
-        }
+    if let Some(input) = input
+        && same_file(path, input)
+    {
+        return Err(GgufError::Write {
+            path: path.to_path_buf(),
+            problem: "refusing to overwrite the input model; choose another output path".into(),
+        });
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -322,7 +322,7 @@ fn serialize(f: &File) -> Vec<u8> {
         b.extend_from_slice(&offset.to_le_bytes());
         next = offset.saturating_add(tensor_bytes(t)).div_ceil(align).saturating_mul(align);
     }
-    while (b.len() as u64) % align != 0 {
+    while !(b.len() as u64).is_multiple_of(align) {
         b.push(0);
     }
     let data = f.data_len.unwrap_or(next.min(1 << 17) as usize);

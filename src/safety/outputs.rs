@@ -123,8 +123,9 @@ impl OutputPlan {
     /// Checks every output against the rules in the module docs; the first violation is the
     /// error. Nothing is written except a probe file that is removed at once.
     pub fn check(&self) -> Result<(), OutputError> {
-        let inputs: Vec<(&PathBuf, (u64, u64))> = self.inputs.iter().filter_map(|p| identity(p).map(|id| (p, id))).collect();
-        let mut seen: Vec<(&PathBuf, PathBuf, Option<(u64, u64)>)> = Vec::new();
+        let inputs: Vec<(&PathBuf, FileId)> = self.inputs.iter().filter_map(|p| identity(p).map(|id| (p, id))).collect();
+        // Outputs so far: as given, as compared (see `lexical`), and the file they name now.
+        let mut seen: Vec<(&PathBuf, PathBuf, Option<FileId>)> = Vec::new();
         let mut probed: HashSet<PathBuf> = HashSet::new();
         for (path, kind) in &self.outputs {
             let id = identity(path);
@@ -162,8 +163,11 @@ impl OutputPlan {
     }
 }
 
-/// (device, inode) of the file `path` names, following symlinks.
-fn identity(path: &Path) -> Option<(u64, u64)> {
+/// (device, inode): what makes two paths one file.
+type FileId = (u64, u64);
+
+/// The identity of the file `path` names, following symlinks.
+fn identity(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
