@@ -26,7 +26,6 @@ pub mod logits;
 pub mod mc;
 pub mod perplexity;
 pub mod plot;
-pub mod progress;
 pub mod report;
 pub mod requests;
 pub mod stats;
@@ -68,7 +67,7 @@ pub struct EvalOptions {
     pub bootstrap: usize,
     /// llama.cpp context settings (threads, sizes).
     pub engine: EngineOptions,
-    /// Draw progress bars on stderr (only when it is a terminal).
+    /// Show progress on stderr (see `crate::progress`).
     pub progress: bool,
     /// Wrap generation prompts (GSM8K, task-file generation items) in the model's chat template.
     pub chat: bool,
@@ -271,7 +270,7 @@ fn chunk_size(task: Task, options: &EvalOptions) -> usize {
 fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
     let dir = &options.data_dir;
     let select = |n: usize| subset::select(n, options.limit, options.seed);
-    let bar_for = |n: usize| progress::bar(n, task.name(), options.progress);
+    let bar_for = |n: usize| crate::progress::Progress::new(task.name(), n as u64, "items", options.progress);
     let chunk = chunk_size(task, options);
     let outcome = match task {
         Task::TaskFile => {
