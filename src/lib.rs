@@ -5,7 +5,8 @@
 //! (the STATS file) → `select` (math-specific weights) → `surgery` (the rewritten GGUF) →
 //! `eval` (did math improve, did the rest survive). `gguf` is the file format, `ffi` holds every
 //! call into llama.cpp/ggml (and the crate's only `unsafe`), `model` names the weights that are
-//! targets, and `cli` glues the stages into commands.
+//! targets, `tune` searches edits on dev data and tests the winner once on held-out questions,
+//! and `cli` glues the stages into commands.
 #![deny(missing_docs)]
 
 pub mod atomic;
@@ -21,3 +22,4 @@ pub mod model;
 pub mod select;
 pub mod stats;
 pub mod surgery;
+pub mod tune;
