@@ -134,7 +134,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     candidates.extend(space.draw(space.grid().len(), o.seed).into_iter().filter(|c| *c != Candidate::PAPER).take(o.candidates.saturating_sub(1)));
     let rounds = search::schedule(candidates.len(), o.rounds, o.budget, splits.dev.gsm8k.len(), MIN_ROUND_ITEMS);
 
-    let config = config_key(o, &model_file, &candidates, &rounds);
+    let config = config_key(o, &model_file);
     let journal = if o.resume && journal_path.is_file() {
         Journal::resume(&journal_path, &config)?
     } else {
@@ -180,7 +180,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
 
     let verdict = write_output(&mut ctx, chosen.map(|i| &records[i]))?;
     ctx.say(&verdict);
-    let compare = |id: &str, label: String| Comparison::of(&ctx.scorer, id, label, splits.test.n_mmlu, o.seed);
+    let compare = |id: &str, label: String| Comparison::of(&ctx.scorer, id, label, &splits.test.general_is_mmlu, o.seed);
     let report = TuneReport {
         model: o.model.clone(),
         output: o.output.clone(),
@@ -190,7 +190,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         candidates: records.clone(),
         chosen: chosen.map(|i| records[i].candidate),
         verdict,
-        test_base: report::Accuracies::of(&ctx.scorer, "base", splits.test.n_mmlu),
+        test_base: report::Accuracies::of(&ctx.scorer, "base", &splits.test.general_is_mmlu),
         test_tuned: chosen.map(|i| compare(&records[i].id, records[i].candidate.label())),
         test_paper: compare(&Candidate::PAPER.id(), Candidate::PAPER.label()),
         settings: report::Settings::of(o),
@@ -253,26 +253,22 @@ fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<Stri
     Ok(drawn.into_iter().map(|i| set.texts[i].clone()).collect())
 }
 
-/// Everything that decides the result, hashed: a journal is only resumed under the same key.
-fn config_key(o: &TuneOptions, model: &GgufFile, candidates: &[Candidate], rounds: &[Round]) -> String {
+/// What a journaled score means, hashed: the model, the calibration (hence the splits), the
+/// seed and the generation settings. A journal is resumed only under the same key. Search and
+/// test sizes are not in it: every item order is fixed and a larger size extends a smaller one
+/// (prefixes), so a resumed run may widen the search or the test and reuse what was scored. A
+/// resumed run with unchanged options ends exactly as an uninterrupted one (tested).
+fn config_key(o: &TuneOptions, model: &GgufFile) -> String {
     use sha2::Digest as _;
     let text = format!(
-        "{} {} {} {} {} {} {:?} {:?} {} {} {} {} {} {:?} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {}",
         crate::model::fingerprint(model),
         o.math,
         o.general,
         o.samples,
         o.max_tokens,
         o.seed,
-        candidates,
-        rounds,
         o.guard_items,
-        o.guard_nll,
-        o.general_items,
-        o.general_tolerance,
-        o.min_gain,
-        o.test_items,
-        o.test_general_items,
         o.max_new_tokens,
         o.parallel,
         o.threads,
@@ -399,9 +395,11 @@ impl Ctx<'_, '_> {
         let mut known = true;
         for (&m, &planned) in &self.plan {
             let done: usize = self.done(m);
+            // Before a measure has run, a similar one stands in: test CoT runs like dev CoT,
+            // and multiple-choice scoring like the NLL guard (both score given text).
             let rate = self.scorer.seconds_per_item(m).or_else(|| match m {
                 Measure::TestCot => self.scorer.seconds_per_item(Measure::DevCot),
-                Measure::TestGeneral => self.scorer.seconds_per_item(Measure::DevGeneral),
+                Measure::DevGeneral | Measure::TestGeneral => self.scorer.seconds_per_item(Measure::DevGeneral).or(self.scorer.seconds_per_item(Measure::DevNll)),
                 _ => None,
             });
             match rate {

@@ -81,16 +81,22 @@ pub struct Accuracies {
     pub arc_easy: (usize, f64),
 }
 
+/// (MMLU items, ARC-Easy items) of a general score list.
+fn split_general(xs: &[Vec<(f64, f64)>], is_mmlu: &[bool]) -> (Vec<Vec<(f64, f64)>>, Vec<Vec<(f64, f64)>>) {
+    let (m, a): (Vec<_>, Vec<_>) = xs.iter().zip(is_mmlu).partition(|(_, flag)| **flag);
+    (m.into_iter().map(|(x, _)| x.clone()).collect(), a.into_iter().map(|(x, _)| x.clone()).collect())
+}
+
 fn mean(xs: &[Vec<(f64, f64)>], m: usize) -> f64 {
     xs.iter().map(|s| s[m].0).sum::<f64>() / xs.len().max(1) as f64
 }
 
 impl Accuracies {
-    /// The test accuracies of `id`; the first `n_mmlu` general items are MMLU.
-    pub fn of(scorer: &Scorer<'_>, id: &str, n_mmlu: usize) -> Accuracies {
+    /// The test accuracies of `id`; `is_mmlu` tells MMLU items from ARC-Easy ones.
+    pub fn of(scorer: &Scorer<'_>, id: &str, is_mmlu: &[bool]) -> Accuracies {
         let cot = scorer.get(id, Measure::TestCot, usize::MAX);
-        let general = scorer.get(id, Measure::TestGeneral, usize::MAX);
-        let (mmlu, arc) = general.split_at(n_mmlu.min(general.len()));
+        let (mmlu, arc) = split_general(scorer.get(id, Measure::TestGeneral, usize::MAX), is_mmlu);
+        let (mmlu, arc) = (&mmlu[..], &arc[..]);
         Accuracies {
             n_gsm8k: cot.len(),
             gsm8k_strict: mean(cot, 0),
@@ -118,17 +124,17 @@ pub struct Comparison {
 
 impl Comparison {
     /// Compares `id` with the base on every test item.
-    pub fn of(scorer: &Scorer<'_>, id: &str, label: String, n_mmlu: usize, seed: u64) -> Comparison {
+    pub fn of(scorer: &Scorer<'_>, id: &str, label: String, is_mmlu: &[bool], seed: u64) -> Comparison {
         let get = |who: &str, m: Measure| scorer.get(who, m, usize::MAX);
         let (bc, oc) = (get("base", Measure::TestCot), get(id, Measure::TestCot));
-        let (bg, og) = (get("base", Measure::TestGeneral), get(id, Measure::TestGeneral));
-        let k = n_mmlu.min(bg.len());
+        let (bm, ba) = split_general(get("base", Measure::TestGeneral), is_mmlu);
+        let (om, oa) = split_general(get(id, Measure::TestGeneral), is_mmlu);
         Comparison {
             label,
             gsm8k_strict: search::paired(bc, oc, 0, true, RESAMPLES, seed),
             gsm8k_flexible: search::paired(bc, oc, 1, true, RESAMPLES, seed),
-            mmlu: search::paired(&bg[..k], &og[..k], 0, true, RESAMPLES, seed),
-            arc_easy: search::paired(&bg[k..], &og[k..], 0, true, RESAMPLES, seed),
+            mmlu: search::paired(&bm, &om, 0, true, RESAMPLES, seed),
+            arc_easy: search::paired(&ba, &oa, 0, true, RESAMPLES, seed),
         }
     }
 }
@@ -152,17 +158,21 @@ pub struct SplitCounts {
     pub test_arc_easy: usize,
 }
 
+fn count(flags: &[bool]) -> usize {
+    flags.iter().filter(|&&f| f).count()
+}
+
 impl SplitCounts {
     /// The counts of `s`.
     pub fn of(s: &Splits) -> SplitCounts {
         SplitCounts {
             calibration: s.calibration.len(),
             dev_gsm8k: s.dev.gsm8k.len(),
-            dev_mmlu: s.dev.n_mmlu,
-            dev_arc_easy: s.dev.general.len() - s.dev.n_mmlu,
+            dev_mmlu: count(&s.dev.general_is_mmlu),
+            dev_arc_easy: s.dev.general.len() - count(&s.dev.general_is_mmlu),
             test_gsm8k: s.test.gsm8k.len(),
-            test_mmlu: s.test.n_mmlu,
-            test_arc_easy: s.test.general.len() - s.test.n_mmlu,
+            test_mmlu: count(&s.test.general_is_mmlu),
+            test_arc_easy: s.test.general.len() - count(&s.test.general_is_mmlu),
         }
     }
 }

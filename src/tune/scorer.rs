@@ -48,7 +48,7 @@ pub struct Scorer<'s> {
     settings: ScoreSettings,
     journal: Journal,
     scores: HashMap<(String, Measure), Scores>,
-    /// Seconds and items evaluated per measure in this process (for the ETA).
+    /// Seconds and items evaluated per measure, journaled ones included (for the ETA).
     rates: HashMap<Measure, (f64, usize)>,
     chunks_run: usize,
 }
@@ -57,14 +57,18 @@ impl<'s> Scorer<'s> {
     /// A scorer replaying `journal`'s entries.
     pub fn new(splits: &'s Splits, settings: ScoreSettings, journal: Journal) -> Scorer<'s> {
         let mut scores: HashMap<(String, Measure), Scores> = HashMap::new();
+        let mut rates: HashMap<Measure, (f64, usize)> = HashMap::new();
         for e in &journal.entries {
             let have = scores.entry((e.model.clone(), e.measure)).or_default();
             // Chunks extend a prefix; anything else cannot come from this schedule.
             if e.start == have.len() {
                 have.extend(e.scores.iter().cloned());
+                let rate = rates.entry(e.measure).or_default();
+                rate.0 += e.seconds;
+                rate.1 += e.scores.len();
             }
         }
-        Scorer { splits, settings, journal, scores, rates: HashMap::new(), chunks_run: 0 }
+        Scorer { splits, settings, journal, scores, rates, chunks_run: 0 }
     }
 
     /// Items of `measure` already scored for `model`.

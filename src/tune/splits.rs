@@ -33,12 +33,13 @@ pub fn content_hash(text: &str) -> [u8; 32] {
 pub struct Side {
     /// GSM8K questions, (index in their file, record), in evaluation order.
     pub gsm8k: Vec<(usize, Gsm8kRecord)>,
-    /// General multiple-choice items (MMLU first, then ARC-Easy), in evaluation order.
+    /// General multiple-choice items, MMLU and ARC-Easy alternating (so the first n of a larger
+    /// set are the set for n: a journal stays valid when the size changes), in evaluation order.
     pub general: Vec<McItem>,
     /// Question texts of `general`, for the disjointness check.
     pub general_questions: Vec<String>,
-    /// How many of `general` are MMLU items (the rest are ARC-Easy).
-    pub n_mmlu: usize,
+    /// Per item of `general`: an MMLU item (else ARC-Easy).
+    pub general_is_mmlu: Vec<bool>,
 }
 
 /// Calibration texts, dev and test.
@@ -136,10 +137,19 @@ impl Splits {
         let mmlu_t = shuffled(mmlu_test.iter().enumerate().collect(), seed ^ 0x33e, Some(sizes.test_general), |(_, r)| !in_calibration(cal, &r.question));
 
         let side = |gsm8k: Vec<(usize, Gsm8kRecord)>, mmlu: Vec<(usize, &MmluRecord)>, arc_idx: &[usize], n_arc: usize| {
-            let n_mmlu = mmlu.len();
-            let general: Vec<(McItem, String)> = mmlu.into_iter().map(|(i, r)| mmlu_item(i, r)).chain(pick_arc(arc_idx, n_arc)).collect();
-            let (general, general_questions) = general.into_iter().unzip();
-            Side { gsm8k, general, general_questions, n_mmlu }
+            let mut mmlu = mmlu.into_iter().map(|(i, r)| (true, mmlu_item(i, r)));
+            let mut arc = pick_arc(arc_idx, n_arc).into_iter().map(|x| (false, x));
+            let mut general = Vec::new();
+            loop {
+                let (a, b) = (mmlu.next(), arc.next());
+                if a.is_none() && b.is_none() {
+                    break;
+                }
+                general.extend(a.into_iter().chain(b));
+            }
+            let (general_is_mmlu, pairs): (Vec<bool>, Vec<(McItem, String)>) = general.into_iter().unzip();
+            let (general, general_questions) = pairs.into_iter().unzip();
+            Side { gsm8k, general, general_questions, general_is_mmlu }
         };
         let dev = side(gsm8k_dev, mmlu_d, arc_dev_idx, sizes.dev_general);
         let test = side(gsm8k_test, mmlu_t, arc_test_idx, sizes.test_general);
