@@ -5,8 +5,9 @@
 //! (the STATS file) → `select` (math-specific weights) → `surgery` (the rewritten GGUF) →
 //! `eval` (did math improve, did the rest survive). `gguf` is the file format, `ffi` holds every
 //! call into llama.cpp/ggml (and the crate's only `unsafe`), `model` names the weights that are
-//! targets, `tune` searches edits on dev data and tests the winner once on held-out questions,
-//! and `cli` glues the stages into commands.
+//! targets, `safety` guards the user's files (output policy, input checks, temp-file cleanup on
+//! signals), `progress` is the one progress display, `tune` searches edits on dev data and
+//! tests the winner once on held-out questions, and `cli` glues the stages into commands.
 #![deny(missing_docs)]
 
 pub mod atomic;
@@ -19,6 +20,8 @@ pub mod ffi;
 pub mod gguf;
 pub mod inspect;
 pub mod model;
+pub mod progress;
+pub mod safety;
 pub mod select;
 pub mod stats;
 pub mod surgery;

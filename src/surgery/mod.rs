@@ -22,6 +22,7 @@ pub use blocks::Change;
 pub use report::{BlockTally, GroupFraction, TensorReport};
 
 use crate::ffi::ggml::CodecError;
+use crate::progress::Progress;
 use crate::gguf::{GgufError, GgufFile, GgufWriter};
 use crate::select::{self, SelectError, SelectOptions, Selection};
 use crate::stats::ActivationStats;
@@ -43,7 +44,7 @@ pub struct ApplyOptions {
     pub write_modelfile: bool,
     /// Write `OUT.report.json` and `OUT.heatmap.svg` beside the output.
     pub write_report: bool,
-    /// Show progress bars on stderr (indicatif; hidden anyway when stderr is not a terminal).
+    /// Show progress on stderr (see `crate::progress`).
     pub progress: bool,
 }
 
@@ -117,12 +118,12 @@ pub struct ApplyReport {
 /// Why `apply` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The output exists and `force` was not given.
-    #[error("{}: already exists (use --force to overwrite)", .0.display())]
-    OutputExists(PathBuf),
-    /// The output is the input model.
-    #[error("{}: is the input model; choose another output path", .0.display())]
-    OutputIsInput(PathBuf),
+    /// An output path is refused (it is the input, exists without `force`, …).
+    #[error(transparent)]
+    Output(#[from] crate::safety::OutputError),
+    /// The selection is empty, so the output would be a plain copy.
+    #[error("nothing selected: {0}; the output would be an unchanged copy of the model, so none was written")]
+    NothingSelected(String),
     /// Selection failed (STATS do not match the model, bad K, …).
     #[error(transparent)]
     Select(#[from] SelectError),
@@ -147,9 +148,19 @@ pub enum ApplyError {
 pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     outputs::check_outputs(model.path(), opts)?;
     let t0 = Instant::now();
-    let bar = progress_bar(opts.progress, crate::model::target_weights(model).len() as u64, "selecting");
+    let bar = Progress::new("selecting", crate::model::target_weights(model).len() as u64, "tensors", opts.progress);
     let selection = select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    if selection.selected() == 0 {
+        let why = match opts.select.method {
+            select::Method::MathNeuro => format!(
+                "every entry in the math top-{}% is also in the general top-{}% (are --math and --general the same statistics? is --top-k 100?)",
+                opts.select.top_k_percent, opts.select.top_k_percent
+            ),
+            _ => format!("--top-k {} selects no entry of any target", opts.select.top_k_percent),
+        };
+        return Err(ApplyError::NothingSelected(why));
+    }
     let select_seconds = t0.elapsed().as_secs_f64();
     let mut report = apply_selection(model, &selection, math, general, opts)?;
     report.select_seconds = select_seconds;
@@ -196,7 +207,7 @@ pub fn apply_selection(
     let mut w = GgufWriter::from_file(model);
     metadata::apply_metadata(&mut w, model, &prov);
 
-    let bar = progress_bar(opts.progress, model.tensors.len() as u64, "writing");
+    let bar = Progress::new("writing", model.tensors.len() as u64, "tensors", opts.progress);
     // A producer thread re-encodes the target weights in file order (rows in parallel on the
     // rayon pool) while this thread writes: the output is written while the next tensors are
     // computed. At most `IN_FLIGHT` finished tensors wait, so memory stays bounded.
@@ -281,19 +292,6 @@ pub fn apply_selection(
     report.rewrite_seconds = t0.elapsed().as_secs_f64();
     outputs::write_side_files(&mut report, opts)?;
     Ok(report)
-}
-
-/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
-fn progress_bar(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:10} {bar:40} {pos}/{len} tensors {elapsed}") {
-        bar.set_style(style);
-    }
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// The importance vector for re-encoding `name`: Σx² pooled over both STATS files.
