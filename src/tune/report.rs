@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::journal::Measure;
-use super::scorer::Scorer;
+use super::scorer::{Scorer, Scores};
 use super::search::{self, Paired, Round};
 use super::space::{Candidate, Space};
 use super::splits::Splits;
@@ -82,7 +82,7 @@ pub struct Accuracies {
 }
 
 /// (MMLU items, ARC-Easy items) of a general score list.
-fn split_general(xs: &[Vec<(f64, f64)>], is_mmlu: &[bool]) -> (Vec<Vec<(f64, f64)>>, Vec<Vec<(f64, f64)>>) {
+fn split_general(xs: &[Vec<(f64, f64)>], is_mmlu: &[bool]) -> (Scores, Scores) {
     let (m, a): (Vec<_>, Vec<_>) = xs.iter().zip(is_mmlu).partition(|(_, flag)| **flag);
     (m.into_iter().map(|(x, _)| x.clone()).collect(), a.into_iter().map(|(x, _)| x.clone()).collect())
 }
