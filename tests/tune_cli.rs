@@ -47,8 +47,9 @@ fn tune(dir: &Path, extra: &[&str]) -> std::process::Output {
     let args = [
         "tune", MODEL, "--samples", "2", "--max-tokens", "32", "--candidates", "2", "--rounds", "2", "--budget", "16", "--guard-items", "2",
         "--general-items", "2", "--test-items", "2", "--test-general-items", "2", "--max-new-tokens", "24", "--min-gain", "0", "--threads", "2",
-        // A loose guard: the tiny calibration makes noisy selections, and the test needs a winner.
-        "--guard-nll", "10",
+        // A loose guard and tolerance: the tiny calibration makes noisy selections, one flip in
+        // 4 general items is 25 points, and the test needs a winner to compare bytes.
+        "--guard-nll", "10", "--general-tolerance", "1",
     ];
     Command::new(env!("CARGO_BIN_EXE_mathneuro")).args(args).args(extra).arg("--data-dir").arg(shared_data()).arg("-o").arg(dir.join("best.gguf")).output().unwrap()
 }
