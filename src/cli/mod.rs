@@ -16,6 +16,7 @@ pub mod mask;
 pub mod openmp;
 pub mod run;
 pub mod stats;
+pub mod tune;
 
 /// MathNeuro "math neurosurgery" for GGUF models, on a CPU.
 #[derive(Debug, Parser)]
@@ -47,11 +48,13 @@ pub enum Command {
     Run(run::RunArgs),
     /// Reproduce the paper's experiments (pruning/scaling grids, baselines, overlaps) on a model.
     Experiments(experiments::ExperimentsArgs),
+    /// Search edits on dev data for one that improves math; test it once on held-out questions.
+    Tune(tune::TuneArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_));
     if runs_llama {
         openmp::exec_with_passive_openmp()?;
     }
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Run(a) => run::run(a),
         Command::Experiments(a) => experiments::run(a),
+        Command::Tune(a) => tune::run(a),
     }
 }
 

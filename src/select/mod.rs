@@ -120,6 +120,12 @@ impl Selection {
     pub fn get(&self, name: &str) -> Option<&TensorSelection> {
         self.tensors.iter().find(|t| t.name == name)
     }
+    /// The same selection on only the target weights whose names `keep` accepts; a rewrite
+    /// (`surgery::apply_selection`) copies the others byte for byte. One selection per K then
+    /// serves every region of the model (`tune`).
+    pub fn restricted(&self, keep: impl Fn(&str) -> bool) -> Selection {
+        Selection { options: self.options.clone(), tensors: self.tensors.iter().filter(|t| keep(&t.name)).cloned().collect() }
+    }
 }
 
 /// Why a selection could not be made.

@@ -1,0 +1,134 @@
+//! `mathneuro tune MODEL -o BEST.gguf`: search edits on dev data, test the winner once on
+//! held-out questions, write BEST.gguf (or the base unchanged) and the report (see `tune`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::data::dir::resolve_data_dir;
+use crate::surgery::side_path;
+use crate::tune::{TuneOptions, tune};
+
+/// Arguments of `mathneuro tune`.
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// The GGUF model (never written).
+    pub model: PathBuf,
+    /// The best model found (the base unchanged when no edit beats it on dev).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Math calibration data (as `calibrate --data`).
+    #[arg(long, default_value = "gsm8k")]
+    pub math: String,
+    /// General calibration data.
+    #[arg(long, default_value = "mmlu")]
+    pub general: String,
+    /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Work directory (STATS, journal, report) [default: OUT.tune/ beside the output].
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// Calibration samples per set, with replacement.
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Tokens kept per calibration text.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Seed of calibration, splits and the candidate draw.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Candidates searched; the paper's ×1.1 K=5 % is always the first.
+    #[arg(long, default_value_t = 8)]
+    pub candidates: usize,
+    /// Candidate dev answers to spend over all rounds (the base's are extra): with 8
+    /// candidates and 3 rounds, 768 gives 8 × 32, 4 × 64 and 2 × 128 questions.
+    #[arg(long, default_value_t = 768)]
+    pub budget: usize,
+    /// Successive-halving rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Dev questions of the gold-solution NLL guard.
+    #[arg(long, default_value_t = 16)]
+    pub guard_items: usize,
+    /// Discard a candidate whose dev NLL per token rises by more than this.
+    #[arg(long, default_value_t = 0.05)]
+    pub guard_nll: f64,
+    /// Dev items per general task (MMLU dev, ARC-Easy dev half).
+    #[arg(long, default_value_t = 100)]
+    pub general_items: usize,
+    /// Largest fall of general dev accuracy the winner may have (absolute, e.g. 0.03 = 3 points).
+    #[arg(long, default_value_t = 0.03)]
+    pub general_tolerance: f64,
+    /// Dev answers the winner must get right beyond the base's on the last round's questions.
+    #[arg(long, default_value_t = 1)]
+    pub min_gain: i64,
+    /// GSM8K test questions (the first N of a seeded shuffle); `all` for the 1 319.
+    #[arg(long, default_value = "200")]
+    pub test_items: String,
+    /// Test items per general task (MMLU test, ARC-Easy test half).
+    #[arg(long, default_value_t = 200)]
+    pub test_general_items: usize,
+    /// Most new tokens per GSM8K answer (the harness: 256).
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// GSM8K questions decoding at once.
+    #[arg(long, default_value_t = 32)]
+    pub parallel: usize,
+    /// Continue an interrupted run from the journal in the work directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Overwrite the output and start the work directory over.
+    #[arg(long)]
+    pub force: bool,
+    /// Stop after this many evaluation chunks (to test --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// CPU threads (default: all).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs `mathneuro tune`.
+pub fn run(a: TuneArgs) -> anyhow::Result<ExitCode> {
+    let test_items = match a.test_items.as_str() {
+        "all" => None,
+        n => Some(n.parse::<usize>().map_err(|_| anyhow::anyhow!("--test-items {n}: give a number or `all`"))?),
+    };
+    anyhow::ensure!(a.candidates > 0 && a.rounds > 0, "--candidates and --rounds must be at least 1");
+    anyhow::ensure!(a.general_tolerance >= 0.0 && a.guard_nll.is_finite(), "--general-tolerance must be ≥ 0 and --guard-nll finite");
+    let opts = TuneOptions {
+        work: a.work.clone().unwrap_or_else(|| side_path(&a.output, ".tune")),
+        data_dir: resolve_data_dir(a.data_dir.as_deref())?,
+        model: a.model,
+        output: a.output,
+        math: a.math,
+        general: a.general,
+        samples: a.samples,
+        max_tokens: a.max_tokens,
+        seed: a.seed,
+        candidates: a.candidates,
+        budget: a.budget,
+        rounds: a.rounds,
+        guard_items: a.guard_items,
+        guard_nll: a.guard_nll,
+        general_items: a.general_items,
+        general_tolerance: a.general_tolerance,
+        min_gain: a.min_gain,
+        test_items,
+        test_general_items: a.test_general_items,
+        max_new_tokens: a.max_new_tokens,
+        parallel: a.parallel,
+        threads: a.threads.unwrap_or_else(crate::calibrate::driver::default_threads),
+        resume: a.resume,
+        force: a.force,
+        stop_after: a.stop_after,
+        verbose: !a.quiet,
+    };
+    let report = tune(&opts)?;
+    print!("{}", report.markdown());
+    eprintln!("report: {}", opts.work.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
