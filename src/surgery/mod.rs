@@ -9,6 +9,7 @@
 //! bytes of only one tensor are held at once.
 
 pub mod blocks;
+pub mod dequant;
 pub mod edit;
 pub mod master;
 pub mod metadata;
