@@ -114,6 +114,36 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
     }
 }
 
+/// The grid (scale, offset, lowest and highest code) a unit has with `scale` set.
+fn candidate_grid(ty: GgmlType, block: &[u8], scale: UnitScale) -> (f32, f32, i32, i32) {
+    match scale {
+        UnitScale::Half(h) => {
+            let d = regrid::f16_to_f32(h);
+            if ty == GgmlType::Q8_0 { (d, 0.0, -127, 127) } else { (d, 16.0 * d, 0, 31) }
+        }
+        UnitScale::Code(c) => {
+            let s = half(block, 208) * c as f32;
+            (s, 32.0 * s, 0, 63)
+        }
+        UnitScale::ScaleMin(sc, m) => (half(block, 0) * sc as f32, half(block, 2) * m as f32, 0, 15),
+    }
+}
+
+/// The code of target `t` on the grid (s, o, lo, hi).
+fn code_on(t: f32, (s, o, lo, hi): (f32, f32, i32, i32)) -> f32 {
+    if s == 0.0 || !s.is_finite() { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) }
+}
+
+/// Importance-weighted error of unit `range` re-rounded onto `g`, without touching the bytes.
+fn unit_error_on(g: (f32, f32, i32, i32), target: &[f32], w: Option<&[f32]>, range: std::ops::Range<usize>) -> f64 {
+    range
+        .map(|j| {
+            let e = (g.0 * code_on(target[j], g) - g.1 - target[j]) as f64;
+            w.map_or(1.0, |w| w[j] as f64 + 1e-12) * e * e
+        })
+        .sum()
+}
+
 /// Sets unit `u`'s scale and re-rounds the unit's entries to `target` on the new grid.
 fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
     match scale {
@@ -122,10 +152,9 @@ fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f
         UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[4..16], u, sc, m),
     }
     let n = unit_len(ty);
-    let (s, o, lo, hi) = grid(ty, block, u * n);
+    let g = grid(ty, block, u * n);
     for j in u * n..(u + 1) * n {
-        let code = if s == 0.0 || !s.is_finite() { lo.max(0) as f32 } else { round_code((target[j] + o) / s).clamp(lo as f32, hi as f32) };
-        regrid::set_code(ty, block, j, code as i32);
+        regrid::set_code(ty, block, j, code_on(target[j], g) as i32);
     }
 }
 
@@ -153,32 +182,40 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     let n = unit_len(ty);
     let mut best = edited.to_vec();
     let mut dec = ggml::dequantize_to_vec(ty, &best, bs)?;
+    let mut changed = false;
     if n > 0 {
-        let mut trial_dec = vec![0f32; bs];
         for u in 0..bs / n {
             if !clamped(ty, &best, u, target, sel) {
                 continue;
             }
             let range = u * n..(u + 1) * n;
             let mut best_err = weighted_error(&dec, target, w, range.clone());
-            let mut chosen: Option<Vec<u8>> = None;
+            let mut chosen: Option<UnitScale> = None;
             for c in candidates(ty, &best, u, &target[range.clone()]) {
-                let mut trial = best.clone();
-                apply(ty, &mut trial, u, c, target);
-                ggml::dequantize(ty, &trial, &mut trial_dec)?;
-                let err = weighted_error(&trial_dec, target, w, range.clone());
+                let err = unit_error_on(candidate_grid(ty, &best, c), target, w, range.clone());
                 if err < best_err {
                     best_err = err;
-                    chosen = Some(trial);
+                    chosen = Some(c);
                 }
             }
             if let Some(c) = chosen {
-                best = c;
-                ggml::dequantize(ty, &best, &mut dec)?;
+                apply(ty, &mut best, u, c, target);
+                // The unit's new values from its grid (ggml decodes the whole block below).
+                let g = grid(ty, &best, u * n);
+                for j in range {
+                    dec[j] = g.0 * code_on(target[j], g) - g.1;
+                }
+                changed = true;
             }
         }
     }
-    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(ty, &best, u, target, sel)) {
+    if changed {
+        ggml::dequantize(ty, &best, &mut dec)?;
+    }
+    // The super-block widening moves every entry: tried only where some unit's own scale code
+    // cannot reach its targets at all.
+    let unit_limit = || !regrid::widen(ty, &mut original.to_vec(), target, sel);
+    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(ty, &best, u, target, sel)) && unit_limit() {
         let mut wide = original.to_vec();
         if regrid::widen_block(ty, &mut wide, target) {
             let wide_dec = ggml::dequantize_to_vec(ty, &wide, bs)?;
