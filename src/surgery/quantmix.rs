@@ -38,7 +38,7 @@ pub fn allows_quantization(t: &TensorInfo) -> bool {
 /// `tensor_type_fallback`: a type whose block divides the row length.
 fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
     let n = t.row_len();
-    if n % ty.block_size() == 0 {
+    if n.is_multiple_of(ty.block_size()) {
         return ty;
     }
     let smaller = match ty {
@@ -47,7 +47,7 @@ fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other,
     };
-    if n % smaller.block_size() == 0 { smaller } else { GgmlType::F16 }
+    if n.is_multiple_of(smaller.block_size()) { smaller } else { GgmlType::F16 }
 }
 
 /// The type of every tensor of `model` under `mix`, by name.
@@ -64,7 +64,7 @@ pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
             t.ggml_type
         } else if t.name == "output.weight" || (tied && t.name == "token_embd.weight") {
             // The head's rule checks the default type's block first and goes straight to Q8_0.
-            if t.row_len() % GgmlType::Q4_K.block_size() != 0 { GgmlType::Q8_0 } else { fallback(t, GgmlType::Q6_K) }
+            if !t.row_len().is_multiple_of(GgmlType::Q4_K.block_size()) { GgmlType::Q8_0 } else { fallback(t, GgmlType::Q6_K) }
         } else if attn_v_like(t) {
             let more = use_more_bits(i_attn_v, n_attn_v);
             i_attn_v += 1;

@@ -153,8 +153,8 @@ fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f
     }
     let n = unit_len(ty);
     let g = grid(ty, block, u * n);
-    for j in u * n..(u + 1) * n {
-        regrid::set_code(ty, block, j, code_on(target[j], g) as i32);
+    for (j, t) in target.iter().enumerate().skip(u * n).take(n) {
+        regrid::set_code(ty, block, j, code_on(*t, g) as i32);
     }
 }
 
@@ -183,8 +183,8 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     let mut best = edited.to_vec();
     let mut dec = ggml::dequantize_to_vec(ty, &best, bs)?;
     let mut changed = false;
-    if n > 0 {
-        for u in 0..bs / n {
+    if let Some(units) = bs.checked_div(n) {
+        for u in 0..units {
             if !clamped(ty, &best, u, target, sel) {
                 continue;
             }

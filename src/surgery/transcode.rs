@@ -37,7 +37,7 @@ pub fn transcode_tensor(
     let groups = if info.dims.len() == 3 { info.dims[2] as usize } else { 1 };
     let rows_per_group = (n_rows / groups.max(1)).max(1);
     let dest_bs = dest.block_size() as usize;
-    if n_in == 0 || n_in % dest_bs != 0 {
+    if n_in == 0 || !n_in.is_multiple_of(dest_bs) {
         return Err(CodecError::BadRows { ty: dest, len: n_in, n_per_row: n_in, block: dest.block_size() });
     }
     let src_row = info.row_bytes() as usize;
@@ -45,7 +45,7 @@ pub fn transcode_tensor(
     // Rows per chunk: a divisor of the rows per group, so that one chunk shares one importance
     // vector (experts have their own).
     let want = (CHUNK_VALUES / n_in).max(1);
-    let chunk_rows = (1..=want.min(rows_per_group)).rev().find(|r| rows_per_group % r == 0).unwrap_or(1);
+    let chunk_rows = (1..=want.min(rows_per_group)).rev().find(|&r| rows_per_group.is_multiple_of(r)).unwrap_or(1);
     let use_importance = importance.filter(|_| accepts_importance(dest));
     let mut out = vec![0u8; dest_row * n_rows];
     let tally = out
