@@ -1,11 +1,13 @@
 //! Atomic output files: everything mathneuro writes goes to a temporary file in the target's
-//! directory, is fsync'd, then renamed over the target, so a crash never leaves half a file.
-//! Writing onto the input model is refused.
+//! directory (registered for removal on a signal, see `safety::tempfiles`), is fsync'd, then
+//! renamed over the target, so a crash never leaves half a file. Writing onto the input model is
+//! refused. Temporary files left by killed runs in the same directory are removed first.
 
 use std::fs::File;
 use std::path::Path;
 
 use crate::gguf::GgufError;
+use crate::safety::tempfiles::{self, TempFile};
 
 /// True when `a` and `b` name the same existing file (same device and inode, or same
 /// canonical path).
@@ -23,27 +25,28 @@ where
     F: FnOnce(&mut File) -> Result<(), GgufError>,
 {
     let err = |source| GgufError::Io { path: path.to_path_buf(), source };
-    if let Some(input) = input {
-        if same_file(path, input) {
-            return Err(GgufError::Write {
-                path: path.to_path_buf(),
-                problem: "refusing to overwrite the input model; choose another output path".into(),
-            });
-        }
+    if let Some(input) = input
+        && same_file(path, input)
+    {
+        return Err(GgufError::Write {
+            path: path.to_path_buf(),
+            problem: "refusing to overwrite the input model; choose another output path".into(),
+        });
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mathneuro-")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let stale = tempfiles::sweep_stale(dir);
+    for p in &stale.removed {
+        eprintln!("mathneuro: note: removed {}, left by an interrupted run", p.display());
+    }
+    for p in &stale.unknown {
+        eprintln!("mathneuro: note: {} looks like a temporary file of an older mathneuro; remove it if no mathneuro is running", p.display());
+    }
+    let mut tmp = TempFile::new_in(dir).map_err(err)?;
     fill(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
+    tmp.persist(path).map_err(err)?;
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //! (the STATS file) → `select` (math-specific weights) → `surgery` (the rewritten GGUF) →
 //! `eval` (did math improve, did the rest survive). `gguf` is the file format, `ffi` holds every
 //! call into llama.cpp/ggml (and the crate's only `unsafe`), `model` names the weights that are
-//! targets, and `cli` glues the stages into commands.
+//! targets, `safety` guards the user's files (output policy, input checks, temp-file cleanup on
+//! signals), `progress` is the one progress display, and `cli` glues the stages into commands.
 #![deny(missing_docs)]
 
 pub mod atomic;
@@ -18,6 +19,8 @@ pub mod ffi;
 pub mod gguf;
 pub mod inspect;
 pub mod model;
+pub mod progress;
+pub mod safety;
 pub mod select;
 pub mod stats;
 pub mod surgery;

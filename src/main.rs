@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             if err.chain().any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("mathneuro: error: {err:#}");
+            eprintln!("mathneuro: error: {}", mathneuro::cli::error_message(&err));
             ExitCode::FAILURE
         }
     }

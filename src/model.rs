@@ -10,9 +10,28 @@ use sha2::{Digest, Sha256};
 
 use crate::gguf::{GgufFile, TensorInfo};
 
+/// `dims` without trailing 1s past the second: GGUF writers may store a matrix as
+/// `[n, m, 1, 1]` (ggml tensors are 4-D), which llama.cpp loads as the same matrix.
+pub fn linear_dims(dims: &[u64]) -> &[u64] {
+    let mut n = dims.len();
+    while n > 2 && dims[n - 1] == 1 {
+        n -= 1;
+    }
+    &dims[..n]
+}
+
+/// Experts in a target weight: `dims[2]` of a 3-D `*_exps` tensor, else 1.
+pub fn n_groups(t: &TensorInfo) -> usize {
+    match linear_dims(&t.dims) {
+        [_, _, e] => *e as usize,
+        _ => 1,
+    }
+}
+
 /// True when `t` is a weight MathNeuro may select from.
 pub fn is_target(t: &TensorInfo) -> bool {
-    let linear_shape = t.dims.len() == 2 || (t.dims.len() == 3 && t.name.contains("_exps"));
+    let dims = linear_dims(&t.dims);
+    let linear_shape = dims.len() == 2 || (dims.len() == 3 && t.name.contains("_exps"));
     if !linear_shape || !t.name.ends_with(".weight") {
         return false;
     }
@@ -29,6 +48,13 @@ pub fn is_target(t: &TensorInfo) -> bool {
 /// The target weights of `file`, in tensor-table order.
 pub fn target_weights(file: &GgufFile) -> Vec<&TensorInfo> {
     file.tensors.iter().filter(|t| is_target(t)).collect()
+}
+
+/// Reads `path` with the validating GGUF reader before llama.cpp is given it: llama.cpp reports
+/// any bad file only as a null model, while the reader names the problem (not a regular file,
+/// truncated, bad magic, a tensor past the end, …). Both llama.cpp loaders call this first.
+pub fn check_loadable(path: &std::path::Path) -> Result<(), crate::gguf::GgufError> {
+    GgufFile::open(path).map(drop)
 }
 
 /// True when the model has no `output.weight`, so the head reuses `token_embd.weight`.
@@ -84,6 +110,11 @@ mod tests {
         assert!(!is_target(&t("blk.0.attn_norm.weight", &[640])));
         assert!(!is_target(&t("blk.0.attn_q.bias", &[640])));
         assert!(!is_target(&t("output_norm.weight", &[640])));
+        // Stored 4-D with trailing 1s, as some writers do: still a matrix (issue 10).
+        assert!(is_target(&t("blk.0.ffn_down.weight", &[64, 32, 1, 1])));
+        assert_eq!(n_groups(&t("blk.0.ffn_down.weight", &[64, 32, 1, 1])), 1);
+        assert_eq!(n_groups(&t("blk.0.ffn_up_exps.weight", &[64, 32, 4, 1])), 4);
+        assert!(!is_target(&t("blk.0.ffn_down.weight", &[64, 32, 2, 1])));
     }
 
     #[test]

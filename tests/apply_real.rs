@@ -10,6 +10,7 @@ mod apply_support;
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::{GgmlType, GgufFile, MetaValue};
 use mathneuro::select::maskfile::MaskFile;
+use mathneuro::safety::OutputError;
 use mathneuro::surgery::{self, ApplyError, ApplyOptions, Change, regrid};
 
 #[test]
@@ -66,10 +67,10 @@ fn scale_one_is_byte_identical_and_records_provenance() {
 
     // Refusals: an existing output without force, and the input itself even with force.
     let again = surgery::apply(&model, &math, &general, &opts).unwrap_err();
-    assert!(matches!(again, ApplyError::OutputExists(_)), "{again}");
+    assert!(matches!(again, ApplyError::Output(OutputError::Exists(_))), "{again}");
     let onto_input = ApplyOptions { force: true, ..ApplyOptions::new(Change::Scale(1.0), &model_path) };
     let err = surgery::apply(&model, &math, &general, &onto_input).unwrap_err();
-    assert!(matches!(err, ApplyError::OutputIsInput(_)), "{err}");
+    assert!(matches!(err, ApplyError::Output(OutputError::IsInput { .. })), "{err}");
 }
 
 #[test]

@@ -69,5 +69,5 @@ fn run_without_a_data_directory_uses_the_built_in_texts() {
     // A second run refuses to overwrite without --force, naming the file.
     let again = bin().env("MATHNEURO_DATA", dir.path().join("no-such-dir")).args(["run", MODEL, "--samples", "2"]).arg("-o").arg(&out).output().unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists (pass --force"));
 }

@@ -155,7 +155,7 @@ impl<'m> Calibrator<'m> {
         let file = GgufFile::open(model.path())?;
         let shapes: Vec<WeightShape> = model::target_weights(&file)
             .into_iter()
-            .map(|t| WeightShape { name: t.name.clone(), n_in: t.dims[0] as usize, n_groups: t.dims.get(2).copied().unwrap_or(1) as usize })
+            .map(|t| WeightShape { name: t.name.clone(), n_in: t.dims[0] as usize, n_groups: model::n_groups(t) })
             .collect();
         if shapes.is_empty() {
             return Err(CalibrateError::NoTargets(model.path().display().to_string()));

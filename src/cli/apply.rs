@@ -31,7 +31,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub surgery: SurgeryArgs,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// Do not write the Ollama Modelfile.
     #[arg(long)]
@@ -128,7 +128,14 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let change = args.surgery.change(None)?;
     let mut opts = args.surgery.apply_options(&args.model, change, args.seed);
     opts.write_modelfile = !args.no_modelfile;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.unwrap_or(0)).build().context("starting worker threads")?;
+    surgery::outputs::plan("apply", &args.model, &opts).input(&args.math).input(&args.general).check()?;
+    anyhow::ensure!(
+        !crate::atomic::same_file(&args.math, &args.general),
+        "--math {} and --general {} are the same file: nothing would be math-specific; give STATS measured on math texts and on general texts",
+        args.math.display(),
+        args.general.display()
+    );
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(crate::cli::args::threads(args.threads)).build().context("starting worker threads")?;
     let model = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;
     let general = ActivationStats::load(&args.general).with_context(|| format!("reading general STATS {}", args.general.display()))?;

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::calibrate::accumulate::Accumulator;
 use crate::calibrate::sample::{self, Shard};
@@ -15,6 +14,8 @@ use crate::calibrate::{CalibrateOptions, Calibrator, checkpoint};
 use crate::data::calibration;
 use crate::ffi::llama::Model;
 use crate::gguf::MetaValue;
+use crate::progress::Progress;
+use crate::safety::OutputPlan;
 
 /// Arguments of `mathneuro calibrate`.
 #[derive(Debug, clap::Args)]
@@ -28,8 +29,8 @@ pub struct CalibrateArgs {
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Samples (texts) to draw.
-    #[arg(long, default_value_t = 500)]
+    /// Samples (texts) to draw (at least 1).
+    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::at_least_one)]
     pub samples: usize,
     /// Sampling seed.
     #[arg(long, default_value_t = 42)]
@@ -41,7 +42,7 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
     /// CPU threads (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// Tokens per forward pass (llama.cpp micro-batch).
     #[arg(long, default_value_t = 256)]
@@ -68,19 +69,52 @@ pub struct CalibrateArgs {
     /// The STATS file to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Overwrite an existing output (never an input).
+    #[arg(long)]
+    pub force: bool,
 }
 
-/// A progress bar over `total` calibration tokens with tok/s and ETA, on stderr (hidden by
-/// indicatif when stderr is not a terminal).
-pub fn token_bar(total: u64, label: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} calibrating {msg} [{bar:30}] {pos}/{len} tok, {per_sec}, ETA {eta}").expect("valid template").progress_chars("=> "));
-    bar.set_message(label.to_string());
-    bar
+/// The progress display of a calibration over `total` tokens.
+pub fn token_progress(total: u64, label: &str) -> Progress {
+    Progress::new(&format!("calibrating {label}"), total, "tok", true)
+}
+
+/// A sha256 of the sampled texts in order: a checkpoint resumes only into the same texts, not
+/// into a data file of the same name whose contents changed.
+pub fn texts_hash(texts: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for t in texts {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The files `--data SPEC` reads, when it names a file rather than a set.
+pub fn data_inputs(spec: &str) -> Option<PathBuf> {
+    (spec.ends_with(".jsonl") || spec.ends_with(".txt")).then(|| PathBuf::from(spec))
+}
+
+/// Says what a calibration will cost before it starts: texts and tokens now; the progress
+/// display adds the measured rate and ETA after its warm-up.
+pub fn announce(set: &str, texts: usize, tokens: usize) {
+    eprintln!("calibrating {set}: {texts} texts, {tokens} tokens");
 }
 
 /// Runs `mathneuro calibrate`.
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let ckpt = checkpoint::checkpoint_path(&args.output);
+    let mut plan = OutputPlan::new("calibrate", args.force).input(&args.model).file(&args.output);
+    if let Some(data) = data_inputs(&args.data) {
+        plan = plan.input(data);
+    }
+    if args.resume {
+        plan = plan.input(&ckpt);
+    } else if args.checkpoint_every > 0 {
+        plan = plan.file(&ckpt);
+    }
+    plan.check()?;
     let set = calibration::load(&args.data, args.data_dir.as_deref())?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose().map_err(anyhow::Error::msg)?;
     let drawn = sample::draw(set.texts.len(), args.samples, args.seed, !args.no_replacement).with_context(|| format!("data set {}", set.name))?;
@@ -92,7 +126,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
 
     let model = Model::load(&args.model)?;
     let opts = CalibrateOptions {
-        threads: args.threads.unwrap_or_else(crate::calibrate::driver::default_threads),
+        threads: crate::cli::args::threads(args.threads),
         micro_batch: args.micro_batch,
         max_tokens: args.max_tokens,
         max_texts_per_decode: args.pack,
@@ -100,17 +134,21 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         ..CalibrateOptions::default()
     };
     let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
+    if texts.len() >= 10_000 {
+        // Tokenizing this many texts takes a while by itself; say what is happening.
+        eprintln!("{}: {} texts drawn; tokenizing", set.name, texts.len());
+    }
     let tok = cal.tokenize(&texts)?;
     if tok.truncated > 0 {
         eprintln!("note: {} of {} texts truncated to {} tokens ({} tokens dropped)", tok.truncated, texts.len(), args.max_tokens, tok.tokens_dropped);
     }
 
     let every = if args.checkpoint_every == 0 { texts.len().max(1) } else { args.checkpoint_every };
-    let ckpt = checkpoint::checkpoint_path(&args.output);
     let key = format!(
-        "model={} data={} samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={} every={}",
+        "model={} data={} texts_sha256={} samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={} every={}",
         cal.fingerprint(),
         set.name,
+        texts_hash(&texts),
         args.samples,
         args.seed,
         !args.no_replacement,
@@ -131,9 +169,9 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
 
     let total_tokens = tok.total_tokens() as u64;
     let done_tokens: u64 = tok.texts[..start].iter().map(|t| t.len() as u64).sum();
-    let bar = token_bar(total_tokens, &set.name);
-    bar.set_position(done_tokens);
-    bar.reset_eta();
+    announce(&set.name, texts.len(), tok.total_tokens());
+    let bar = token_progress(total_tokens, &set.name);
+    bar.resume_at(done_tokens);
     let t0 = std::time::Instant::now();
     let mut measured = 0usize;
     while start < texts.len() {

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use crate::data::dir::resolve_data_dir;
 use crate::eval::{self, EngineOptions, EvalOptions, Gsm8kMode, Task, Windows};
+use crate::safety::OutputPlan;
 
 /// Arguments of `mathneuro eval`.
 #[derive(Debug, clap::Args)]
@@ -39,7 +40,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// llama.cpp threads (default: all available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// GSM8K questions decoding at once.
     #[arg(long, default_value_t = 32)]
@@ -77,15 +78,24 @@ impl EvalArgs {
         EvalArgs::from_arg_matches(&matches).expect("defaults parse")
     }
 
+    /// What `eval` reads and writes: the model(s) and the `--out` directory. The directory is
+    /// eval's own (its report files are replaced on every run); it must not be a file.
+    pub fn plan(&self) -> OutputPlan {
+        let plan = OutputPlan::new("eval", false).input(&self.model);
+        match &self.compare {
+            Some(other) => plan.input(other),
+            None => plan,
+        }
+        .dir(&self.out)
+    }
+
     /// The library options these arguments describe.
     pub fn options(&self) -> anyhow::Result<EvalOptions> {
         let tasks = Task::parse_list(&self.tasks)?;
         anyhow::ensure!(!tasks.is_empty(), "--tasks names no task");
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
-        if let Some(t) = self.threads {
-            engine.threads = t.max(1);
-        }
+        engine.threads = crate::cli::args::threads(self.threads);
         engine.max_sequences = engine.max_sequences.max(self.parallel);
         let mut options = EvalOptions::new(tasks, data_dir);
         options.limit = self.limit;
@@ -103,6 +113,12 @@ impl EvalArgs {
 
 /// Runs `mathneuro eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    args.plan().check()?;
+    // Both models are read by the GGUF reader before the first is evaluated, so a bad OTHER
+    // fails now, with the reader's reason, not after the whole base evaluation.
+    for model in std::iter::once(&args.model).chain(&args.compare) {
+        crate::model::check_loadable(model).with_context(|| format!("cannot evaluate {}", model.display()))?;
+    }
     let options = args.options()?;
     let base = eval::evaluate(&args.model, &options).with_context(|| format!("evaluating {}", args.model.display()))?;
     let markdown = match &args.compare {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use crate::data::dir::resolve_data_dir;
 use crate::experiments::plan::{parse_limits, parse_numbers};
 use crate::experiments::{Plan, RunnerOptions, run_experiments};
+use crate::safety::OutputPlan;
 
 /// Arguments of `mathneuro experiments`.
 #[derive(Debug, clap::Args)]
@@ -25,7 +26,7 @@ pub struct ExperimentsArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// CPU threads (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// Experiments to run, e.g. `1,2` (default: all five).
     #[arg(long, value_name = "LIST")]
@@ -111,12 +112,14 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         println!("estimated wall time: {:.0} min", plan.estimate_seconds() / 60.0);
         return Ok(ExitCode::SUCCESS);
     }
+    // The directory is the experiments' own: its STATS cache is reused and results replaced.
+    OutputPlan::new("experiments", false).input(&args.model).dir(&args.out).check()?;
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
     let opts = RunnerOptions {
         model: args.model.clone(),
         out: args.out.clone(),
         data_dir,
-        threads: args.threads.unwrap_or_else(crate::calibrate::driver::default_threads),
+        threads: crate::cli::args::threads(args.threads),
         plan,
     };
     run_experiments(&opts)?;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod apply;
+pub mod args;
 pub mod calibrate;
 pub mod eval;
 pub mod experiments;
@@ -51,10 +52,9 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_));
     if runs_llama {
-        if let Some(code) = openmp::rerun_with_passive_openmp()? {
-            return Ok(code);
-        }
+        openmp::exec_with_passive_openmp()?;
     }
+    crate::safety::tempfiles::install_signal_cleanup().map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),
@@ -64,5 +64,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Run(a) => run::run(a),
         Command::Experiments(a) => experiments::run(a),
+    }
+}
+
+/// The message printed for `err`: its context chain joined by `: `, leaving out a cause whose
+/// text the message already ends with (error types that print their source and also return it
+/// from `source()` would otherwise say `Permission denied (os error 13)` twice).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let gguf = crate::gguf::GgufError::Io { path: "m.gguf".into(), source: io };
+        let err = anyhow::Error::new(gguf).context("reading model m.gguf");
+        let msg = error_message(&err);
+        assert_eq!(msg.matches("ermission denied").count(), 1, "{msg}");
+        assert!(msg.starts_with("reading model m.gguf: m.gguf: "), "{msg}");
     }
 }

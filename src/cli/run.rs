@@ -10,12 +10,14 @@ use anyhow::Context as _;
 
 use crate::calibrate::{CalibrateOptions, Calibrator};
 use crate::cli::apply::SurgeryArgs;
-use crate::cli::calibrate::token_bar;
+use crate::cli::calibrate::announce;
 use crate::cli::eval::EvalArgs;
 use crate::data::calibration::{self, CalibrationSet};
 use crate::data::dir::resolve_data_dir;
 use crate::ffi::llama::Model;
 use crate::gguf::{GgufFile, MetaValue};
+use crate::progress::Progress;
+use crate::safety::OutputPlan;
 use crate::stats::ActivationStats;
 use crate::surgery::{self, side_path};
 
@@ -38,7 +40,7 @@ pub struct RunArgs {
     pub data_dir: Option<PathBuf>,
     /// Samples drawn from each set, with replacement (the paper's code uses 500; 100 gives the
     /// same ≈1.2% selection on Gemma 3 270M in a fifth of the time).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::cli::args::at_least_one)]
     pub samples: usize,
     /// Seed for sampling (and for `--method random`).
     #[arg(long, default_value_t = 42)]
@@ -60,8 +62,35 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub eval_out: Option<PathBuf>,
     /// CPU threads (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
+    /// Do not show progress (calibration, rewrite, evaluation).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Every file and directory `run` reads and writes, checked before any work: the model and data
+/// files; the output with its Modelfile, report, heat map and mask; both STATS files; the
+/// evaluation directory.
+fn plan(args: &RunArgs, opts: &crate::surgery::ApplyOptions) -> OutputPlan {
+    let output = &opts.output;
+    let mut plan = crate::surgery::outputs::plan("run", &args.model, opts)
+        .file(side_path(output, ".math-stats.gguf"))
+        .file(side_path(output, ".general-stats.gguf"));
+    for spec in [&args.math, &args.general].into_iter().flatten() {
+        if let Some(data) = crate::cli::calibrate::data_inputs(spec) {
+            plan = plan.input(data);
+        }
+    }
+    if args.eval.is_some() {
+        plan = plan.dir(eval_dir(args, output));
+    }
+    plan
+}
+
+/// Where the evaluation reports go: `--eval-out`, else `OUT.eval/`.
+fn eval_dir(args: &RunArgs, output: &Path) -> PathBuf {
+    args.eval_out.clone().unwrap_or_else(|| side_path(output, ".eval"))
 }
 
 /// The two calibration sets `run` uses: the named ones, else GSM8K vs MMLU from the data
@@ -82,7 +111,8 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
     let drawn = crate::calibrate::sample::draw(set.texts.len(), args.samples, args.seed, true).with_context(|| format!("data set {}", set.name))?;
     let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
     let tok = cal.tokenize(&texts)?;
-    let bar = token_bar(tok.total_tokens() as u64, &set.name);
+    announce(&set.name, texts.len(), tok.total_tokens());
+    let bar = Progress::new(&format!("calibrating {}", set.name), tok.total_tokens() as u64, "tok", !args.no_progress);
     let mut acc = cal.new_accumulator();
     let th = cal.measure(&mut acc, &tok, &mut |n| bar.inc(n as u64)).with_context(|| format!("calibrating on {}", set.name))?;
     bar.finish_and_clear();
@@ -113,16 +143,12 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
 /// Runs `mathneuro run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let change = args.surgery.change(Some(1.1))?;
-    let opts = args.surgery.apply_options(&args.model, change, args.seed);
+    let mut opts = args.surgery.apply_options(&args.model, change, args.seed);
+    opts.progress = !args.no_progress;
     let output = opts.output.clone();
-    if output.exists() && !opts.force {
-        anyhow::bail!("{} already exists; pass --force to overwrite it", output.display());
-    }
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        anyhow::ensure!(dir.is_dir(), "output directory {} does not exist", dir.display());
-    }
+    plan(&args, &opts).check()?;
     let (math_set, general_set) = calibration_sets(&args)?;
-    let threads = args.threads.unwrap_or_else(crate::calibrate::driver::default_threads);
+    let threads = crate::cli::args::threads(args.threads);
     let t0 = std::time::Instant::now();
 
     // One loaded model serves both calibrations; it is dropped before the rewrite.
@@ -143,7 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("calibrate + select + rewrite: {:.1} s", t0.elapsed().as_secs_f64());
 
     if let Some(tasks) = &args.eval {
-        let eval_out = args.eval_out.clone().unwrap_or_else(|| side_path(&output, ".eval"));
+        let eval_out = eval_dir(&args, &output);
         println!("\n## Before / after\n");
         let eval_args = EvalArgs {
             model: args.model.clone(),
@@ -153,6 +179,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             out: eval_out,
             data_dir: args.data_dir.clone(),
             threads: Some(threads),
+            no_progress: args.no_progress,
             ..EvalArgs::defaults(args.model.clone())
         };
         return crate::cli::eval::run(eval_args);

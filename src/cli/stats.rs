@@ -9,6 +9,7 @@ use std::io::Write as _;
 use anyhow::Context as _;
 
 use crate::gguf::{MetaType, MetaValue};
+use crate::safety::OutputPlan;
 use crate::stats::merge::{MergeError, merge};
 use crate::stats::{ActivationStats, imatrix, show};
 
@@ -23,6 +24,9 @@ pub enum StatsCommand {
         /// The merged STATS file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overwrite an existing output (never an input).
+        #[arg(long)]
+        force: bool,
     },
     /// Write a STATS file as a llama.cpp imatrix GGUF (for llama-quantize --imatrix).
     Imatrix {
@@ -31,6 +35,9 @@ pub enum StatsCommand {
         /// The imatrix file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overwrite an existing output (never the input).
+        #[arg(long)]
+        force: bool,
     },
     /// Per weight: width, tokens, min/median/max of norm_sum.
     Show {
@@ -42,6 +49,26 @@ pub enum StatsCommand {
     },
 }
 
+/// Refuses a merge that names one file twice (same inode: the same path, a link) or two files of
+/// identical content (a copy): either would count the same samples twice.
+fn refuse_repeated(inputs: &[PathBuf]) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut seen: Vec<((u64, u64), [u8; 32], &PathBuf)> = Vec::new();
+    for p in inputs {
+        let meta = std::fs::metadata(p).with_context(|| format!("reading STATS file {}", p.display()))?;
+        let id = (meta.dev(), meta.ino());
+        let bytes = crate::safety::inputs::read_regular(p).with_context(|| format!("reading STATS file {}", p.display()))?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some((sid, _, first)) = seen.iter().find(|(sid, d, _)| *sid == id || *d == digest) {
+            let how = if *sid == id { "is the same file as" } else { "has the same content as" };
+            anyhow::bail!("{} {how} {}: merging it again would count the same samples twice", p.display(), first.display());
+        }
+        seen.push((id, digest, p));
+    }
+    Ok(())
+}
+
 fn load(path: &Path) -> anyhow::Result<ActivationStats> {
     ActivationStats::load(path).with_context(|| format!("reading STATS file {}", path.display()))
 }
@@ -49,7 +76,9 @@ fn load(path: &Path) -> anyhow::Result<ActivationStats> {
 /// Runs `mathneuro stats …`.
 pub fn run(cmd: StatsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        StatsCommand::Merge { inputs, output } => {
+        StatsCommand::Merge { inputs, output, force } => {
+            inputs.iter().fold(OutputPlan::new("stats merge", force), |plan, p| plan.input(p)).file(&output).check()?;
+            refuse_repeated(&inputs)?;
             let parts = inputs.iter().map(|p| load(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let merged = merge(&parts).map_err(|e| match &e {
                 MergeError::OtherModel { index, .. } | MergeError::Shape { index, .. } => {
@@ -65,7 +94,8 @@ pub fn run(cmd: StatsCommand) -> anyhow::Result<ExitCode> {
             merged.save(&output, &extra).with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}: {} samples, {} tokens from {} files", output.display(), merged.samples, merged.tokens, inputs.len());
         }
-        StatsCommand::Imatrix { input, output } => {
+        StatsCommand::Imatrix { input, output, force } => {
+            OutputPlan::new("stats imatrix", force).input(&input).file(&output).check()?;
             let stats = load(&input)?;
             imatrix::write_imatrix(&stats, &output).with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}: {} weights, {} chunks", output.display(), stats.weights.len(), stats.samples);

@@ -110,7 +110,7 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataE
         }
         _ if spec.ends_with(".txt") => {
             let path = PathBuf::from(spec);
-            let raw = std::fs::read_to_string(&path).map_err(|err| DataError::Io { path: path.clone(), err })?;
+            let raw = crate::safety::inputs::read_text(&path).map_err(|err| DataError::Io { path: path.clone(), err })?;
             CalibrationSet { name: file_name(&path), template: "{block}".into(), texts: blocks(&raw) }
         }
         _ => return Err(DataError::Unknown(spec.to_string())),
@@ -136,7 +136,7 @@ fn choice<'v>(v: &'v Value, key: &str, i: usize) -> Result<&'v str, String> {
 
 /// Texts of a JSONL file, one per non-blank line, formed by `make`; blank results are skipped.
 fn read_jsonl(path: &Path, make: impl Fn(&Value) -> Result<String, String>) -> Result<Vec<String>, DataError> {
-    let raw = std::fs::read_to_string(path).map_err(|err| DataError::Io { path: path.to_path_buf(), err })?;
+    let raw = crate::safety::inputs::read_text(path).map_err(|err| DataError::Io { path: path.to_path_buf(), err })?;
     let mut texts = Vec::new();
     for (i, line) in raw.lines().enumerate() {
         if line.trim().is_empty() {

@@ -107,7 +107,7 @@ fn read(dir: &Path, relative: &str) -> Result<(PathBuf, String), DatasetError> {
     if !path.is_file() {
         return Err(DatasetError::Missing { path, relative: relative.to_string(), dir: dir.to_path_buf() });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;
+    let text = crate::safety::inputs::read_text(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;
     Ok((path, text))
 }
 

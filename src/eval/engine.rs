@@ -78,6 +78,9 @@ pub enum EngineError {
         /// llama.cpp's reason.
         reason: String,
     },
+    /// The file is not a readable GGUF (checked before llama.cpp sees it).
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
     /// A context could not be created.
     #[error("cannot create a llama.cpp context (n_ctx {n_ctx}, {n_seq} sequences): {reason}")]
     Context {
@@ -153,12 +156,10 @@ impl EvalModel {
     /// Loads a model (CPU only, memory-mapped).
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         let backend = shared_backend().map_err(|e| EngineError::Backend(e.to_string()))?;
-        if !path.is_file() {
-            return Err(EngineError::Load { path: path.to_path_buf(), reason: "no such file".into() });
-        }
+        crate::model::check_loadable(path)?;
         let params = LlamaModelParams::default().with_n_gpu_layers(0);
         let model = LlamaModel::load_from_file(backend, path, &params)
-            .map_err(|e| EngineError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| EngineError::Load { path: path.to_path_buf(), reason: format!("{e}: llama.cpp refused a structurally valid GGUF (unsupported architecture or tensor layout?); run with MATHNEURO_LLAMA_LOG=1 to see why") })?;
         Ok(Self { model, path: path.to_path_buf() })
     }
 

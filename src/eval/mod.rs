@@ -24,7 +24,6 @@ pub mod gsm8k_prompt;
 pub mod logits;
 pub mod mc;
 pub mod perplexity;
-pub mod progress;
 pub mod report;
 pub mod requests;
 pub mod stats;
@@ -65,7 +64,7 @@ pub struct EvalOptions {
     pub bootstrap: usize,
     /// llama.cpp context settings (threads, sizes).
     pub engine: EngineOptions,
-    /// Draw progress bars on stderr (only when it is a terminal).
+    /// Show progress on stderr (see `crate::progress`).
     pub progress: bool,
 }
 
@@ -195,7 +194,7 @@ fn gsm8k_test(options: &EvalOptions) -> Result<(Vec<(usize, Gsm8kRecord)>, usize
 fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions) -> Result<TaskOutcome, EvalError> {
     let dir = &options.data_dir;
     let select = |n: usize| subset::select(n, options.limit, options.seed);
-    let bar_for = |n: usize| progress::bar(n, task.name(), options.progress);
+    let bar_for = |n: usize| crate::progress::Progress::new(task.name(), n as u64, "items", options.progress);
     let outcome = match task {
         Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => {
             let (records, n_available) = gsm8k_test(options)?;

@@ -21,7 +21,7 @@ use llama_cpp_sys_2 as sys;
 #[derive(Debug, thiserror::Error)]
 pub enum LlamaError {
     /// The model file could not be loaded by llama.cpp.
-    #[error("{}: llama.cpp could not load this model (run with MATHNEURO_LLAMA_LOG=1 to see why)", .0.display())]
+    #[error("{}: llama.cpp could not load this model although its GGUF structure is valid (unsupported architecture or tensor layout?); run with MATHNEURO_LLAMA_LOG=1 to see why", .0.display())]
     ModelLoad(PathBuf),
     /// A path with an interior NUL byte or not valid UTF-8.
     #[error("{}: path cannot be passed to llama.cpp", .0.display())]
@@ -34,6 +34,9 @@ pub enum LlamaError {
         /// Micro-batch asked for.
         n_batch: u32,
     },
+    /// The file is not a readable GGUF (checked before llama.cpp sees it).
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
     /// Tokenization failed.
     #[error("llama.cpp could not tokenize a text of {0} bytes")]
     Tokenize(usize),
@@ -95,6 +98,7 @@ unsafe impl Sync for Model {}
 impl Model {
     /// Loads `path` (memory-mapped by llama.cpp).
     pub fn load(path: &Path) -> Result<Model, LlamaError> {
+        crate::model::check_loadable(path)?;
         init_backend();
         let c_path = path.to_str().and_then(|s| CString::new(s).ok()).ok_or_else(|| LlamaError::BadPath(path.to_path_buf()))?;
         // SAFETY: default params are plain data; the path is a valid C string for the call.

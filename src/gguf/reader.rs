@@ -68,11 +68,10 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io { path: path.clone(), source };
+        // A FIFO would block `open` forever and /dev/zero would read as an endless file.
+        crate::safety::inputs::check_regular(&path).map_err(io)?;
         let file = File::open(&path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
-        if meta.is_dir() {
-            return Err(io(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a GGUF file")));
-        }
         let len = meta.len();
         if len == 0 {
             return Err(GgufError::malformed(&path, 0, "magic", "the file is empty"));

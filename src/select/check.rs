@@ -6,10 +6,7 @@ use super::SelectError;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::stats::{ActivationStats, WeightStats};
 
-/// Experts in a target weight: `dims[2]` of a 3-D `*_exps` tensor, else 1.
-pub fn n_groups(t: &TensorInfo) -> usize {
-    if t.dims.len() == 3 { t.dims[2] as usize } else { 1 }
-}
+pub use crate::model::n_groups;
 
 /// Verifies `stats` (labelled `which`, "math" or "general") against `model`'s fingerprint.
 pub fn check_fingerprint(which: &str, stats: &ActivationStats, model_fingerprint: &str) -> Result<(), SelectError> {

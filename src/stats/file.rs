@@ -121,14 +121,16 @@ impl ActivationStats {
         if weights.is_empty() {
             return Err(invalid(path, "holds no statistics (no *.norm_sum tensors)"));
         }
-        Ok(ActivationStats {
+        let stats = ActivationStats {
             model_fingerprint: text("mathneuro.model_fingerprint")?,
             samples: number("mathneuro.samples")?,
             tokens: number("mathneuro.tokens")?,
             datasets: list("mathneuro.datasets").iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
             seeds: list("mathneuro.seeds").iter().filter_map(MetaValue::as_u64).collect(),
             weights,
-        })
+        };
+        stats.validate().map_err(|problem| invalid(path, problem))?;
+        Ok(stats)
     }
 }
 

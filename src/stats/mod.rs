@@ -6,6 +6,7 @@ pub mod file;
 pub mod imatrix;
 pub mod merge;
 pub mod show;
+pub mod validate;
 
 use std::collections::BTreeMap;
 

@@ -67,7 +67,7 @@ pub fn rewrite_tensor(
 ) -> Result<(Vec<u8>, BlockTally), CodecError> {
     let ty = info.ggml_type;
     let n_in = info.dims[0] as usize;
-    let groups = if info.dims.len() == 3 { info.dims[2] } else { 1 };
+    let groups = crate::model::n_groups(info) as u64;
     let rows_per_group = info.n_rows() / groups;
     let row_bytes = info.row_bytes() as usize;
     let mut out = vec![0u8; data.len()];

@@ -30,6 +30,7 @@ pub use report::{BlockTally, GroupFraction, TensorReport, TypeSummary};
 
 use crate::ffi::ggml::CodecError;
 use crate::gguf::{GgmlType, GgufError, GgufFile, GgufWriter, MetaValue, TensorInfo};
+use crate::progress::Progress;
 use crate::select::{self, SelectError, SelectOptions, Selection};
 use crate::stats::ActivationStats;
 
@@ -54,7 +55,7 @@ pub struct ApplyOptions {
     pub write_modelfile: bool,
     /// Write `OUT.report.json` and `OUT.heatmap.svg` beside the output.
     pub write_report: bool,
-    /// Show progress bars on stderr (indicatif; hidden anyway when stderr is not a terminal).
+    /// Show progress on stderr (see `crate::progress`).
     pub progress: bool,
 }
 
@@ -142,12 +143,12 @@ pub struct ApplyReport {
 /// Why `apply` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    /// The output exists and `force` was not given.
-    #[error("{}: already exists (use --force to overwrite)", .0.display())]
-    OutputExists(PathBuf),
-    /// The output is the input model.
-    #[error("{}: is the input model; choose another output path", .0.display())]
-    OutputIsInput(PathBuf),
+    /// An output path is refused (it is the input, exists without `force`, …).
+    #[error(transparent)]
+    Output(#[from] crate::safety::OutputError),
+    /// The selection is empty, so the output would be a plain copy.
+    #[error("nothing selected: {0}; the output would be an unchanged copy of the model, so none was written")]
+    NothingSelected(String),
     /// Selection failed (STATS do not match the model, bad K, …).
     #[error(transparent)]
     Select(#[from] SelectError),
@@ -175,12 +176,22 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
     outputs::check_outputs(model.path(), opts)?;
     let plan = opts.quantize.as_ref().map(|q| master::plan(model, math, general, q)).transpose()?;
     let t0 = Instant::now();
-    let bar = progress_bar(opts.progress, crate::model::target_weights(model).len() as u64, "selecting");
+    let bar = Progress::new("selecting", crate::model::target_weights(model).len() as u64, "tensors", opts.progress);
     let selection = match plan {
         Some(_) => select::select_matched(model, math, general, &opts.select, &|| bar.inc(1))?,
         None => select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?,
     };
     bar.finish_and_clear();
+    if selection.selected() == 0 {
+        let why = match opts.select.method {
+            select::Method::MathNeuro => format!(
+                "every entry in the math top-{}% is also in the general top-{}% (are --math and --general the same statistics? is --top-k 100?)",
+                opts.select.top_k_percent, opts.select.top_k_percent
+            ),
+            _ => format!("--top-k {} selects no entry of any target", opts.select.top_k_percent),
+        };
+        return Err(ApplyError::NothingSelected(why));
+    }
     let select_seconds = t0.elapsed().as_secs_f64();
     let mut report = rewrite(model, &selection, math, general, opts, plan)?;
     report.select_seconds = select_seconds;
@@ -289,7 +300,7 @@ fn rewrite(
         w.set("general.file_type", MetaValue::U32(ft));
     }
 
-    let bar = progress_bar(opts.progress, model.tensors.len() as u64, "writing");
+    let bar = Progress::new("writing", model.tensors.len() as u64, "tensors", opts.progress);
     // A producer thread re-encodes the tensors that change in file order (rows in parallel on
     // the rayon pool) while this thread writes: the output is written while the next tensors are
     // computed. At most `IN_FLIGHT` finished tensors wait, so memory stays bounded.
@@ -392,19 +403,6 @@ fn rewrite(
     report.rewrite_seconds = t0.elapsed().as_secs_f64();
     outputs::write_side_files(&mut report, opts)?;
     Ok(report)
-}
-
-/// A progress bar on stderr (hidden when `show` is false or stderr is not a terminal).
-fn progress_bar(show: bool, len: u64, what: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:10} {bar:40} {pos}/{len} tensors {elapsed}") {
-        bar.set_style(style);
-    }
-    bar.set_message(what.to_string());
-    bar
 }
 
 /// The importance vector for re-encoding `name`: Σx² pooled over both STATS files.

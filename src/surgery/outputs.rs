@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::report::{heatmap_svg, spread};
 use super::{ApplyError, ApplyOptions, ApplyReport, Change, side_path};
-use crate::atomic::{same_file, write_bytes_atomic};
+use crate::atomic::write_bytes_atomic;
 use crate::gguf::GgufError;
+use crate::safety::OutputPlan;
 
 /// First line of every Modelfile mathneuro writes; such a file may be replaced.
 pub const MODELFILE_MARK: &str = "# Written by mathneuro";
@@ -18,36 +19,25 @@ pub fn modelfile_path(output: &Path) -> PathBuf {
     output.with_file_name("Modelfile")
 }
 
-/// Refuses outputs that would overwrite the input or, without `force`, an existing file.
-pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError> {
-    if opts.save_mask.as_ref().is_some_and(|m| m == &opts.output || same_file(m, &opts.output)) {
-        return Err(ApplyError::Mismatch(format!("{}: the mask file and the output model must differ", opts.output.display())));
-    }
-    let dir = match opts.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        return Err(ApplyError::Mismatch(format!("{}: the output directory {} does not exist", opts.output.display(), dir.display())));
-    }
-    let mut paths = vec![&opts.output];
-    paths.extend(opts.save_mask.iter());
-    for p in paths {
-        if same_file(p, input) {
-            return Err(ApplyError::OutputIsInput(p.clone()));
-        }
-        if p.exists() && !opts.force {
-            return Err(ApplyError::OutputExists(p.clone()));
-        }
+/// Every file `apply` writes for `opts` (output, mask, Modelfile, report, heat map) in one plan
+/// over the input model; callers add their other inputs (the STATS files) before checking.
+pub fn plan(command: &'static str, input: &Path, opts: &ApplyOptions) -> OutputPlan {
+    let mut plan = OutputPlan::new(command, opts.force).input(input).file(&opts.output);
+    if let Some(mask) = &opts.save_mask {
+        plan = plan.file(mask);
     }
     if opts.write_modelfile {
-        let mf = modelfile_path(&opts.output);
-        let ours = std::fs::read_to_string(&mf).is_ok_and(|s| s.starts_with(MODELFILE_MARK));
-        if mf.exists() && !ours && !opts.force {
-            return Err(ApplyError::OutputExists(mf));
-        }
+        plan = plan.marked_file(modelfile_path(&opts.output), MODELFILE_MARK);
     }
-    Ok(())
+    if opts.write_report {
+        plan = plan.file(side_path(&opts.output, ".heatmap.svg")).file(side_path(&opts.output, ".report.json"));
+    }
+    plan
+}
+
+/// Refuses outputs that would overwrite the input or, without `force`, an existing file.
+pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError> {
+    Ok(plan("apply", input, opts).check()?)
 }
 
 /// Writes the Modelfile, JSON report and heat map as `opts` asks, recording their paths.
