@@ -1,6 +1,9 @@
-//! Writes a large synthetic Q4_K GGUF shaped like a 1B-parameter Llama (16 layers, n_embd 2048,
-//! GQA k/v 512, n_ff 8192, vocab 128256) for scaling benchmarks of `mathneuro apply`:
-//! `cargo run --release --example synth_model -- OUT.gguf [n_layer]`.
+//! Writes a large synthetic GGUF for scaling benchmarks of `mathneuro apply`:
+//! `cargo run --release --example synth_model -- OUT.gguf [n_layer]` shapes it like a
+//! 1B-parameter Llama (16 layers, n_embd 2048, GQA k/v 512, n_ff 8192, vocab 128256, all Q4_K);
+//! `… -- OUT.gguf 1.5b` like a 1.5B Qwen2 in Q4_K_M (28 layers, n_embd 1536, k/v 256, n_ff 8960,
+//! an untied 151 936-token head in Q6_K, attn_v/ffn_down in Q6_K where llama-quantize's
+//! `use_more_bits` puts them, the rest Q4_K).
 //!
 //! Generating ~1.2 G values through ggml's Q4_K quantizer would take minutes, so 4096 distinct
 //! blocks are quantized once (from seeded pseudo-random values of varied magnitude) and tiled in
@@ -16,8 +19,11 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() >= 2, "usage: synth_model OUT.gguf [n_layer]");
     let out = PathBuf::from(&args[1]);
-    let n_layer: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(16);
-    let (n_embd, n_kv, n_ff, n_vocab) = (2048u64, 512u64, 8192u64, 128256u64);
+    let qwen = args.get(2).is_some_and(|s| s == "1.5b");
+    let n_layer: usize = if qwen { 28 } else { args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(16) };
+    let (n_embd, n_kv, n_ff, n_vocab) = if qwen { (1536u64, 256u64, 8960u64, 151936u64) } else { (2048u64, 512u64, 8192u64, 128256u64) };
+    let (arch, big) = if qwen { ("qwen2", GgmlType::Q6_K) } else { ("llama", GgmlType::Q4_K) };
+    let more_bits = |l: usize| if qwen && mathneuro::surgery::quantmix::use_more_bits(l, n_layer) { GgmlType::Q6_K } else { GgmlType::Q4_K };
 
     const TEMPLATES: usize = 4096;
     let values: Vec<f32> = mathneuro::gguf::synth::pseudo_random_f32(5, TEMPLATES * 256)
@@ -25,34 +31,38 @@ fn main() -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, v)| v * 0.02 * (1 + (i / 256) % 5) as f32)
         .collect();
-    let templates = ggml::quantize(GgmlType::Q4_K, &values, 256, None)?;
-    let tb = GgmlType::Q4_K.type_size() as usize;
+    let templates = |ty: GgmlType| ggml::quantize(ty, &values, 256, None);
+    let (t4, t6) = (templates(GgmlType::Q4_K)?, templates(GgmlType::Q6_K)?);
 
     let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::string("llama"));
-    w.set("general.name", MetaValue::string("synthetic 1B-shaped Q4_K"));
-    w.set("llama.block_count", MetaValue::U32(n_layer as u32));
-    w.set("llama.embedding_length", MetaValue::U32(n_embd as u32));
-    w.set("llama.feed_forward_length", MetaValue::U32(n_ff as u32));
+    w.set("general.architecture", MetaValue::string(arch));
+    w.set("general.name", MetaValue::string(if qwen { "synthetic 1.5B-shaped Q4_K_M" } else { "synthetic 1B-shaped Q4_K" }));
+    w.set(&format!("{arch}.block_count"), MetaValue::U32(n_layer as u32));
+    w.set(&format!("{arch}.embedding_length"), MetaValue::U32(n_embd as u32));
+    w.set(&format!("{arch}.feed_forward_length"), MetaValue::U32(n_ff as u32));
     let mut add = |name: String, dims: Vec<u64>, ty| w.add_tensor(TensorSpec { name, dims, ggml_type: ty });
     add("token_embd.weight".into(), vec![n_embd, n_vocab], GgmlType::Q4_K);
     for l in 0..n_layer {
         add(format!("blk.{l}.attn_norm.weight"), vec![n_embd], GgmlType::F32);
         add(format!("blk.{l}.attn_q.weight"), vec![n_embd, n_embd], GgmlType::Q4_K);
         add(format!("blk.{l}.attn_k.weight"), vec![n_embd, n_kv], GgmlType::Q4_K);
-        add(format!("blk.{l}.attn_v.weight"), vec![n_embd, n_kv], GgmlType::Q4_K);
+        add(format!("blk.{l}.attn_v.weight"), vec![n_embd, n_kv], more_bits(l));
         add(format!("blk.{l}.attn_output.weight"), vec![n_embd, n_embd], GgmlType::Q4_K);
         add(format!("blk.{l}.ffn_norm.weight"), vec![n_embd], GgmlType::F32);
         add(format!("blk.{l}.ffn_gate.weight"), vec![n_embd, n_ff], GgmlType::Q4_K);
         add(format!("blk.{l}.ffn_up.weight"), vec![n_embd, n_ff], GgmlType::Q4_K);
-        add(format!("blk.{l}.ffn_down.weight"), vec![n_ff, n_embd], GgmlType::Q4_K);
+        add(format!("blk.{l}.ffn_down.weight"), vec![n_ff, n_embd], more_bits(l));
     }
     add("output_norm.weight".into(), vec![n_embd], GgmlType::F32);
+    if qwen {
+        add("output.weight".into(), vec![n_embd, n_vocab], big);
+    }
     w.write_atomic(&out, None, |i, spec, sink| {
         if spec.ggml_type == GgmlType::F32 {
             let n: u64 = spec.dims.iter().product();
             return sink.write_all(&vec![1.0f32; n as usize].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         }
+        let (templates, tb) = if spec.ggml_type == GgmlType::Q6_K { (&t6, 210) } else { (&t4, 144) };
         let blocks = spec.n_bytes() as usize / tb;
         let mut s = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut buf = Vec::with_capacity(1 << 20);

@@ -11,7 +11,7 @@ use crate::gguf::GgufFile;
 use crate::modelref::ResolvedModel;
 use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
-use crate::surgery::{self, ApplyOptions, Change};
+use crate::surgery::{self, ApplyOptions, Change, EditMode, Quantize};
 
 /// Arguments of `mathneuro apply`.
 #[derive(Debug, clap::Args)]
@@ -59,6 +59,16 @@ pub struct SurgeryArgs {
     /// Also write the selection as a mask GGUF (one bit-packed I8 tensor per weight).
     #[arg(long)]
     pub save_mask: Option<PathBuf>,
+    /// How the edit is stored: keep (every tensor keeps its type; in-grid edits, a scale widened
+    /// only where that lowers the importance-weighted error) or promote=TYPE (q8_0, f16, bf16,
+    /// f32: targets with selected entries rewritten in TYPE, exact up to its step).
+    #[arg(long, default_value = "keep", value_parser = parse_edit)]
+    pub edit: EditMode,
+    /// MODEL is an F16/BF16 master (STATS from its quantized sibling, matched by name and
+    /// shape): edit it, then quantize every tensor with ggml, like=SIBLING.gguf (the sibling's
+    /// types) or Q4_K_M (llama-quantize's mix), with the STATS' Σx² as importance.
+    #[arg(long, value_name = "like=SIBLING.gguf|Q4_K_M", value_parser = parse_quantize)]
+    pub quantize: Option<Quantize>,
     /// Output GGUF [default: MODEL-mathneuro.gguf beside the model].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -96,6 +106,8 @@ impl SurgeryArgs {
         ApplyOptions {
             select: SelectOptions { method: self.method, top_k_percent: self.top_k, seed },
             change,
+            edit: self.edit,
+            quantize: self.quantize.clone(),
             output: self.output_for(model),
             force: self.force,
             save_mask: self.save_mask.clone(),
@@ -104,6 +116,14 @@ impl SurgeryArgs {
             progress: true,
         }
     }
+}
+
+fn parse_edit(s: &str) -> Result<EditMode, String> {
+    s.parse()
+}
+
+fn parse_quantize(s: &str) -> Result<Quantize, String> {
+    s.parse()
 }
 
 /// `MODEL.gguf` → `MODEL-mathneuro.gguf` in the same directory (a split's first shard

@@ -91,6 +91,8 @@ pub fn run_setting(
     let opts = ApplyOptions {
         select: SelectOptions { method: spec.method, top_k_percent: spec.k, seed: spec.seed },
         change: spec.change(),
+        edit: crate::surgery::EditMode::Keep,
+        quantize: None,
         output: temp.0.clone(),
         force: true,
         save_mask: None,

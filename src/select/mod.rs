@@ -210,6 +210,22 @@ pub fn select_with_progress(
         return Err(SelectError::TopK(options.top_k_percent));
     }
     check::check_all(model, math, general)?;
+    select_matched(model, math, general, options, done)
+}
+
+/// `select_with_progress` without the fingerprint check, for STATS matched to `model` by tensor
+/// name and shape instead (measured on a quantized sibling of an F16/BF16 master): each target's
+/// statistic is still checked for shape and values.
+pub fn select_matched(
+    model: &GgufFile,
+    math: &ActivationStats,
+    general: &ActivationStats,
+    options: &SelectOptions,
+    done: &(dyn Fn() + Sync),
+) -> Result<Selection, SelectError> {
+    if !(options.top_k_percent > 0.0 && options.top_k_percent <= 100.0) {
+        return Err(SelectError::TopK(options.top_k_percent));
+    }
     let targets = crate::model::target_weights(model);
     let tensors = targets
         .par_iter()

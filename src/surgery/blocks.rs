@@ -8,17 +8,20 @@
 //!    re-rounded, so no other entry moves — taken at once when every target is in range (and,
 //!    for a prune, every zero is exact);
 //! 2. for a Q4_K prune whose 0 is off the grid: the zero-exact encoding of `q4k`;
-//! 3. for a target out of range: the unit's scale widened (`regrid::widen`), or for K-quants at
-//!    their code limit the super-block scale (`regrid::widen_block`);
-//! 4. only when none of these exists (or for other types): ggml's quantizer, with the importance
-//!    vector (the STATS' Σx²) where the type takes one.
+//! 3. for a scaled target out of range (`--edit keep`): `refit` — a unit's scale widened, or for
+//!    the K-quants the super-block's, only where that lowers the block's importance-weighted
+//!    error; the block is never re-encoded;
+//! 4. for a pruned target out of range: the unit's scale widened (`regrid::widen`), or for
+//!    K-quants at their code limit the super-block scale (`regrid::widen_block`); only when none
+//!    of these exists (or for other types): ggml's quantizer, with the importance vector (the
+//!    STATS' Σx²) where the type takes one.
 //!
 //! The candidate with the fewest inexact zeros (prune), then the smallest importance-weighted
 //! squared error against the intended values wins (ties: the earlier candidate).
 
 use rayon::prelude::*;
 
-use super::{q4k, regrid};
+use super::{q4k, refit, regrid};
 use super::report::BlockTally;
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -148,6 +151,13 @@ fn rewrite_row(
             in_grid = Some((d.to_vec(), clamped));
         }
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
+        if let (Change::Scale(_), Some((edited, true))) = (change, &in_grid) {
+            // Keep: widen only where the block's weighted error goes down; never re-encode.
+            let (bytes, best) = refit::refit(ty, s, edited, &target, &sel, imp)?;
+            d.copy_from_slice(&bytes);
+            tally.record(&orig, &target, &best, &sel, &selected);
+            continue;
+        }
         let (bytes, best) = encode_best(ty, s, in_grid, &target, &sel, change, imp)?;
         d.copy_from_slice(&bytes);
         tally.record(&orig, &target, &best, &sel, &selected);

@@ -9,21 +9,28 @@
 //! bytes of only one tensor are held at once.
 
 pub mod blocks;
+pub mod dequant;
+pub mod edit;
+pub mod master;
 pub mod metadata;
 pub mod outputs;
 pub mod q4k;
+pub mod quantmix;
+pub mod refit;
 pub mod regrid;
 pub mod report;
+pub mod transcode;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use blocks::Change;
-pub use report::{BlockTally, GroupFraction, TensorReport};
+pub use edit::{EditMode, Mix, Quantize};
+pub use report::{BlockTally, GroupFraction, TensorReport, TypeSummary};
 
 use crate::ffi::ggml::CodecError;
+use crate::gguf::{GgmlType, GgufError, GgufFile, GgufWriter, MetaValue, TensorInfo};
 use crate::progress::Progress;
-use crate::gguf::{GgufError, GgufFile, GgufWriter};
 use crate::select::{self, SelectError, SelectOptions, Selection};
 use crate::stats::ActivationStats;
 
@@ -34,6 +41,10 @@ pub struct ApplyOptions {
     pub select: SelectOptions,
     /// What to do to the selected entries.
     pub change: Change,
+    /// How the edited values are stored (`--edit`).
+    pub edit: EditMode,
+    /// The model is an F16/BF16 master: write every tensor in these types (`--quantize`).
+    pub quantize: Option<Quantize>,
     /// The output GGUF.
     pub output: PathBuf,
     /// Overwrite an existing output (never the input).
@@ -54,6 +65,8 @@ impl ApplyOptions {
         ApplyOptions {
             select: SelectOptions::default(),
             change,
+            edit: EditMode::default(),
+            quantize: None,
             output: output.into(),
             force: false,
             save_mask: None,
@@ -85,6 +98,16 @@ pub struct ApplyReport {
     pub top_k_percent: f64,
     /// The change applied.
     pub change: Change,
+    /// How the edit was stored (`keep`, `promote=q8_0`).
+    pub edit: String,
+    /// The master flow's output types (`like=PATH`, `Q4_K_M`), if any.
+    pub quantize: Option<String>,
+    /// Bytes of the input model file.
+    pub input_bytes: u64,
+    /// Bytes of the output model file.
+    pub output_bytes: u64,
+    /// Notes for the user (how STATS were matched to a master, type changes).
+    pub notes: Vec<String>,
     /// Seed.
     pub seed: u64,
     /// Math / general calibration samples.
@@ -107,6 +130,8 @@ pub struct ApplyReport {
     pub per_layer: Vec<GroupFraction>,
     /// Selected fraction per matrix kind.
     pub per_kind: Vec<GroupFraction>,
+    /// Achieved fraction and collateral per stored type (input type → output type).
+    pub per_type: Vec<TypeSummary>,
     /// One entry per target weight.
     pub tensors: Vec<TensorReport>,
     /// Seconds spent selecting.
@@ -144,12 +169,18 @@ pub enum ApplyError {
 }
 
 /// Selects (see `select::select`) and rewrites: writes `opts.output`, and beside it the
-/// Modelfile, `OUT.report.json` and `OUT.heatmap.svg` as asked, plus the mask file.
+/// Modelfile, `OUT.report.json` and `OUT.heatmap.svg` as asked, plus the mask file. With
+/// `opts.quantize` the model is a master whose STATS come from a quantized sibling (matched by
+/// name and shape, see `master`).
 pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats, opts: &ApplyOptions) -> Result<ApplyReport, ApplyError> {
     outputs::check_outputs(model.path(), opts)?;
+    let plan = opts.quantize.as_ref().map(|q| master::plan(model, math, general, q)).transpose()?;
     let t0 = Instant::now();
     let bar = Progress::new("selecting", crate::model::target_weights(model).len() as u64, "tensors", opts.progress);
-    let selection = select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?;
+    let selection = match plan {
+        Some(_) => select::select_matched(model, math, general, &opts.select, &|| bar.inc(1))?,
+        None => select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?,
+    };
     bar.finish_and_clear();
     if selection.selected() == 0 {
         let why = match opts.select.method {
@@ -162,7 +193,7 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
         return Err(ApplyError::NothingSelected(why));
     }
     let select_seconds = t0.elapsed().as_secs_f64();
-    let mut report = apply_selection(model, &selection, math, general, opts)?;
+    let mut report = rewrite(model, &selection, math, general, opts, plan)?;
     report.select_seconds = select_seconds;
     Ok(report)
 }
@@ -177,7 +208,55 @@ pub fn apply_selection(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     outputs::check_outputs(model.path(), opts)?;
-    select::check::check_all(model, math, general)?;
+    let plan = opts.quantize.as_ref().map(|q| master::plan(model, math, general, q)).transpose()?;
+    rewrite(model, selection, math, general, opts, plan)
+}
+
+/// What happens to one tensor of the model.
+enum Job<'a> {
+    /// Its bytes are copied.
+    Copy,
+    /// A target edited block by block in its own type.
+    InGrid(&'a select::TensorSelection),
+    /// Decoded, edited where selected, and encoded in this type.
+    Transcode(GgmlType, Option<&'a select::TensorSelection>),
+}
+
+/// The job of each tensor of `model`, in table order.
+fn jobs<'a>(model: &GgufFile, selection: &'a Selection, edit: EditMode, plan: Option<&master::MasterPlan>) -> Vec<Job<'a>> {
+    model
+        .tensors
+        .iter()
+        .map(|info| {
+            let ts = selection.get(&info.name);
+            match (plan, ts) {
+                (Some(p), _) => {
+                    let dest = p.types.get(&info.name).copied().unwrap_or(info.ggml_type);
+                    if dest == info.ggml_type && ts.is_none() { Job::Copy } else { Job::Transcode(dest, ts) }
+                }
+                (None, None) => Job::Copy,
+                (None, Some(ts)) => match edit {
+                    EditMode::Promote(_) if ts.selected > 0 => Job::Transcode(edit.target_type(info.ggml_type), Some(ts)),
+                    _ => Job::InGrid(ts),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The rewrite proper: checks, metadata, then every tensor in file order.
+fn rewrite(
+    model: &GgufFile,
+    selection: &Selection,
+    math: &ActivationStats,
+    general: &ActivationStats,
+    opts: &ApplyOptions,
+    plan: Option<master::MasterPlan>,
+) -> Result<ApplyReport, ApplyError> {
+    match &plan {
+        Some(_) => master::check_names_and_shapes(model, math, general)?,
+        None => select::check::check_all(model, math, general)?,
+    }
     let t0 = Instant::now();
     let fingerprint = crate::model::fingerprint(model);
     for ts in &selection.tensors {
@@ -210,23 +289,48 @@ pub fn apply_selection(
         w.remove(key);
     }
     metadata::apply_metadata(&mut w, model, &prov);
+    let edit_name = match &opts.quantize {
+        Some(q) => format!("master, quantize {}", q.name()),
+        None => opts.edit.name(),
+    };
+    w.set("mathneuro.edit", MetaValue::string(&edit_name));
+    let jobs = jobs(model, selection, opts.edit, plan.as_ref());
+    for (spec, job) in w.tensors.iter_mut().zip(&jobs) {
+        if let Job::Transcode(dest, _) = job {
+            spec.ggml_type = *dest;
+        }
+    }
+    if let Some(ft) = plan.as_ref().and_then(|p| p.file_type) {
+        w.set("general.file_type", MetaValue::U32(ft));
+    }
 
     let bar = Progress::new("writing", model.tensors.len() as u64, "tensors", opts.progress);
-    // A producer thread re-encodes the target weights in file order (rows in parallel on the
-    // rayon pool) while this thread writes: the output is written while the next tensors are
+    // A producer thread re-encodes the tensors that change in file order (rows in parallel on
+    // the rayon pool) while this thread writes: the output is written while the next tensors are
     // computed. At most `IN_FLIGHT` finished tensors wait, so memory stays bounded.
     const IN_FLIGHT: usize = 2;
+    type Done = Result<(Vec<u8>, Option<TensorReport>), ApplyError>;
     let mut reports: Vec<TensorReport> = Vec::new();
     let mut failure: Option<ApplyError> = None;
+    let jobs_ref = &jobs;
     let written = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<u8>, TensorReport), ApplyError>>(IN_FLIGHT);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Done>(IN_FLIGHT);
         scope.spawn(move || {
-            for info in &model.tensors {
-                let Some(ts) = selection.get(&info.name) else { continue };
-                let importance = importance(math, general, &info.name);
-                let done = blocks::rewrite_tensor(info, model.tensor_data(info), &ts.mask, opts.change, importance.as_deref())
-                    .map(|(bytes, tally)| (bytes, tensor_report(ts, tally)))
-                    .map_err(|source| ApplyError::Codec { tensor: info.name.clone(), source });
+            for (info, job) in model.tensors.iter().zip(jobs_ref) {
+                let done = match job {
+                    Job::Copy => continue,
+                    Job::InGrid(ts) => {
+                        let importance = importance(math, general, &info.name);
+                        blocks::rewrite_tensor(info, model.tensor_data(info), &ts.mask, opts.change, importance.as_deref())
+                            .map(|(bytes, tally)| (bytes, Some(tensor_report(ts, info.ggml_type, tally))))
+                    }
+                    Job::Transcode(dest, ts) => {
+                        let importance = imatrix(math, general, info);
+                        transcode::transcode_tensor(info, model.tensor_data(info), ts.map(|t| &t.mask), opts.change, *dest, importance.as_deref())
+                            .map(|(bytes, tally)| (bytes, ts.map(|t| tensor_report(t, *dest, tally))))
+                    }
+                }
+                .map_err(|source| ApplyError::Codec { tensor: info.name.clone(), source });
                 let failed = done.is_err();
                 // The writer stops receiving only after a failure of its own: nothing to do then.
                 if tx.send(done).is_err() || failed {
@@ -237,12 +341,12 @@ pub fn apply_selection(
         let result = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
             let info = &model.tensors[i];
             bar.inc(1);
-            if selection.get(&info.name).is_none() {
+            if matches!(jobs_ref[i], Job::Copy) {
                 return sink.write_all(model.tensor_data(info));
             }
             match rx.recv() {
                 Ok(Ok((bytes, report))) => {
-                    reports.push(report);
+                    reports.extend(report);
                     sink.write_all(&bytes)
                 }
                 Ok(Err(e)) => {
@@ -264,6 +368,7 @@ pub fn apply_selection(
     written?;
     let tensors = reports;
     let totals = tensors.iter().fold(BlockTally::default(), |a, t| a.merge(t.tally.clone()));
+    let file_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut report = ApplyReport {
         input: model.path().to_path_buf(),
         output: opts.output.clone(),
@@ -274,6 +379,11 @@ pub fn apply_selection(
         method: prov.method.clone(),
         top_k_percent: prov.top_k_percent,
         change: opts.change,
+        edit: edit_name,
+        quantize: opts.quantize.as_ref().map(Quantize::name),
+        input_bytes: file_len(model.path()),
+        output_bytes: file_len(&opts.output),
+        notes: plan.map(|p| p.notes).unwrap_or_default(),
         seed: prov.seed,
         samples: (math.samples, general.samples),
         selected: prov.selected,
@@ -285,6 +395,7 @@ pub fn apply_selection(
         totals,
         per_layer: report::per_layer(&tensors),
         per_kind: report::per_kind(&tensors),
+        per_type: report::per_type(&tensors),
         tensors,
         select_seconds: 0.0,
         rewrite_seconds: 0.0,
@@ -305,12 +416,30 @@ fn importance(math: &ActivationStats, general: &ActivationStats, name: &str) -> 
     Some(a.iter().zip(b).map(|(x, y)| x + y).collect())
 }
 
-fn tensor_report(ts: &select::TensorSelection, tally: BlockTally) -> TensorReport {
+/// The importance vector ggml's quantizer gets for `t`, as llama-quantize takes it from an
+/// imatrix: Σx² / tokens per column, pooled over both STATS files, per expert.
+fn imatrix(math: &ActivationStats, general: &ActivationStats, t: &TensorInfo) -> Option<Vec<f32>> {
+    let (a, b) = (math.weights.get(&t.name)?, general.weights.get(&t.name)?);
+    let n_in = t.dims[0] as usize;
+    if a.sum_sq.len() != b.sum_sq.len() || a.sum_sq.len() % n_in.max(1) != 0 {
+        return None;
+    }
+    let mut v: Vec<f32> = a.sum_sq.iter().zip(&b.sum_sq).map(|(x, y)| x + y).collect();
+    for (g, chunk) in v.chunks_mut(n_in).enumerate() {
+        let tokens = a.tokens.get(g).copied().unwrap_or(0) + b.tokens.get(g).copied().unwrap_or(0);
+        chunk.iter_mut().for_each(|x| *x /= tokens.max(1) as f32);
+    }
+    Some(v)
+}
+
+/// The report of one target written in `stored` (its own type, or the promoted/master one).
+fn tensor_report(ts: &select::TensorSelection, stored: GgmlType, tally: BlockTally) -> TensorReport {
     TensorReport {
         name: ts.name.clone(),
         layer: crate::model::layer_of(&ts.name),
         kind: crate::model::matrix_kind(&ts.name).to_string(),
         ggml_type: ts.ggml_type.name().to_string(),
+        stored_type: stored.name().to_string(),
         numel: ts.numel(),
         k: ts.k,
         selected_fraction: if ts.numel() == 0 { 0.0 } else { ts.selected as f64 / ts.numel() as f64 },

@@ -88,7 +88,27 @@ pub fn markdown(r: &ApplyReport) -> String {
     let _ = writeln!(s, "| blocks touched / rewritten | {} / {} of {} |", r.totals.blocks_touched, r.totals.blocks_rewritten, r.totals.blocks);
     let _ = writeln!(s, "| achieved change | {:.4} of intended ({} of selected entries exactly at the intended value) |", r.achieved_fraction, r.totals.selected_exact);
     let _ = writeln!(s, "| collateral RMS change | {:.3e} ({} relative) on {} non-selected entries in touched blocks |", r.collateral_rms, pct(r.collateral_relative), r.totals.collateral_entries);
+    let _ = writeln!(s, "| edit | {} |", r.edit);
+    let growth = if r.input_bytes == 0 { 0.0 } else { r.output_bytes as f64 / r.input_bytes as f64 - 1.0 };
+    let _ = writeln!(s, "| file size | {} → {} bytes ({:+.2}%) |", r.input_bytes, r.output_bytes, growth * 100.0);
     let _ = writeln!(s, "| time | select {:.2} s, rewrite {:.2} s |", r.select_seconds, r.rewrite_seconds);
+    for note in &r.notes {
+        let _ = writeln!(s, "| note | {note} |");
+    }
+    let _ = writeln!(s, "\n## Per type\n\n| type | written as | tensors | achieved | collateral RMS (relative) | collateral entries |\n|---|---|---|---|---|---|");
+    for g in &r.per_type {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.4} | {:.3e} ({}) | {} |",
+            g.ggml_type,
+            g.stored_type,
+            g.tensors,
+            g.achieved_fraction,
+            g.collateral_rms,
+            pct(g.collateral_relative),
+            g.tally.collateral_entries
+        );
+    }
     let (mean, sd, lo, hi) = spread(&r.per_layer);
     let _ = writeln!(s, "\n## Selected fraction per layer (mean {}, sd {}, min {}, max {})\n", pct(mean), pct(sd), pct(lo), pct(hi));
     let _ = writeln!(s, "| layer | selected | fraction |\n|---|---|---|");

@@ -111,8 +111,10 @@ pub struct TensorReport {
     pub layer: Option<usize>,
     /// Matrix kind (`attn_q`, `ffn_down`, …).
     pub kind: String,
-    /// Element type.
+    /// Element type in the input.
     pub ggml_type: String,
+    /// Element type written (differs with `--edit promote=TYPE` and the master flow).
+    pub stored_type: String,
     /// Entries.
     pub numel: u64,
     /// k of the top-k rule.
@@ -128,6 +130,54 @@ pub struct TensorReport {
     /// Raw tallies.
     #[serde(flatten)]
     pub tally: BlockTally,
+}
+
+/// Achieved fraction and collateral over the targets of one input type written as one type.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TypeSummary {
+    /// Input type.
+    pub ggml_type: String,
+    /// Type written.
+    pub stored_type: String,
+    /// Target tensors in the group.
+    pub tensors: usize,
+    /// Their tallies, summed.
+    pub tally: BlockTally,
+    /// Achieved fraction of the intended change.
+    pub achieved_fraction: f64,
+    /// RMS change of the non-selected entries counted as collateral.
+    pub collateral_rms: f64,
+    /// The same, relative to those entries' RMS.
+    pub collateral_relative: f64,
+}
+
+/// One summary per (input type, stored type), in order of first appearance.
+pub fn per_type(tensors: &[TensorReport]) -> Vec<TypeSummary> {
+    let mut out: Vec<TypeSummary> = Vec::new();
+    for t in tensors {
+        let i = match out.iter().position(|g| g.ggml_type == t.ggml_type && g.stored_type == t.stored_type) {
+            Some(i) => i,
+            None => {
+                out.push(TypeSummary {
+                    ggml_type: t.ggml_type.clone(),
+                    stored_type: t.stored_type.clone(),
+                    tensors: 0,
+                    tally: BlockTally::default(),
+                    achieved_fraction: 0.0,
+                    collateral_rms: 0.0,
+                    collateral_relative: 0.0,
+                });
+                out.len() - 1
+            }
+        };
+        let g = &mut out[i];
+        g.tensors += 1;
+        g.tally = std::mem::take(&mut g.tally).merge(t.tally.clone());
+        g.achieved_fraction = g.tally.achieved_fraction();
+        g.collateral_rms = g.tally.collateral_rms();
+        g.collateral_relative = g.tally.collateral_relative();
+    }
+    out
 }
 
 /// Selected fraction of a group (a layer or a matrix kind).

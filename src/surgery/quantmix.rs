@@ -1,0 +1,105 @@
+//! The type each tensor of an edited master is written in: its quantized sibling's type
+//! (`--quantize like=SIBLING.gguf`), or llama-quantize's mix for a file type (`--quantize
+//! Q4_K_M`).
+//!
+//! The Q4_K_M rules follow llama.cpp's `src/llama-quant.cpp` (`tensor_allows_quantization`,
+//! `llama_tensor_get_type_impl`, `tensor_type_fallback`) for dense models:
+//! - only tensors of two or more dimensions whose name ends in `weight` are quantized, never the
+//!   `*_norm.weight` ones; the rest keep their type;
+//! - the output head (and the token embedding when the head is tied to it) → Q6_K, or Q8_0 when
+//!   its rows are not whole 256-blocks;
+//! - `attn_v` (and the attn_v-like fused `attn_qkv`, `attn_kv_b`) and `ffn_down` → Q6_K in the
+//!   layers `use_more_bits` picks (the first and last eighth and every third layer between),
+//!   else Q4_K; everything else → Q4_K;
+//! - a row length that is not a multiple of the type's block: Q4_K → Q5_0, Q6_K → Q8_0, and F16
+//!   when even 32 does not divide it.
+//!
+//! Left out (not reachable for these dense architectures): the mixture-of-experts rules
+//! (`n_expert` ≥ 4/8), the 70B `attn_v` rule, Falcon's ffn_down mix, user overrides
+//! (`--tensor-type`, `--output-tensor-type`, `--token-embedding-type`, `--pure`), and the
+//! architecture-specific exceptions for tensors these models do not have.
+
+use std::collections::HashMap;
+
+use super::edit::Mix;
+use crate::gguf::{GgmlType, GgufFile, TensorInfo};
+
+/// llama.cpp's `use_more_bits`: the layers a K_M mix gives more bits.
+pub fn use_more_bits(i_layer: usize, n_layers: usize) -> bool {
+    let (i, n) = (i_layer as i64, n_layers as i64);
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// True when llama-quantize quantizes this tensor at all (`tensor_allows_quantization`).
+pub fn allows_quantization(t: &TensorInfo) -> bool {
+    t.dims.len() >= 2 && t.name.ends_with("weight") && !t.name.contains("_norm.weight") && !t.name.contains("ffn_gate_inp.weight")
+}
+
+/// `tensor_type_fallback`: a type whose block divides the row length.
+fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
+    let n = t.row_len();
+    if n.is_multiple_of(ty.block_size()) {
+        return ty;
+    }
+    let smaller = match ty {
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
+        GgmlType::Q6_K => GgmlType::Q8_0,
+        other => other,
+    };
+    if n.is_multiple_of(smaller.block_size()) { smaller } else { GgmlType::F16 }
+}
+
+/// The type of every tensor of `model` under `mix`, by name.
+pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
+    let Mix::Q4KM = mix;
+    let tied = model.tensor("output.weight").is_none();
+    let attn_v_like = |t: &TensorInfo| ["attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight"].iter().any(|k| t.name.contains(k));
+    let n_attn_v = model.tensors.iter().filter(|t| attn_v_like(t)).count();
+    let n_ffn_down = model.tensors.iter().filter(|t| t.name.contains("ffn_down")).count();
+    let (mut i_attn_v, mut i_ffn_down) = (0usize, 0usize);
+    let mut types = HashMap::new();
+    for t in &model.tensors {
+        let ty = if !allows_quantization(t) {
+            t.ggml_type
+        } else if t.name == "output.weight" || (tied && t.name == "token_embd.weight") {
+            // The head's rule checks the default type's block first and goes straight to Q8_0.
+            if !t.row_len().is_multiple_of(GgmlType::Q4_K.block_size()) { GgmlType::Q8_0 } else { fallback(t, GgmlType::Q6_K) }
+        } else if attn_v_like(t) {
+            let more = use_more_bits(i_attn_v, n_attn_v);
+            i_attn_v += 1;
+            fallback(t, if more { GgmlType::Q6_K } else { GgmlType::Q4_K })
+        } else if t.name.contains("ffn_down") {
+            let more = use_more_bits(i_ffn_down, n_ffn_down);
+            i_ffn_down += 1;
+            fallback(t, if more { GgmlType::Q6_K } else { GgmlType::Q4_K })
+        } else {
+            fallback(t, GgmlType::Q4_K)
+        };
+        types.insert(t.name.clone(), ty);
+    }
+    types
+}
+
+/// The type of every tensor of `master` as in `sibling`, which must have the same tensors with
+/// the same shapes; an error names the first difference.
+pub fn like_types(master: &GgufFile, sibling: &GgufFile) -> Result<HashMap<String, GgmlType>, String> {
+    if master.tensors.len() != sibling.tensors.len() {
+        return Err(format!(
+            "{} has {} tensors, its sibling {} has {}",
+            master.path().display(),
+            master.tensors.len(),
+            sibling.path().display(),
+            sibling.tensors.len()
+        ));
+    }
+    let mut types = HashMap::new();
+    for t in &master.tensors {
+        let s = sibling.tensor(&t.name).ok_or_else(|| format!("{}: in {} but not in the sibling {}", t.name, master.path().display(), sibling.path().display()))?;
+        if s.dims != t.dims {
+            return Err(format!("{}: shape {:?} in {} but {:?} in the sibling {}", t.name, t.dims, master.path().display(), s.dims, sibling.path().display()));
+        }
+        types.insert(t.name.clone(), s.ggml_type);
+    }
+    Ok(types)
+}

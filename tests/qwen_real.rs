@@ -1,0 +1,49 @@
+//! The second real model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (qwen2: untied `output.weight`, q/k/v
+//! biases, 24 layers): calibration captures all 169 targets including the head, `apply` with
+//! real (short) STATS rewrites it in each edit mode, and llama.cpp loads and runs the outputs.
+//! Two texts of 32 tokens keep it within CI's time.
+
+mod apply_support;
+
+use mathneuro::calibrate::{CalibrateOptions, Calibrator};
+use mathneuro::ffi::llama::Model;
+use mathneuro::gguf::{GgmlType, GgufFile};
+use mathneuro::surgery::{self, ApplyOptions, Change, EditMode};
+
+#[test]
+fn calibrate_captures_169_targets_with_the_head_and_apply_output_loads() {
+    let path = apply_support::qwen_model();
+    let file = GgufFile::open(&path).unwrap();
+    let targets: Vec<String> = mathneuro::model::target_weights(&file).iter().map(|t| t.name.clone()).collect();
+    assert_eq!(targets.len(), 169);
+    assert!(targets.iter().any(|t| t == "output.weight"), "the untied head is a target");
+
+    let model = Model::load(&path).unwrap();
+    let opts = CalibrateOptions { threads: 2, max_tokens: 32, ..CalibrateOptions::default() };
+    let mut cal = Calibrator::new(&model, &opts).unwrap();
+    assert!(!cal.head_skipped(), "an untied head must be computed to be measured");
+    let math = cal.run(&["Natalia sold 48 clips in April and half as many in May. 48 / 2 = 24, 48 + 24 = 72.".to_string()]).unwrap();
+    let general = cal.run(&["The French Revolution began in 1789 and reshaped the politics of Europe.".to_string()]).unwrap();
+    drop(cal);
+    drop(model);
+    let mut names: Vec<&String> = math.weights.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = targets.iter().collect();
+    want.sort();
+    assert_eq!(names, want);
+    let head = &math.weights["output.weight"];
+    assert_eq!(head.n_in, 896);
+    assert!(head.norm_sum.iter().all(|v| v.is_finite()) && head.norm_sum.iter().any(|v| *v > 0.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    for (edit, name) in [(EditMode::Keep, "keep.gguf"), (EditMode::Promote(GgmlType::Q8_0), "promote.gguf")] {
+        let out = dir.path().join(name);
+        let opts = ApplyOptions { edit, write_modelfile: false, write_report: false, ..ApplyOptions::new(Change::Scale(1.1), &out) };
+        let report = apply_support::two_threads(|| surgery::apply(&file, &math, &general, &opts)).unwrap();
+        assert!(report.selected > 0 && report.tensors.len() == 169, "{name}");
+        let head = report.tensors.iter().find(|t| t.name == "output.weight").unwrap();
+        assert!(head.tally.selected > 0, "{name}: the head is edited too");
+        assert!(!apply_support::generate(&out, 6).trim().is_empty(), "{name}");
+        std::fs::remove_file(&out).unwrap();
+    }
+}
