@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.len() >= 5, "usage: compare_many TASKS LIMIT OUT_DIR BASE OTHER...");
     let base = PathBuf::from(&args[3]);
     let mut eval_args = EvalArgs::defaults(base.clone());
-    eval_args.tasks = args[0].clone();
+    eval_args.tasks = Some(args[0].clone());
     eval_args.limit = Some(args[1].parse()?);
     eval_args.no_progress = true;
     let options = eval_args.options()?;

@@ -307,6 +307,7 @@ mod tests {
             layer,
             kind: "attn_q".into(),
             ggml_type: "Q4_K".into(),
+            stored_type: "Q4_K".into(),
             numel: 10,
             k: 1,
             selected_fraction: 0.1,
