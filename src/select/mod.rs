@@ -206,9 +206,7 @@ pub fn select_with_progress(
     options: &SelectOptions,
     done: &(dyn Fn() + Sync),
 ) -> Result<Selection, SelectError> {
-    if !(options.top_k_percent > 0.0 && options.top_k_percent <= 100.0) {
-        return Err(SelectError::TopK(options.top_k_percent));
-    }
+    // `select_matched` checks K; the fingerprint check comes first so a wrong model is named.
     check::check_all(model, math, general)?;
     select_matched(model, math, general, options, done)
 }
