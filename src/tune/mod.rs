@@ -202,15 +202,9 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
 
 /// Checks the output and sets up the work directory; returns the journal's path.
 fn prepare(o: &TuneOptions) -> anyhow::Result<PathBuf> {
-    if crate::atomic::same_file(&o.output, &o.model) {
-        anyhow::bail!("{}: is the input model; choose another output path", o.output.display());
-    }
-    if o.output.exists() && !o.force {
-        anyhow::bail!("{} already exists; pass --force to overwrite it", o.output.display());
-    }
-    if let Some(dir) = o.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        anyhow::ensure!(dir.is_dir(), "output directory {} does not exist", dir.display());
-    }
+    // The policy every writing command shares: never onto the model, `--force` for an existing
+    // BEST, both checked before any calibration.
+    crate::safety::outputs::OutputPlan::new("tune", o.force).input(&o.model).file(&o.output).dir(&o.work).check()?;
     let journal = o.work.join("journal.jsonl");
     if journal.exists() && !o.resume && !o.force {
         anyhow::bail!("{} holds an earlier tune run; pass --resume to continue it or --force to start over", o.work.display());
