@@ -27,4 +27,5 @@ pub mod safety;
 pub mod select;
 pub mod stats;
 pub mod surgery;
+pub mod svg;
 pub mod tune;

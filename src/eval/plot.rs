@@ -14,9 +14,6 @@ const PLOT_W: f64 = 360.0;
 const VALUE_W: f64 = 250.0;
 const TOP: f64 = 46.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
 
 /// The SVG of `c`'s differences.
 pub fn diff_svg(c: &ComparisonReport) -> String {
@@ -28,7 +25,7 @@ pub fn diff_svg(c: &ComparisonReport) -> String {
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#);
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(s, r#"<text x="10" y="20" font-size="14" font-weight="bold">other − base, 95% paired bootstrap interval</text>"#);
-    let _ = writeln!(s, r##"<text x="10" y="36" fill="#555">{} vs {}; each row has its own scale (±max shown at the ends)</text>"##, esc(&short(&c.other.model)), esc(&short(&c.base.model)));
+    let _ = writeln!(s, r##"<text x="10" y="36" fill="#555">{} vs {}; each row has its own scale (±max shown at the ends)</text>"##, crate::svg::escape(&short(&c.other.model)), crate::svg::escape(&short(&c.base.model)));
     let x0 = LABEL_W + PLOT_W / 2.0;
     for (k, (label, m, n)) in rows.iter().enumerate() {
         let y = TOP + ROW * k as f64 + ROW / 2.0;
@@ -42,7 +39,7 @@ pub fn diff_svg(c: &ComparisonReport) -> String {
         if k % 2 == 0 {
             let _ = writeln!(s, r##"<rect x="0" y="{:.1}" width="{width}" height="{ROW}" fill="#f4f4f4"/>"##, y - ROW / 2.0);
         }
-        let _ = writeln!(s, r#"<text x="10" y="{:.1}">{}</text>"#, y + 4.0, esc(label));
+        let _ = writeln!(s, r#"<text x="10" y="{:.1}">{}</text>"#, y + 4.0, crate::svg::escape(label));
         let _ = writeln!(s, r##"<line x1="{x0:.1}" y1="{:.1}" x2="{x0:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4,3"/>"##, y - 12.0, y + 12.0);
         let _ = writeln!(s, r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ccc"/>"##, LABEL_W, LABEL_W + PLOT_W);
         let _ = writeln!(s, r##"<text x="{:.1}" y="{:.1}" fill="#888" font-size="9">−{}</text>"##, LABEL_W, y + 14.0, fmt(span));

@@ -46,9 +46,6 @@ const RIGHT: f64 = 150.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// A compact number for tick labels.
 pub fn tick_label(v: f64) -> String {
@@ -114,7 +111,7 @@ pub fn render(plot: &Plot) -> String {
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#);
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{LEFT}" y="22" font-size="13">{}</text>"#, esc(&plot.title));
+    let _ = writeln!(s, r#"<text x="{LEFT}" y="22" font-size="13">{}</text>"#, crate::svg::escape(&plot.title));
     let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##);
     // Y ticks.
     for i in 0..=4 {
@@ -132,8 +129,8 @@ pub fn render(plot: &Plot) -> String {
         let xp = px(x);
         let _ = writeln!(s, r##"<line x1="{xp:.1}" y1="{}" x2="{xp:.1}" y2="{}" stroke="#999"/><text x="{xp:.1}" y="{}" text-anchor="middle">{}</text>"##, TOP + plot_h, TOP + plot_h + 4.0, TOP + plot_h + 16.0, tick_label(x));
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + plot_w / 2.0, H - 12.0, esc(&plot.x_label));
-    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, esc(&y_label));
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + plot_w / 2.0, H - 12.0, crate::svg::escape(&plot.x_label));
+    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, crate::svg::escape(&y_label));
     // Series, nudged sideways so whiskers at the same x do not overlap.
     let n = plot.series.len().max(1) as f64;
     for (si, series) in plot.series.iter().enumerate() {
@@ -166,7 +163,7 @@ pub fn render(plot: &Plot) -> String {
                 s,
                 r#"<circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} x={}: {} [{}, {}]</title></circle>"#,
                 py(p.y),
-                esc(&series.name),
+                crate::svg::escape(&series.name),
                 tick_label(p.x),
                 tick_label(p.y),
                 tick_label(p.lo),
@@ -175,7 +172,7 @@ pub fn render(plot: &Plot) -> String {
         }
         let ly = TOP + 14.0 + 18.0 * si as f64;
         let lx = W - RIGHT + 12.0;
-        let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, lx + 10.0, ly, esc(&series.name));
+        let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, lx + 10.0, ly, crate::svg::escape(&series.name));
     }
     let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#555" font-size="9">whiskers: 95%</text><text x="{}" y="{}" fill="#555" font-size="9">paired bootstrap</text>"##, W - RIGHT + 12.0, TOP + plot_h - 12.0, W - RIGHT + 12.0, TOP + plot_h);
     s.push_str("</svg>\n");

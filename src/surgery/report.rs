@@ -260,15 +260,15 @@ pub fn heatmap_svg(tensors: &[TensorReport], title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#);
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, xml_escape(title));
+    let _ = writeln!(s, r#"<text x="{left}" y="20" font-size="14">{}</text>"#, crate::svg::escape(title));
     let _ = writeln!(s, r#"<text x="{left}" y="38">selected fraction per layer × matrix kind (darkest = {:.3}%)</text>"#, max * 100.0);
     for (ci, k) in kinds.iter().enumerate() {
         let x = left + cw * ci as f64 + cw / 2.0;
-        let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, top - 6.0, xml_escape(k));
+        let _ = writeln!(s, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, top - 6.0, crate::svg::escape(k));
     }
     for (ri, l) in layers.iter().enumerate() {
         let y = top + ch * ri as f64;
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + ch * 0.7, xml_escape(l));
+        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 6.0, y + ch * 0.7, crate::svg::escape(l));
         for (ci, k) in kinds.iter().enumerate() {
             let x = left + cw * ci as f64;
             match value(l, k) {
@@ -279,7 +279,7 @@ pub fn heatmap_svg(tensors: &[TensorReport], title: &str) -> String {
                     let _ = writeln!(
                         s,
                         r##"<rect x="{x}" y="{y}" width="{cw}" height="{ch}" fill="rgb({:.0},{:.0},{:.0})" stroke="#ccc"><title>{} {}: {:.4}%</title></rect><text x="{}" y="{}" text-anchor="middle" fill="{ink}">{:.2}%</text>"##,
-                        r, g, b, xml_escape(l), xml_escape(k), v * 100.0, x + cw / 2.0, y + ch * 0.7, v * 100.0
+                        r, g, b, crate::svg::escape(l), crate::svg::escape(k), v * 100.0, x + cw / 2.0, y + ch * 0.7, v * 100.0
                     );
                 }
                 None => {
@@ -293,9 +293,6 @@ pub fn heatmap_svg(tensors: &[TensorReport], title: &str) -> String {
     s
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 #[cfg(test)]
 mod tests {
