@@ -10,7 +10,7 @@ model=$(realpath "${MATHNEURO_MODEL:-models/gemma-3-270m-q4_k_m.gguf}")
 export MATHNEURO_DATA=$(realpath "${MATHNEURO_DATA:-../shared/data}")
 mkdir -p "$out"; out=$(realpath "$out")
 cd "$out"
-rm -rf ./*.gguf eval-* Modelfile* fingerprint.txt log.txt
+rm -rf ./*.gguf ./*.svg ./*.report.json eval-* Modelfile* fingerprint.txt log.txt
 common=(--samples 16 --seed 42 --max-tokens 256 --threads 2)
 "$bin" calibrate "$model" --data gsm8k "${common[@]}" -o math.stats.gguf 2>>log.txt
 "$bin" calibrate "$model" --data mmlu "${common[@]}" -o general.stats.gguf 2>>log.txt
