@@ -5,18 +5,17 @@
 
 use std::path::PathBuf;
 
-use mathneuro::cli::eval::EvalArgs;
-use mathneuro::eval::{self, compare_reports, report::render_comparison_markdown};
+use mathneuro::data::dir::resolve_data_dir;
+use mathneuro::eval::{self, EvalOptions, Task, compare_reports, report::render_comparison_markdown};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!(args.len() >= 5, "usage: compare_many TASKS LIMIT OUT_DIR BASE OTHER...");
     let base = PathBuf::from(&args[3]);
-    let mut eval_args = EvalArgs::defaults(base.clone());
-    eval_args.tasks = Some(args[0].clone());
-    eval_args.limit = Some(args[1].parse()?);
-    eval_args.no_progress = true;
-    let options = eval_args.options()?;
+    // `mathneuro eval`'s defaults, with these tasks and limit.
+    let mut options = EvalOptions::new(Task::parse_list(&args[0])?, resolve_data_dir(None)?);
+    options.limit = Some(args[1].parse()?);
+    options.progress = false;
     let out = PathBuf::from(&args[2]);
     let t0 = std::time::Instant::now();
     let base_report = eval::evaluate(&base, &options)?;

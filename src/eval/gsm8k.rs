@@ -55,21 +55,20 @@ pub fn run_gsm8k_with(
     mut progress: impl FnMut(usize),
 ) -> Result<TaskOutcome, EngineError> {
     let model = session.model();
-    let chat_err = |e: crate::ffi::chat::ChatError| EngineError::Invalid(format!("chat template: {e}"));
     let tokenize = |text: &str| if chat.is_some() { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
     let prefix_text = match chat {
-        Some(f) => f.gsm8k_prefix().map_err(chat_err)?,
+        Some(f) => f.gsm8k_prefix()?,
         None => cot_prefix(),
     };
-    let prefix = Prefix { tokens: tokenize(&prefix_text), text: prefix_text };
+    let prefix = Prefix { tokens: tokenize(&prefix_text)?, text: prefix_text };
     let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
     let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
     for (k, (_, r)) in records.iter().enumerate() {
         let text = match chat {
-            Some(f) => f.gsm8k_prompt(&r.question).map_err(chat_err)?,
+            Some(f) => f.gsm8k_prompt(&r.question)?,
             None => cot_prompt(&r.question),
         };
-        let full = tokenize(&text);
+        let full = tokenize(&text)?;
         let splits = matches!(mode, Gsm8kMode::Batched { .. })
             && full.len() > prefix.tokens.len()
             && full.starts_with(&prefix.tokens);
@@ -179,7 +178,7 @@ pub fn run_gsm8k_nll(
     let groups: Vec<_> = records
         .iter()
         .map(|(_, r)| build_group(model, &none, &nll_context(&r.question), &[nll_continuation(&r.answer)]))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let scores = session.score(&[], &groups, progress)?;
     let items = records
         .iter()

@@ -4,8 +4,8 @@
 //! Entry points: [`evaluate`] (one model → [`EvalReport`]), [`compare`] (two models →
 //! [`ComparisonReport`]), [`report::write_outputs`] (report.json, report.md, `<task>.jsonl`).
 //!
-//! - `engine`: batched llama.cpp scoring and generation with KV-cache prefix sharing.
-//! - `backend`: the process-wide llama.cpp backend.
+//! - `engine`: batched llama.cpp scoring and generation with KV-cache prefix sharing (on
+//!   `crate::ffi::llama`'s model and context).
 //! - `task`, `datasets`, `subset`: task names and metrics, data loading, `--limit` subsets.
 //! - `gsm8k_prompt`, `answer`, `gsm8k`: the GSM8K prompts, answer extraction, task runners.
 //! - `mc`, `requests`: multiple-choice tasks and their tokenization.
@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod answer;
-pub mod backend;
 pub mod datasets;
 pub mod engine;
 pub mod gsm8k;
@@ -33,7 +32,8 @@ pub mod subset;
 pub mod task;
 pub mod taskfile;
 
-pub use engine::{EngineOptions, EvalModel, Session};
+pub use engine::{EngineOptions, Session};
+pub use crate::ffi::llama::Model;
 pub use gsm8k::Gsm8kMode;
 pub use perplexity::Windows;
 pub use report::{ComparisonReport, EvalReport, MetricResult, RunSettings, TaskResult, compare_reports, write_outputs};
@@ -43,6 +43,13 @@ use datasets::{DatasetError, Gsm8kRecord};
 use engine::EngineError;
 use mc::McError;
 use task::TaskOutcome;
+
+/// Seed of the subsets and the bootstrap unless asked otherwise (`eval --seed`).
+pub const DEFAULT_SEED: u64 = 1234;
+/// GSM8K questions decoding at once unless asked otherwise (`eval --parallel`).
+pub const DEFAULT_PARALLEL: usize = 32;
+/// Bootstrap resamples unless asked otherwise (`eval --bootstrap`).
+pub const DEFAULT_BOOTSTRAP: usize = 1000;
 
 /// What to evaluate and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,12 +95,12 @@ impl EvalOptions {
             tasks,
             data_dir,
             limit: None,
-            seed: 1234,
+            seed: DEFAULT_SEED,
             fewshot: 0,
-            gsm8k_mode: Gsm8kMode::Batched { parallel: 32 },
+            gsm8k_mode: Gsm8kMode::Batched { parallel: DEFAULT_PARALLEL },
             max_new_tokens: gsm8k_prompt::MAX_NEW_TOKENS,
-            windows: Windows::default(),
-            bootstrap: 1000,
+            windows: Windows::DEFAULT,
+            bootstrap: DEFAULT_BOOTSTRAP,
             engine: EngineOptions::default(),
             progress: true,
             chat: false,
@@ -124,7 +131,8 @@ impl EvalOptions {
         )
     }
 
-    fn settings(&self) -> RunSettings {
+    /// The settings a report records.
+    pub fn settings(&self) -> RunSettings {
         RunSettings {
             limit: self.limit,
             seed: self.seed,
@@ -171,14 +179,14 @@ impl From<McError> for EvalError {
 
 /// Evaluates the model at `model_path` on every task of `options`.
 pub fn evaluate(model_path: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
-    let model = EvalModel::load(model_path)?;
+    let model = Model::load(model_path).map_err(EngineError::from)?;
     evaluate_model(&model, options)
 }
 
 /// Evaluates an already loaded model.
-pub fn evaluate_model(model: &EvalModel, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let start = Instant::now();
-    let mut session = model.session(&options.engine)?;
+    let mut session = Session::new(model, &options.engine)?;
     let chat = if options.chat { Some(crate::chat::ChatFormat::of_model(model.path())?) } else { None };
     let task_file = options.task_file.as_deref().map(taskfile::TaskFile::load).transpose()?;
     let mut all = options.tasks.clone();

@@ -25,9 +25,14 @@ pub struct Windows {
     pub stride: usize,
 }
 
+impl Windows {
+    /// The windows unless asked otherwise (`eval --ppl-window`, `--ppl-stride`).
+    pub const DEFAULT: Windows = Windows { window: 1024, stride: 512 };
+}
+
 impl Default for Windows {
     fn default() -> Self {
-        Self { window: 1024, stride: 512 }
+        Windows::DEFAULT
     }
 }
 
@@ -139,7 +144,7 @@ pub fn run_documents(
     let mut groups = Vec::new();
     let mut owner = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
-        let tokens = model.tokenize(&doc.text, false);
+        let tokens = model.tokenize(&doc.text, false)?;
         for g in window_groups(bos, &tokens, windows) {
             groups.push(g);
             owner.push(d);

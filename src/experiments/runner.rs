@@ -18,7 +18,7 @@ use super::stats_cache;
 use super::suite::evaluate_suite;
 use crate::calibrate::{CalibrateOptions, Calibrator};
 use crate::data::calibration;
-use crate::eval::{EvalModel, EvalOptions};
+use crate::eval::EvalOptions;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
 use crate::select::{Method, SelectOptions, Selection};
@@ -281,7 +281,7 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     eval.progress = false;
     let tb = Instant::now();
     let base = {
-        let m = EvalModel::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?;
+        let m = Model::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?;
         evaluate_suite(&m, &plan.tasks, &eval).context("evaluating the base model")?
     };
     results.base_eval_seconds = tb.elapsed().as_secs_f64();

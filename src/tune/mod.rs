@@ -26,7 +26,7 @@ use anyhow::Context as _;
 
 use crate::calibrate::{CalibrateOptions, Calibrator};
 use crate::data::calibration::{self, CalibrationSet};
-use crate::eval::{EngineOptions, EvalModel};
+use crate::eval::EngineOptions;
 use crate::experiments::stats_cache;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
@@ -150,7 +150,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         selections: BTreeMap::new(),
         pool: rayon::ThreadPoolBuilder::new().num_threads(o.threads).build().context("starting worker threads")?,
         scorer: Scorer::new(&splits, settings, journal),
-        base: EvalModel::load(&o.model)?,
+        base: Model::load(&o.model)?,
         t0,
         plan: plan(o, &rounds, &splits, candidates.len()),
         skipped: BTreeMap::new(),
@@ -297,7 +297,7 @@ struct Ctx<'a, 's> {
     selections: BTreeMap<u64, Selection>,
     pool: rayon::ThreadPool,
     scorer: Scorer<'s>,
-    base: EvalModel,
+    base: Model,
     t0: Instant,
     plan: BTreeMap<Measure, usize>,
     skipped: BTreeMap<Measure, usize>,
@@ -336,19 +336,19 @@ impl Ctx<'_, '_> {
 
     /// Loads candidate `c` as a model, writing it first into the work directory; `None` when
     /// every `needs` is already journaled (nothing to evaluate).
-    fn load(&mut self, c: &Candidate, needs: &[(Measure, usize)]) -> anyhow::Result<Option<(EvalModel, PathBuf)>> {
+    fn load(&mut self, c: &Candidate, needs: &[(Measure, usize)]) -> anyhow::Result<Option<(Model, PathBuf)>> {
         let id = c.id();
         if needs.iter().all(|&(m, n)| self.scorer.have(&id, m) >= n.min(self.scorer.available(m))) {
             return Ok(None);
         }
         let path = self.o.work.join(format!("candidate-{id}.gguf"));
         self.write(c, &path, false)?;
-        Ok(Some((EvalModel::load(&path)?, path)))
+        Ok(Some((Model::load(&path)?, path)))
     }
 
     /// Scores `id` (`model`, or the base when `None`) on the first `n` items of `m`, in chunks
     /// of at most `chunk`.
-    fn fill(&mut self, id: &str, model: Option<&EvalModel>, m: Measure, n: usize, chunk: usize) -> anyhow::Result<()> {
+    fn fill(&mut self, id: &str, model: Option<&Model>, m: Measure, n: usize, chunk: usize) -> anyhow::Result<()> {
         let n = n.min(self.scorer.available(m));
         while self.scorer.have(id, m) < n {
             let to = self.scorer.have(id, m).saturating_add(chunk).min(n);
@@ -412,7 +412,7 @@ impl Ctx<'_, '_> {
 }
 
 /// Drops a loaded candidate and removes its file.
-fn unload(loaded: Option<(EvalModel, PathBuf)>) -> anyhow::Result<()> {
+fn unload(loaded: Option<(Model, PathBuf)>) -> anyhow::Result<()> {
     if let Some((model, path)) = loaded {
         drop(model);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
