@@ -276,112 +276,147 @@ fn chunk_size(task: Task, options: &EvalOptions) -> usize {
 }
 
 fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
-    let dir = &options.data_dir;
-    let select = |n: usize| subset::select(n, options.limit, options.seed);
-    let bar_for = |n: usize| crate::progress::Progress::new(task.name(), n as u64, "items", options.progress);
-    let chunk = chunk_size(task, options);
-    let outcome = match task {
-        Task::TaskFile => {
-            let file = ctx.task_file.expect("the task file is loaded when the task is asked for");
-            let picked = select(file.items.len());
-            let bar = bar_for(picked.len());
-            let out = itemlog::run_chunked(picked.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let tick = |d: usize| bar.set_position((r.start + d) as u64);
-                if file.is_choice() {
-                    let items = taskfile::choice_items(file, &picked[r.clone()]);
-                    Ok(mc::run_task(session, items, file.items.len(), true, taskfile::setting(file, false), tick)?)
-                } else {
-                    let parallel = match options.gsm8k_mode {
-                        Gsm8kMode::Batched { parallel } => parallel,
-                        Gsm8kMode::Naive => 1,
-                    };
-                    Ok(taskfile::run_generation(session, file, &picked[r.clone()], ctx.chat, options.max_new_tokens, parallel, tick)?)
-                }
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => {
-            let (records, n_available) = gsm8k_test(options)?;
-            let bar = bar_for(records.len());
-            let out = itemlog::run_chunked(records.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let part = &records[r.clone()];
-                let tick = |d: usize| bar.set_position((r.start + d) as u64);
-                Ok(match task {
-                    Task::Gsm8k => gsm8k::run_gsm8k_with(session, part, n_available, options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?,
-                    Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, part, n_available, tick)?,
-                    _ => perplexity::run_documents(
-                        session,
-                        &perplexity::gsm8k_documents(part),
-                        options.windows,
-                        false,
-                        n_available,
-                        "perplexity of the gold GSM8K test solutions (text after the question, with \
-                         <<calc>> annotations), start token as context, strided windows"
-                            .to_string(),
-                        tick,
-                    )?,
-                })
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        Task::Wikitext => {
-            let raw = datasets::read_text(dir, "wikitext2/wiki.test.raw.txt")?;
-            let (docs, n_available) = perplexity::wikitext_documents(&raw, select);
-            let bar = bar_for(docs.len());
-            let setting = format!(
-                "WikiText-2 raw test, one document per article (lines joined by \\n; the stored copy has no \
-                 blank lines), lm-eval wikitext_detokenizer, start token, windows of {} tokens with stride {}; \
-                 word/byte counts of the original text as lm-eval counts them",
-                options.windows.window, options.windows.stride
-            );
-            let out = itemlog::run_chunked(docs.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let start = r.start;
-                Ok(perplexity::run_documents(session, &docs[r], options.windows, true, n_available, setting.clone(), |d| {
-                    bar.set_position((start + d) as u64)
-                })?)
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        mc_task => {
-            let (items, n_available, with_norm, setting) = match mc_task {
-                Task::Mmlu => {
-                    let (items, n) = mc::mmlu_items(dir, options.fewshot, select)?;
-                    (items, n, false, format!("lm-eval mmlu default template, {}-shot from dev (first_n), acc", options.fewshot))
-                }
-                Task::Race => {
-                    let (items, n) = mc::race_items(dir, select)?;
-                    (items, n, false, "lm-eval race format on RACE-middle test (the harness uses RACE-high), one item per article, acc".to_string())
-                }
-                Task::Hellaswag => {
-                    let (items, n) = mc::hellaswag_items(dir, select)?;
-                    (items, n, true, "lm-eval hellaswag preprocess, 0-shot; ctx_b not re-capitalised (boundary lost in the stored copy)".to_string())
-                }
-                Task::ArcEasy | Task::ArcChallenge => {
-                    let file = if mc_task == Task::ArcEasy { "arc/arc_easy_test.jsonl" } else { "arc/arc_challenge_test.jsonl" };
-                    let (items, n) = mc::query_items(dir, file, mc::arc_context, select)?;
-                    (items, n, true, "lm-eval arc \"Question: {q}\\nAnswer:\" + \" {choice}\", 0-shot".to_string())
-                }
-                Task::Piqa => {
-                    let (items, n) = mc::query_items(dir, "piqa/validation.jsonl", mc::piqa_context, select)?;
-                    (items, n, true, "lm-eval piqa \"Question: {goal}\\nAnswer:\" + \" {sol}\", 0-shot".to_string())
-                }
-                Task::Boolq => {
-                    let (items, n) = mc::query_items(dir, "boolq/validation.jsonl", mc::boolq_context, select)?;
-                    (items, n, false, "lm-eval boolq \"{passage}\\nQuestion: {question}?\\nAnswer:\" + \" no\"/\" yes\", 0-shot, acc".to_string())
-                }
-                _ => unreachable!("every other task is handled above"),
-            };
-            let bar = bar_for(items.len());
-            let out = itemlog::run_chunked(items.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+    let run = TaskRun { task, options, chunk: chunk_size(task, options) };
+    match task {
+        Task::TaskFile => run.task_file(session, ctx, log),
+        Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => run.gsm8k(session, ctx, log),
+        Task::Wikitext => run.wikitext(session, log),
+        _ => {
+            let (items, n_available, with_norm, setting) = mc_items(task, options)?;
+            let bar = run.bar(items.len());
+            let out = itemlog::run_chunked(items.len(), run.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
                 let start = r.start;
                 Ok(mc::run_task(session, items[r].to_vec(), n_available, with_norm, setting.clone(), |d| bar.set_position((start + d) as u64))?)
             })?;
             bar.finish_and_clear();
-            out
+            Ok(out)
         }
-    };
-    Ok(outcome)
+    }
+}
+
+/// One task's run: its options and the chunks its items are logged in.
+struct TaskRun<'o> {
+    task: Task,
+    options: &'o EvalOptions,
+    chunk: usize,
+}
+
+impl TaskRun<'_> {
+    /// The progress bar over `n` items.
+    fn bar(&self, n: usize) -> crate::progress::Progress {
+        crate::progress::Progress::new(self.task.name(), n as u64, "items", self.options.progress)
+    }
+
+    /// The seeded `--limit` subset of `n` items.
+    fn select(&self, n: usize) -> Vec<usize> {
+        subset::select(n, self.options.limit, self.options.seed)
+    }
+
+    /// The user's `--task-file`: multiple choice or generation.
+    fn task_file(&self, session: &mut Session<'_>, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let options = self.options;
+        let file = ctx.task_file.expect("the task file is loaded when the task is asked for");
+        let picked = self.select(file.items.len());
+        let bar = self.bar(picked.len());
+        let out = itemlog::run_chunked(picked.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let tick = |d: usize| bar.set_position((r.start + d) as u64);
+            if file.is_choice() {
+                let items = taskfile::choice_items(file, &picked[r.clone()]);
+                Ok(mc::run_task(session, items, file.items.len(), true, taskfile::setting(file, false), tick)?)
+            } else {
+                let parallel = match options.gsm8k_mode {
+                    Gsm8kMode::Batched { parallel } => parallel,
+                    Gsm8kMode::Naive => 1,
+                };
+                Ok(taskfile::run_generation(session, file, &picked[r.clone()], ctx.chat, options.max_new_tokens, parallel, tick)?)
+            }
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// GSM8K generation, the gold solutions' log-likelihood or their perplexity.
+    fn gsm8k(&self, session: &mut Session<'_>, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let (task, options) = (self.task, self.options);
+        let (records, n_available) = gsm8k_test(options)?;
+        let bar = self.bar(records.len());
+        let out = itemlog::run_chunked(records.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let part = &records[r.clone()];
+            let tick = |d: usize| bar.set_position((r.start + d) as u64);
+            Ok(match task {
+                Task::Gsm8k => gsm8k::run_gsm8k_with(session, part, n_available, options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?,
+                Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, part, n_available, tick)?,
+                _ => perplexity::run_documents(
+                    session,
+                    &perplexity::gsm8k_documents(part),
+                    options.windows,
+                    false,
+                    n_available,
+                    "perplexity of the gold GSM8K test solutions (text after the question, with \
+                     <<calc>> annotations), start token as context, strided windows"
+                        .to_string(),
+                    tick,
+                )?,
+            })
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// WikiText-2 perplexity, one document per article.
+    fn wikitext(&self, session: &mut Session<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let options = self.options;
+        let raw = datasets::read_text(&options.data_dir, "wikitext2/wiki.test.raw.txt")?;
+        let (docs, n_available) = perplexity::wikitext_documents(&raw, |n| self.select(n));
+        let bar = self.bar(docs.len());
+        let setting = format!(
+            "WikiText-2 raw test, one document per article (lines joined by \\n; the stored copy has no \
+             blank lines), lm-eval wikitext_detokenizer, start token, windows of {} tokens with stride {}; \
+             word/byte counts of the original text as lm-eval counts them",
+            options.windows.window, options.windows.stride
+        );
+        let out = itemlog::run_chunked(docs.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let start = r.start;
+            Ok(perplexity::run_documents(session, &docs[r], options.windows, true, n_available, setting.clone(), |d| {
+                bar.set_position((start + d) as u64)
+            })?)
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+}
+
+/// A multiple-choice task's items (the `--limit` subset), the items available, whether
+/// `acc_norm` is reported, and the setting line of the report.
+fn mc_items(task: Task, options: &EvalOptions) -> Result<(Vec<mc::McItem>, usize, bool, String), EvalError> {
+    let dir = &options.data_dir;
+    let select = |n: usize| subset::select(n, options.limit, options.seed);
+    Ok(match task {
+        Task::Mmlu => {
+            let (items, n) = mc::mmlu_items(dir, options.fewshot, select)?;
+            (items, n, false, format!("lm-eval mmlu default template, {}-shot from dev (first_n), acc", options.fewshot))
+        }
+        Task::Race => {
+            let (items, n) = mc::race_items(dir, select)?;
+            (items, n, false, "lm-eval race format on RACE-middle test (the harness uses RACE-high), one item per article, acc".to_string())
+        }
+        Task::Hellaswag => {
+            let (items, n) = mc::hellaswag_items(dir, select)?;
+            (items, n, true, "lm-eval hellaswag preprocess, 0-shot; ctx_b not re-capitalised (boundary lost in the stored copy)".to_string())
+        }
+        Task::ArcEasy | Task::ArcChallenge => {
+            let file = if task == Task::ArcEasy { "arc/arc_easy_test.jsonl" } else { "arc/arc_challenge_test.jsonl" };
+            let (items, n) = mc::query_items(dir, file, mc::arc_context, select)?;
+            (items, n, true, "lm-eval arc \"Question: {q}\\nAnswer:\" + \" {choice}\", 0-shot".to_string())
+        }
+        Task::Piqa => {
+            let (items, n) = mc::query_items(dir, "piqa/validation.jsonl", mc::piqa_context, select)?;
+            (items, n, true, "lm-eval piqa \"Question: {goal}\\nAnswer:\" + \" {sol}\", 0-shot".to_string())
+        }
+        Task::Boolq => {
+            let (items, n) = mc::query_items(dir, "boolq/validation.jsonl", mc::boolq_context, select)?;
+            (items, n, false, "lm-eval boolq \"{passage}\\nQuestion: {question}?\\nAnswer:\" + \" no\"/\" yes\", 0-shot, acc".to_string())
+        }
+        _ => unreachable!("every other task is handled by run_task"),
+    })
 }

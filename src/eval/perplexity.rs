@@ -47,9 +47,9 @@ pub fn window_groups(bos: Token, tokens: &[Token], w: Windows) -> Vec<ScoreGroup
             (vec![bos], (window - 1).min(tokens.len()))
         } else {
             let end = (start + stride).min(tokens.len());
-            let ctx_start = end.saturating_sub(window).max(0);
+            let ctx_start = end.saturating_sub(window);
             let ctx_start = ctx_start.min(start);
-            let context = if ctx_start == 0 && end <= window - 1 {
+            let context = if ctx_start == 0 && end < window {
                 // Still inside the first window's reach: keep the start token.
                 std::iter::once(bos).chain(tokens[..start].iter().copied()).collect()
             } else {

@@ -247,7 +247,7 @@ unsafe fn deliver(st: &mut CallbackState, t: &sys::ggml_tensor, wi: usize) -> Re
     // SAFETY: src[1] of a matmul is a live tensor, computed before this node.
     let xr = unsafe { &*x };
     if xr.type_ != sys::GGML_TYPE_F32 {
-        return Err(CaptureError::InputNotF32 { weight: wi, ggml_type: xr.type_ as u32 });
+        return Err(CaptureError::InputNotF32 { weight: wi, ggml_type: xr.type_ });
     }
     let strides = strides_in::<f32>(xr).ok_or(CaptureError::InputNotContiguous { weight: wi })?;
     let ne = [xr.ne[1] as usize, xr.ne[2] as usize, xr.ne[3] as usize];
@@ -278,7 +278,7 @@ unsafe fn deliver(st: &mut CallbackState, t: &sys::ggml_tensor, wi: usize) -> Re
     // SAFETY: src[2] of MUL_MAT_ID is the live, computed I32 ids tensor.
     let idr = unsafe { &*ids };
     if idr.type_ != sys::GGML_TYPE_I32 {
-        return Err(CaptureError::ExpertIdsNotI32 { weight: wi, ggml_type: idr.type_ as u32 });
+        return Err(CaptureError::ExpertIdsNotI32 { weight: wi, ggml_type: idr.type_ });
     }
     let id_strides = strides_in::<i32>(idr).ok_or(CaptureError::ExpertIdsNotContiguous { weight: wi })?;
     // SAFETY: I32 tensor, size of i32.
