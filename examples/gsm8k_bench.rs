@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use mathneuro::data::dir::resolve_data_dir;
 use mathneuro::eval::datasets::{Gsm8kRecord, read_jsonl};
-use mathneuro::eval::engine::{EngineOptions, EvalModel};
+use mathneuro::eval::engine::{EngineOptions, Model, Session};
 use mathneuro::eval::gsm8k::{Gsm8kMode, run_gsm8k};
 use mathneuro::eval::gsm8k_prompt::MAX_NEW_TOKENS;
 
@@ -28,8 +28,8 @@ fn main() -> anyhow::Result<()> {
     let data = resolve_data_dir(None)?;
     let test: Vec<Gsm8kRecord> = read_jsonl(&data, "gsm8k/test.jsonl")?;
     let records: Vec<(usize, Gsm8kRecord)> = test.into_iter().enumerate().take(n_batched.max(n_naive)).collect();
-    let model = EvalModel::load(&model_path)?;
-    let mut session = model.session(&engine)?;
+    let model = Model::load(&model_path)?;
+    let mut session = Session::new(&model, &engine)?;
 
     let t = Instant::now();
     let naive = run_gsm8k(&mut session, &records[..n_naive], records.len(), Gsm8kMode::Naive, MAX_NEW_TOKENS, |_| {})?;
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     println!("batched: {n_batched} questions in {batched_s:.1} s = {:.2} questions/min", per_min(n_batched, batched_s));
     println!("speed-up: {:.2}x", per_min(n_batched, batched_s) / per_min(n_naive, naive_s));
     // Output lengths differ between runs whose greedy text diverges, so tokens/s as well.
-    let out_tokens: usize = batched.items.iter().map(|i| model.tokenize(&i.output, false).len()).sum();
+    let out_tokens: usize = batched.items.iter().map(|i| model.tokenize(&i.output, false).map_or(0, |t| t.len())).sum();
     println!("batched output: {out_tokens} tokens = {:.1} tokens/s", out_tokens as f64 / batched_s);
     println!(
         "same output text on the {n_naive} common questions: {same}; same flexible answer: {same_answer} \

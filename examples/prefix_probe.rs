@@ -1,4 +1,4 @@
-//! Why the engine pads every decode (see `engine::ROW_MULTIPLE` and `engine::MIN_ROWS`): scores
+//! Why the engine pads every decode (see `ffi::llama::ROW_MULTIPLE` and `engine::MIN_ROWS`): scores
 //! six continuations on the real model under several decode layouts and prints each layout's
 //! log-likelihood minus that of one naive single-call pass (and the largest per-token change).
 //!
@@ -20,17 +20,10 @@
 //! tiled flash-attention kernel; the engine keeps calls at most 60 rows).
 //! Flash attention off with `4 0`: all of B, C, D bit-identical, 64+ rows included.
 
-use std::num::NonZeroU32;
 use std::path::Path;
 
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::token::LlamaToken;
-use mathneuro::eval::backend::shared_backend;
 use mathneuro::eval::logits::row_stats;
+use mathneuro::ffi::llama::{Batch, Context, ContextParams, FlashAttention, Model};
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 const PAD_SEQ: i32 = 7;
@@ -66,25 +59,25 @@ impl Padding {
 }
 
 /// Decodes `rows` padded by `padding`; returns the logits of the real output rows.
-fn decode(ctx: &mut LlamaContext, rows: &[Row], padding: Padding) -> anyhow::Result<Vec<Vec<f32>>> {
-    let mut batch = LlamaBatch::new(256, 8);
+fn decode(ctx: &mut Context, rows: &[Row], padding: Padding) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut batch = Batch::new(256, 8);
     for r in rows {
-        batch.add(LlamaToken(r.token), r.pos, &[r.seq], r.output)?;
+        batch.push(r.token, r.pos, &[r.seq], r.output)?;
     }
     let outputs = rows.iter().filter(|r| r.output).count();
     let output_pads = if outputs > 0 { padding.round(outputs) - outputs } else { 0 };
     let pads = padding.round(rows.len() + output_pads) - rows.len();
     for i in 0..pads {
-        batch.add(LlamaToken(2), i as i32, &[PAD_SEQ], i < output_pads)?;
+        batch.push(2, i as i32, &[PAD_SEQ], i < output_pads)?;
     }
-    ctx.decode(&mut batch)?;
+    ctx.decode(&batch, None)?;
     let logits = rows
         .iter()
         .enumerate()
         .filter(|(_, r)| r.output)
-        .map(|(i, _)| ctx.get_logits_ith(i as i32).to_vec())
-        .collect();
-    ctx.clear_kv_cache_seq(Some(PAD_SEQ as u32), None, None)?;
+        .map(|(i, _)| ctx.logits(i).map(<[f32]>::to_vec))
+        .collect::<Result<_, _>>()?;
+    ctx.clear_seq(PAD_SEQ);
     Ok(logits)
 }
 
@@ -96,26 +89,18 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
     let padding = Padding { multiple: args.first().copied().unwrap_or(1).max(1), min_rows: args.get(1).copied().unwrap_or(0) };
     let flash = std::env::var("FA").map_or(true, |v| v != "0");
-    let backend = shared_backend()?;
-    let model = LlamaModel::load_from_file(backend, Path::new(MODEL), &LlamaModelParams::default())?;
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(2048))
-        .with_n_batch(256)
-        .with_n_ubatch(256)
-        .with_n_seq_max(8)
-        .with_n_threads(2)
-        .with_n_threads_batch(2)
-        .with_kv_unified(true)
-        .with_flash_attention_policy(if flash {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
-        } else {
-            llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
-        });
-    let mut ctx = model.new_context(backend, params)?;
-    // As `EvalModel::tokenize`: with the start token, special tokens not parsed.
-    let tokenize = |text: &str| -> anyhow::Result<Vec<i32>> {
-        Ok(model.vocab().tokenize(text.as_bytes(), true, false).into_iter().map(|t| t.0).collect())
+    let model = Model::load(Path::new(MODEL))?;
+    let params = ContextParams {
+        n_ctx: 2048,
+        n_batch: 256,
+        n_seq_max: 8,
+        threads: 2,
+        flash_attn: if flash { FlashAttention::Enabled } else { FlashAttention::Disabled },
+        watch: None,
     };
+    let mut ctx = Context::new(&model, &params)?;
+    // As the engine tokenizes: with the start token, special tokens not parsed.
+    let tokenize = |text: &str| -> anyhow::Result<Vec<i32>> { Ok(model.tokenize(text, true)?) };
     let prefix_len = tokenize(PREFIX)?.len();
     println!("prefix {prefix_len} tokens; padding to a multiple of {} rows, at least {}; flash attention {flash}", padding.multiple, padding.min_rows);
     for (question, continuation) in ITEMS {
@@ -128,20 +113,20 @@ fn main() -> anyhow::Result<()> {
                 .map(|i| Row { token: all[i], pos: i as i32, seq, output: i + 1 >= outputs_from && i + 1 < all.len() })
                 .collect()
         };
-        ctx.clear_kv_cache();
+        ctx.clear();
         let naive = logprobs(&decode(&mut ctx, &rows(0..all.len(), 0, context_len), padding)?, targets);
         let mut layouts = Vec::new();
         for layout in ['B', 'C', 'D'] {
-            ctx.clear_kv_cache();
+            ctx.clear();
             let prefix_outputs = if layout == 'D' { 0 } else { usize::MAX };
             decode(&mut ctx, &rows(0..prefix_len, 0, prefix_outputs), padding)?;
             let seq = if layout == 'C' { 1 } else { 0 };
             if seq == 1 {
-                ctx.copy_cache(0, 1, prefix_len as i32);
+                ctx.copy_seq(0, 1, prefix_len as i32);
             }
             layouts.push(logprobs(&decode(&mut ctx, &rows(prefix_len..all.len(), seq, context_len), padding)?, targets));
         }
-        ctx.clear_kv_cache();
+        ctx.clear();
         let mut one_by_one = decode(&mut ctx, &rows(0..context_len, 0, context_len), padding)?;
         for i in context_len..all.len() - 1 {
             one_by_one.extend(decode(&mut ctx, &rows(i..i + 1, 0, context_len), padding)?);

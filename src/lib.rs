@@ -6,7 +6,8 @@
 //! `eval` (did math improve, did the rest survive). `gguf` is the file format, `ffi` holds every
 //! call into llama.cpp/ggml (and the crate's only `unsafe`), `model` names the weights that are
 //! targets, `safety` guards the user's files (output policy, input checks, temp-file cleanup on
-//! signals), `progress` is the one progress display, `tune` searches edits on dev data and
+//! signals), `pipeline` runs the stages in order for the commands, `progress` is the one
+//! progress display, `tune` searches edits on dev data and
 //! tests the winner once on held-out questions, and `cli` glues the stages into commands.
 #![deny(missing_docs)]
 
@@ -22,6 +23,7 @@ pub mod gguf;
 pub mod inspect;
 pub mod model;
 pub mod modelref;
+pub mod pipeline;
 pub mod progress;
 pub mod safety;
 pub mod select;

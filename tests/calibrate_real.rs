@@ -143,12 +143,16 @@ fn same_seed_gives_identical_bytes_and_shards_merge_to_the_whole() {
     run(&a, &[]);
     run(&b, &[]);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same seed, different bytes");
-    // The library entry point computes exactly what the command wrote.
+    // The library pipeline writes exactly what the command wrote.
     let model = Model::load(&model_path()).unwrap();
     let lib_opts = CalibrateOptions { threads: 2, micro_batch: 64, max_tokens: 32, ..CalibrateOptions::default() };
     let set = calibration::load("embedded-math", None).unwrap();
-    let lib = Calibrator::new(&model, &lib_opts).unwrap().run_sampled(&set, 6, 7, true).unwrap();
-    assert_eq!(lib, ActivationStats::load(&a).unwrap());
+    let lib_path = dir.path().join("lib.gguf");
+    let mut cal = Calibrator::new(&model, &lib_opts).unwrap();
+    let outcome = mathneuro::pipeline::calibrate_set(&mut cal, &set, &mathneuro::pipeline::Sampling::new(6, 7), false, None, &lib_path).unwrap();
+    let mathneuro::pipeline::Outcome::Finished(lib) = outcome else { panic!("stopped without checkpoints") };
+    assert_eq!(lib.stats, ActivationStats::load(&a).unwrap());
+    assert_eq!(std::fs::read(&lib_path).unwrap(), std::fs::read(&a).unwrap(), "library and command wrote different bytes");
     let c = dir.path().join("c.gguf");
     let o = bin().args(["calibrate", MODEL, "--data", "embedded-math", "--samples", "6", "--seed", "8", "--max-tokens", "32", "--threads", "2", "-o"]).arg(&c).output().unwrap();
     assert!(o.status.success());

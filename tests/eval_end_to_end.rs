@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use mathneuro::data::dir::resolve_data_dir;
-use mathneuro::eval::{self, EngineOptions, EvalModel, EvalOptions, Gsm8kMode, Task};
+use mathneuro::eval::{self, EngineOptions, EvalOptions, Gsm8kMode, Model, Task};
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
@@ -28,7 +28,7 @@ fn tiny_evaluation_runs_every_kind_of_task() {
     let data = resolve_data_dir(None).expect("the data directory (set MATHNEURO_DATA)");
     let tasks = vec![Task::Gsm8k, Task::Gsm8kNll, Task::Gsm8kPpl, Task::Piqa, Task::ArcEasy];
     let opts = options(tasks.clone(), data);
-    let model = EvalModel::load(Path::new(MODEL)).unwrap();
+    let model = Model::load(Path::new(MODEL)).unwrap();
     let report = eval::evaluate_model(&model, &opts).unwrap();
     assert_eq!(report.tasks.iter().map(|t| t.task).collect::<Vec<_>>(), tasks);
     for t in &report.tasks {

@@ -3,17 +3,17 @@
 
 use std::path::Path;
 
-use mathneuro::eval::engine::{EngineOptions, EvalModel, ScoreGroup, Token};
+use mathneuro::eval::engine::{EngineOptions, Model, ScoreGroup, Session, Token};
 use mathneuro::eval::requests::{Prefix, build_group};
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
-fn model() -> EvalModel {
+fn model() -> Model {
     assert!(
         Path::new(MODEL).exists(),
         "{MODEL} is missing: run models/fetch.sh to download the test model"
     );
-    EvalModel::load(Path::new(MODEL)).expect("model loads")
+    Model::load(Path::new(MODEL)).expect("model loads")
 }
 
 fn options() -> EngineOptions {
@@ -37,8 +37,8 @@ fn naive_logprob(rows: &[Vec<f32>], context_len: usize, continuation: &[Token]) 
 #[test]
 fn batched_and_prefix_shared_scores_match_the_naive_pass() {
     let model = model();
-    let mut session = model.session(&options()).unwrap();
-    let prefix = Prefix::new(&model, "Q: What is 2 + 3?\nA: 2 + 3 = 5. The answer is 5.\n\n");
+    let mut session = Session::new(&model, &options()).unwrap();
+    let prefix = Prefix::new(&model, "Q: What is 2 + 3?\nA: 2 + 3 = 5. The answer is 5.\n\n").unwrap();
     let questions = [
         ("Q: Tom has 4 apples and eats one. How many are left?\nA:", [" He has 4 - 1 = 3 apples left. The answer is 3.", " The answer is 5."]),
         ("Q: What colour is the sky on a clear day?\nA:", [" Blue.", " It is green, because grass reflects upward."]),
@@ -46,7 +46,7 @@ fn batched_and_prefix_shared_scores_match_the_naive_pass() {
     ];
     let groups: Vec<ScoreGroup> = questions
         .iter()
-        .map(|(q, conts)| build_group(&model, &prefix, q, &conts.map(String::from)))
+        .map(|(q, conts)| build_group(&model, &prefix, q, &conts.map(String::from)).unwrap())
         .collect();
     assert!(groups.iter().all(|g| g.use_prefix), "the exemplar prefix is shared");
     let shared = session.score(&prefix.tokens, &groups, |_| {}).unwrap();
@@ -64,11 +64,9 @@ fn batched_and_prefix_shared_scores_match_the_naive_pass() {
     // session of its own whose calls hold up to 60 tokens (the scoring session splits its work
     // into calls of at most 16 outputs). Like every decode of the engine, its calls are padded
     // to whole groups of 4 rows and outputs (at least 8): that is what makes llama.cpp's CPU
-    // numbers independent of the batch layout (see `engine::ROW_MULTIPLE`); without it the
+    // numbers independent of the batch layout (see `ffi::llama::ROW_MULTIPLE`); without it the
     // prefix-shared sums were 0.02 to 0.2 nats off.
-    let mut naive = model
-        .session(&EngineOptions { max_outputs: 60, ..options() })
-        .unwrap();
+    let mut naive = Session::new(&model, &EngineOptions { max_outputs: 60, ..options() }).unwrap();
     let mut compared = 0;
     let (mut worst_batched, mut worst_shared) = (0f64, 0f64);
     let mut failures = Vec::new();

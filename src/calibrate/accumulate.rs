@@ -90,6 +90,70 @@ impl Totals {
     }
 }
 
+/// What an activation report got wrong (the graph does not match the tensor table).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccumulateError {
+    /// Input rows of another width than the weight's columns (or a plain matmul of an expert
+    /// weight).
+    #[error("{weight}: input rows have {got} values, the weight has {columns} columns")]
+    Width {
+        /// The weight.
+        weight: String,
+        /// Values per input row.
+        got: usize,
+        /// The weight's columns.
+        columns: usize,
+    },
+    /// Input rows other than the batch's tokens.
+    #[error("{weight}: input has {got} rows, the batch has {tokens} tokens")]
+    Rows {
+        /// The weight.
+        weight: String,
+        /// Input rows.
+        got: usize,
+        /// Tokens in the batch.
+        tokens: usize,
+    },
+    /// A mixture-of-experts input that does not match the weight or the batch.
+    #[error("{weight}: expert input [{n_in}, {ne0}, {ne1}] and ids [{n_used}, {id_tokens}] do not match {columns} columns and {tokens} tokens")]
+    ExpertShape {
+        /// The weight.
+        weight: String,
+        /// Values per input row.
+        n_in: usize,
+        /// Input extent 1.
+        ne0: usize,
+        /// Input extent 2.
+        ne1: usize,
+        /// Experts per token.
+        n_used: usize,
+        /// Tokens of the ids.
+        id_tokens: usize,
+        /// The weight's columns.
+        columns: usize,
+        /// Tokens in the batch.
+        tokens: usize,
+    },
+    /// An expert id outside the weight's experts.
+    #[error("{weight}: expert id {id} outside 0..{n_experts}")]
+    ExpertId {
+        /// The weight.
+        weight: String,
+        /// The id.
+        id: i32,
+        /// Experts of the weight.
+        n_experts: usize,
+    },
+    /// Watched weights that no matmul of the forward pass used.
+    #[error("{count} watched weight(s) were not multiplied in this forward pass (first: {first}); the model's graph does not match its tensor table")]
+    Unseen {
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: String,
+    },
+}
+
 /// Accumulates activations of the texts in flight and folds finished texts into [`Totals`].
 pub struct Accumulator {
     shapes: Vec<WeightShape>,
@@ -106,7 +170,7 @@ pub struct Accumulator {
     seen: Vec<bool>,
     /// Everything finished so far.
     pub totals: Totals,
-    error: Option<String>,
+    error: Option<AccumulateError>,
 }
 
 impl Accumulator {
@@ -160,17 +224,13 @@ impl Accumulator {
     }
 
     /// Ends a decode; returns the first problem met, or the names of weights not reported.
-    pub fn end_decode(&mut self) -> Result<(), String> {
+    pub fn end_decode(&mut self) -> Result<(), AccumulateError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
         let missing: Vec<&str> = self.shapes.iter().zip(&self.seen).filter(|(_, s)| !**s).map(|(w, _)| w.name.as_str()).collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "{} watched weight(s) were not multiplied in this forward pass (first: {}); the model's graph does not match its tensor table",
-                missing.len(),
-                missing[0]
-            ));
+            return Err(AccumulateError::Unseen { count: missing.len(), first: missing[0].to_string() });
         }
         Ok(())
     }
@@ -194,9 +254,9 @@ impl Accumulator {
         self.slots[slot] = acc;
     }
 
-    fn fail(&mut self, msg: String) {
+    fn fail(&mut self, e: AccumulateError) {
         if self.error.is_none() {
-            self.error = Some(msg);
+            self.error = Some(e);
         }
     }
 }
@@ -217,12 +277,12 @@ impl ActivationSink for Accumulator {
         let shape = &self.shapes[weight];
         let n_in = shape.n_in;
         if input.n_in != n_in || shape.n_groups != 1 {
-            let msg = format!("{}: input rows have {} values, the weight has {} columns", shape.name, input.n_in, n_in);
-            return self.fail(msg);
+            let e = AccumulateError::Width { weight: shape.name.clone(), got: input.n_in, columns: n_in };
+            return self.fail(e);
         }
         if input.n_rows() != self.n_rows {
-            let msg = format!("{}: input has {} rows, the batch has {} tokens", shape.name, input.n_rows(), self.n_rows);
-            return self.fail(msg);
+            let e = AccumulateError::Rows { weight: shape.name.clone(), got: input.n_rows(), tokens: self.n_rows };
+            return self.fail(e);
         }
         self.seen[weight] = true;
         let segments = &self.segments;
@@ -250,11 +310,17 @@ impl ActivationSink for Accumulator {
         let shape = &self.shapes[weight];
         let (n_in, n_groups) = (shape.n_in, shape.n_groups);
         if input.n_in != n_in || ids.n_tokens != self.n_rows || input.ne[1] != ids.n_tokens || input.ne[0] == 0 {
-            let msg = format!(
-                "{}: expert input [{}, {}, {}] and ids [{}, {}] do not match {} columns and {} tokens",
-                shape.name, input.n_in, input.ne[0], input.ne[1], ids.n_used, ids.n_tokens, n_in, self.n_rows
-            );
-            return self.fail(msg);
+            let e = AccumulateError::ExpertShape {
+                weight: shape.name.clone(),
+                n_in: input.n_in,
+                ne0: input.ne[0],
+                ne1: input.ne[1],
+                n_used: ids.n_used,
+                id_tokens: ids.n_tokens,
+                columns: n_in,
+                tokens: self.n_rows,
+            };
+            return self.fail(e);
         }
         self.seen[weight] = true;
         let off = self.offsets[weight];
@@ -263,9 +329,8 @@ impl ActivationSink for Accumulator {
                 for k in 0..ids.n_used {
                     let e = ids.get(k, t);
                     if e < 0 || e as usize >= n_groups {
-                        let msg = format!("{}: expert id {e} outside 0..{n_groups}", shape.name);
-                        self.error.get_or_insert(msg);
-                        return;
+                        let e = AccumulateError::ExpertId { weight: shape.name.clone(), id: e, n_experts: n_groups };
+                        return self.fail(e);
                     }
                     let e = e as usize;
                     let x = input.row(k % input.ne[0], t, 0);

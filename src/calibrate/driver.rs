@@ -4,21 +4,13 @@
 
 use std::time::Instant;
 
-use crate::data::calibration::CalibrationSet;
-use crate::ffi::llama::{BatchToken, Context, ContextParams, LlamaError, Model, Watch};
+use crate::ffi::llama::{Batch, Context, ContextParams, FlashAttention, LlamaError, Model, Watch, round_up_rows};
 use crate::gguf::{GgufError, GgufFile};
 use crate::model;
 use crate::stats::ActivationStats;
 
-use super::accumulate::{Accumulator, Segment, WeightShape};
+use super::accumulate::{AccumulateError, Accumulator, Segment, WeightShape};
 use super::schedule;
-
-/// Every decode is padded (with a throw-away sequence) to a multiple of this many rows. ggml's
-/// CPU kernels for repacked quantized weights compute whole groups of 4 rows differently from
-/// leftover rows; the last-bit differences are then amplified by the 8-bit quantization of the
-/// activations of later layers (up to ~1% in Gemma 3's last layers). With padding, and one text
-/// per decode, a text's statistics do not depend on the micro-batch (a test checks this).
-pub const ROW_QUANTUM: usize = 4;
 
 /// Name of the final-norm node in llama.cpp graphs; the graph is stopped after it.
 pub const FINAL_NORM_NODE: &str = "result_norm";
@@ -36,16 +28,31 @@ pub enum CalibrateError {
     #[error("{0}: no target weights (blk.N.*.weight matrices) in this model")]
     NoTargets(String),
     /// Capturing activations went wrong in a decode.
-    #[error("forward pass {decode}: {message}")]
+    #[error("forward pass {decode}: {source}")]
     Capture {
         /// Decode number (0-based) within the call.
         decode: usize,
         /// What went wrong.
-        message: String,
+        source: AccumulateError,
+    },
+    /// The graph never reached the final-norm node it was to stop after.
+    #[error("forward pass {decode}: the graph has no `{FINAL_NORM_NODE}` node to stop at; use skip_head = false")]
+    NoStopNode {
+        /// Decode number (0-based) within the call.
+        decode: usize,
     },
     /// Options out of range.
-    #[error("invalid option: {0}")]
-    Options(String),
+    #[error("micro-batch {micro_batch}, max tokens {max_tokens}, threads {threads} and texts per decode {texts_per_decode} must all be positive")]
+    Options {
+        /// Tokens per decode.
+        micro_batch: usize,
+        /// Tokens kept per text.
+        max_tokens: usize,
+        /// CPU threads.
+        threads: usize,
+        /// Texts per decode.
+        texts_per_decode: usize,
+    },
     /// Samples could not be drawn from the set.
     #[error("data set {set}: {source}")]
     Sample {
@@ -61,7 +68,10 @@ pub enum CalibrateError {
 pub struct CalibrateOptions {
     /// CPU threads.
     pub threads: usize,
-    /// Tokens per decode (= llama.cpp micro-batch); rounded up to a multiple of `ROW_QUANTUM`.
+    /// Tokens per decode (= llama.cpp micro-batch); rounded up to a multiple of
+    /// [`crate::ffi::llama::ROW_MULTIPLE`]: every decode is padded with a throw-away sequence to
+    /// whole groups of rows, so that, with one text per decode, a text's statistics do not
+    /// depend on the micro-batch (a test checks this).
     pub micro_batch: usize,
     /// Texts sharing one decode at most. 1 (the default) computes every text alone, as the
     /// reference does, so a text's statistics never depend on its neighbours; more packs short
@@ -83,9 +93,25 @@ pub struct CalibrateOptions {
     pub parse_special: bool,
 }
 
+/// Tokens per decode unless asked otherwise (`--micro-batch`).
+pub const DEFAULT_MICRO_BATCH: usize = 256;
+/// Tokens kept per text unless asked otherwise (`--max-tokens`).
+pub const DEFAULT_MAX_TOKENS: usize = 512;
+/// Texts per decode unless asked otherwise (`--pack`): each text alone, as the reference.
+pub const DEFAULT_PACK: usize = 1;
+
 impl Default for CalibrateOptions {
     fn default() -> Self {
-        CalibrateOptions { threads: default_threads(), micro_batch: 256, max_texts_per_decode: 1, max_tokens: 512, skip_head: true, capture: true, plain_last_output_only: false, parse_special: false }
+        CalibrateOptions {
+            threads: default_threads(),
+            micro_batch: DEFAULT_MICRO_BATCH,
+            max_texts_per_decode: DEFAULT_PACK,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            skip_head: true,
+            capture: true,
+            plain_last_output_only: false,
+            parse_special: false,
+        }
     }
 }
 
@@ -140,9 +166,12 @@ impl Throughput {
 pub struct Calibrator<'m> {
     model: &'m Model,
     ctx: Context<'m>,
+    batch: Batch,
     shapes: Vec<WeightShape>,
     fingerprint: String,
     opts: CalibrateOptions,
+    /// `max_texts_per_decode` as asked for (`opts` holds the value in effect).
+    requested_pack: usize,
     head_skipped: bool,
 }
 
@@ -150,10 +179,12 @@ impl<'m> Calibrator<'m> {
     /// Prepares a context on `model` watching all of its target weights.
     pub fn new(model: &'m Model, opts: &CalibrateOptions) -> Result<Calibrator<'m>, CalibrateError> {
         if opts.micro_batch == 0 || opts.max_tokens == 0 || opts.threads == 0 || opts.max_texts_per_decode == 0 {
-            return Err(CalibrateError::Options(format!(
-                "micro-batch {}, max tokens {}, threads {} and texts per decode {} must all be positive",
-                opts.micro_batch, opts.max_tokens, opts.threads, opts.max_texts_per_decode
-            )));
+            return Err(CalibrateError::Options {
+                micro_batch: opts.micro_batch,
+                max_tokens: opts.max_tokens,
+                threads: opts.threads,
+                texts_per_decode: opts.max_texts_per_decode,
+            });
         }
         let file = GgufFile::open(model.path())?;
         let shapes: Vec<WeightShape> = model::target_weights(&file)
@@ -165,7 +196,7 @@ impl<'m> Calibrator<'m> {
         }
         let head_is_target = shapes.iter().any(|s| s.name == "output.weight");
         let head_skipped = opts.skip_head && !head_is_target;
-        let micro_batch = opts.micro_batch.div_ceil(ROW_QUANTUM) * ROW_QUANTUM;
+        let micro_batch = round_up_rows(opts.micro_batch);
         // One more sequence id for the padding rows.
         let n_seq = opts.max_texts_per_decode.min(micro_batch - 1).min(255);
         let watch = opts.capture.then(|| Watch {
@@ -177,11 +208,22 @@ impl<'m> Calibrator<'m> {
             n_batch: micro_batch as u32,
             n_seq_max: n_seq as u32 + 1,
             threads: opts.threads as i32,
-            flash_attn: false,
+            flash_attn: FlashAttention::Disabled,
             watch,
         };
         let ctx = Context::new(model, &params)?;
-        Ok(Calibrator { model, ctx, shapes, fingerprint: model::fingerprint(&file), opts: CalibrateOptions { max_texts_per_decode: n_seq, micro_batch, ..opts.clone() }, head_skipped })
+        let batch = Batch::new(micro_batch, 1);
+        Ok(Calibrator { model, ctx, batch, shapes, fingerprint: model::fingerprint(&file), opts: CalibrateOptions { max_texts_per_decode: n_seq, micro_batch, ..opts.clone() }, requested_pack: opts.max_texts_per_decode, head_skipped })
+    }
+
+    /// The model measured.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Texts per decode as asked for (recorded in STATS files as `mathneuro.pack`).
+    pub fn requested_pack(&self) -> usize {
+        self.requested_pack
     }
 
     /// The weights measured, in tensor-table order.
@@ -208,7 +250,7 @@ impl<'m> Calibrator<'m> {
     pub fn tokenize(&self, texts: &[String]) -> Result<Tokenized, CalibrateError> {
         let mut out = Tokenized::default();
         for t in texts {
-            let mut toks = self.model.tokenize_with(t, self.opts.parse_special)?;
+            let mut toks = if self.opts.parse_special { self.model.tokenize_special(t, true)? } else { self.model.tokenize(t, true)? };
             if toks.len() > self.opts.max_tokens {
                 out.truncated += 1;
                 out.tokens_dropped += toks.len() - self.opts.max_tokens;
@@ -231,37 +273,21 @@ impl<'m> Calibrator<'m> {
         let decodes = schedule::pack(&lengths, self.opts.micro_batch, self.opts.max_texts_per_decode);
         self.ctx.clear();
         let start = Instant::now();
-        let mut batch: Vec<BatchToken> = Vec::with_capacity(self.opts.micro_batch);
         let mut segments: Vec<Segment> = Vec::new();
         let mut tokens = 0;
+        let pad_seq = self.opts.max_texts_per_decode as i32;
         for (d, pieces) in decodes.iter().enumerate() {
-            batch.clear();
-            segments.clear();
-            for p in pieces {
-                let first = batch.len();
-                let last_only = !self.opts.capture && self.opts.plain_last_output_only;
-                for pos in p.start..p.end {
-                    let output = !last_only || (p.last && pos + 1 == p.end);
-                    batch.push(BatchToken { token: texts.texts[p.text][pos], pos: pos as i32, seq: p.seq as i32, output });
-                }
-                segments.push(Segment { slot: p.seq, start: first, end: batch.len() });
-            }
-            let real = batch.len();
-            let pad_seq = self.opts.max_texts_per_decode as i32;
-            let pad_token = batch[0].token;
-            for k in 0..(ROW_QUANTUM - real % ROW_QUANTUM) % ROW_QUANTUM {
-                batch.push(BatchToken { token: pad_token, pos: k as i32, seq: pad_seq, output: self.opts.capture || !self.opts.plain_last_output_only });
-            }
-            let fail = |message: String| CalibrateError::Capture { decode: d, message };
+            let real = self.fill_batch(texts, pieces, &mut segments)?;
+            let fail = |source: AccumulateError| CalibrateError::Capture { decode: d, source };
             if self.opts.capture {
-                acc.begin_decode(&segments, batch.len());
-                let report = self.ctx.decode(&batch, Some(&mut *acc))?;
+                acc.begin_decode(&segments, self.batch.len());
+                let report = self.ctx.decode(&self.batch, Some(&mut *acc))?;
                 acc.end_decode().map_err(fail)?;
                 if self.head_skipped && !report.stopped {
-                    return Err(fail(format!("the graph has no `{FINAL_NORM_NODE}` node to stop at; use skip_head = false")));
+                    return Err(CalibrateError::NoStopNode { decode: d });
                 }
             } else {
-                self.ctx.decode(&batch, None)?;
+                self.ctx.decode(&self.batch, None)?;
             }
             for p in pieces.iter().filter(|p| p.last) {
                 if self.opts.capture {
@@ -269,7 +295,7 @@ impl<'m> Calibrator<'m> {
                 }
                 self.ctx.clear_seq(p.seq as i32);
             }
-            if batch.len() > real {
+            if self.batch.len() > real {
                 self.ctx.clear_seq(pad_seq);
             }
             tokens += real;
@@ -278,16 +304,28 @@ impl<'m> Calibrator<'m> {
         Ok(Throughput { tokens, decodes: decodes.len(), seconds: start.elapsed().as_secs_f64() })
     }
 
-    /// Draws `n` samples of `set` with `seed` (with or without replacement, as `calibrate`
-    /// does) and measures them; the result names the set and the seed. This is what
-    /// `mathneuro calibrate` computes without `--shard` or checkpoints.
-    pub fn run_sampled(&mut self, set: &CalibrationSet, n: usize, seed: u64, with_replacement: bool) -> Result<ActivationStats, CalibrateError> {
-        let drawn = super::sample::draw(set.texts.len(), n, seed, with_replacement).map_err(|source| CalibrateError::Sample { set: set.name.clone(), source })?;
-        let texts: Vec<String> = drawn.iter().map(|i| set.texts[*i].clone()).collect();
-        let mut stats = self.run(&texts)?;
-        stats.datasets = vec![set.name.clone()];
-        stats.seeds = vec![seed];
-        Ok(stats)
+    /// Fills the batch with one decode's pieces, each text in its own sequence, then pads it to
+    /// whole row groups with the first token in the padding sequence (see [`round_up_rows`]).
+    /// Returns the real rows; `segments` says which rows belong to which text slot.
+    fn fill_batch(&mut self, texts: &Tokenized, pieces: &[schedule::Piece], segments: &mut Vec<Segment>) -> Result<usize, CalibrateError> {
+        self.batch.clear();
+        segments.clear();
+        let last_only = !self.opts.capture && self.opts.plain_last_output_only;
+        for p in pieces {
+            let first = self.batch.len();
+            for pos in p.start..p.end {
+                let output = !last_only || (p.last && pos + 1 == p.end);
+                self.batch.push(texts.texts[p.text][pos], pos as i32, &[p.seq as i32], output)?;
+            }
+            segments.push(Segment { slot: p.seq, start: first, end: self.batch.len() });
+        }
+        let real = self.batch.len();
+        let pad_seq = self.opts.max_texts_per_decode as i32;
+        let Some(pad_token) = self.batch.token(0) else { return Ok(0) };
+        for k in 0..round_up_rows(real) - real {
+            self.batch.push(pad_token, k as i32, &[pad_seq], !last_only)?;
+        }
+        Ok(real)
     }
 
     /// Measures `texts` (one sample each) from scratch. The result's `datasets` and `seeds`

@@ -8,16 +8,18 @@
 //! - `driver`: [`Calibrator`], one context per model, `run(&texts) -> ActivationStats`.
 //! - `checkpoint`: resumable runs.
 //!
-//! Library use (one loaded model, both data sets):
+//! Library use (one loaded model, both data sets; `crate::pipeline` draws, measures and saves):
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use mathneuro::calibrate::{CalibrateOptions, Calibrator};
+//! use mathneuro::pipeline::{Sampling, calibrate_set};
 //! let model = mathneuro::ffi::llama::Model::load("models/gemma-3-270m-q4_k_m.gguf".as_ref())?;
 //! let mut cal = Calibrator::new(&model, &CalibrateOptions::default())?;
 //! let math_set = mathneuro::data::calibration::load("gsm8k", None)?;
 //! let general_set = mathneuro::data::calibration::load("mmlu", None)?;
-//! let math = cal.run_sampled(&math_set, 100, 42, true)?; // 100 draws with replacement, seed 42
-//! let general = cal.run_sampled(&general_set, 100, 42, true)?;
+//! // 100 draws with replacement, seed 42, each written as a STATS file.
+//! let math = calibrate_set(&mut cal, &math_set, &Sampling::new(100, 42), false, None, "math.stats.gguf".as_ref())?;
+//! let general = calibrate_set(&mut cal, &general_set, &Sampling::new(100, 42), false, None, "general.stats.gguf".as_ref())?;
 //! // Or any texts, one sample each:
 //! let mine = cal.run(&["Two plus two is four.".to_string()])?;
 //! # let _ = (math, general, mine); Ok(()) }
@@ -29,4 +31,4 @@ pub mod driver;
 pub mod sample;
 pub mod schedule;
 
-pub use driver::{CalibrateError, CalibrateOptions, Calibrator, Throughput, Tokenized};
+pub use driver::{CalibrateError, CalibrateOptions, Calibrator, DEFAULT_MAX_TOKENS, DEFAULT_MICRO_BATCH, DEFAULT_PACK, Throughput, Tokenized};

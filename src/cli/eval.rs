@@ -2,13 +2,13 @@
 //! evaluates one model, or two on identical items with a paired comparison, prints the Markdown
 //! report to stdout and writes report.json, report.md and `<task>.jsonl` into `--out`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::data::dir::resolve_data_dir;
-use crate::eval::{self, EngineOptions, EvalOptions, Gsm8kMode, Task, Windows};
+use crate::eval::engine::DEFAULT_N_CTX;
+use crate::eval::gsm8k_prompt::MAX_NEW_TOKENS;
+use crate::eval::{DEFAULT_BOOTSTRAP, DEFAULT_PARALLEL, DEFAULT_SEED, EngineOptions, EvalOptions, Gsm8kMode, Task, Windows};
 use crate::safety::OutputPlan;
 
 /// Arguments of `mathneuro eval`.
@@ -47,7 +47,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Seed of the --limit subset and of the bootstrap intervals.
-    #[arg(long, default_value_t = 1234)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
     /// MMLU exemplars from the dev split (the harness uses 0 or 5).
     #[arg(long, default_value_t = 0)]
@@ -62,25 +62,25 @@ pub struct EvalArgs {
     #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// GSM8K questions decoding at once.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// Decode GSM8K one question at a time with its whole prompt (benchmark baseline).
     #[arg(long, hide = true)]
     pub naive: bool,
     /// Most new tokens per GSM8K answer (the harness uses 256).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Perplexity window in tokens.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = Windows::DEFAULT.window)]
     pub ppl_window: usize,
     /// Perplexity stride in tokens.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = Windows::DEFAULT.stride)]
     pub ppl_stride: usize,
     /// KV cache size in tokens (shared by all sequences).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = DEFAULT_N_CTX)]
     pub ctx_size: u32,
     /// Bootstrap resamples for the 95% intervals.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DEFAULT_BOOTSTRAP)]
     pub bootstrap: usize,
     /// Do not draw progress bars.
     #[arg(long)]
@@ -88,15 +88,6 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    /// The arguments `mathneuro eval MODEL` gets with every option at its default (taken from
-    /// the clap definitions, so `run --eval` and `eval` cannot drift apart).
-    pub fn defaults(model: PathBuf) -> EvalArgs {
-        use clap::{Args as _, FromArgMatches as _};
-        let cmd = EvalArgs::augment_args(clap::Command::new("eval"));
-        let matches = cmd.get_matches_from([std::ffi::OsString::from("eval"), model.into_os_string()]);
-        EvalArgs::from_arg_matches(&matches).expect("defaults parse")
-    }
-
     /// What `eval` reads and writes: the model(s) and the `--out` directory. The directory is
     /// eval's own (its report files are replaced on every run); it must not be a file.
     pub fn plan(&self) -> OutputPlan {
@@ -147,30 +138,17 @@ pub fn run(mut args: EvalArgs) -> anyhow::Result<ExitCode> {
     args.model = crate::modelref::resolve(&args.model)?.path;
     args.compare = args.compare.as_deref().map(crate::modelref::resolve).transpose()?.map(|m| m.path);
     args.plan().check()?;
-    // Both models are read by the GGUF reader before the first is evaluated, so a bad OTHER
-    // fails now, with the reader's reason, not after the whole base evaluation.
-    for model in std::iter::once(&args.model).chain(&args.compare) {
-        crate::model::check_loadable(model).with_context(|| format!("cannot evaluate {}", model.display()))?;
-    }
-    let mut options = args.options()?;
-    options.items_dir = Some(args.out.join("items").join("base"));
-    let base = eval::evaluate(&args.model, &options).with_context(|| format!("evaluating {}", args.model.display()))?;
-    let markdown = match &args.compare {
-        None => {
-            eval::write_outputs(&args.out, &base, None)?;
-            eval::report::render_markdown(&base)
-        }
-        Some(other_path) => {
-            options.items_dir = Some(args.out.join("items").join("other"));
-            let other = eval::evaluate(other_path, &options).with_context(|| format!("evaluating {}", other_path.display()))?;
-            let comparison = eval::compare_reports(&base, &other, options.bootstrap, options.seed)?;
-            eval::write_outputs(&args.out, &base, Some(&comparison))?;
-            eval::report::render_comparison_markdown(&comparison)
-        }
-    };
+    let options = args.options()?;
+    let markdown = crate::pipeline::evaluate(&args.model, args.compare.as_deref(), &options, &args.out)?;
+    print_report(&markdown, &args.out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints an evaluation's Markdown report to stdout and says where its files went.
+pub fn print_report(markdown: &str, out: &Path) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(markdown.as_bytes())?;
-    writeln!(stdout, "\nWrote report.json, report.md and per-task .jsonl files to {}", args.out.display())?;
-    Ok(ExitCode::SUCCESS)
+    writeln!(stdout, "\nWrote report.json, report.md and per-task .jsonl files to {}", out.display())?;
+    Ok(())
 }

@@ -8,15 +8,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::calibrate::{CalibrateOptions, Calibrator};
+use crate::calibrate::{CalibrateOptions, Calibrator, DEFAULT_MAX_TOKENS};
 use crate::cli::apply::SurgeryArgs;
-use crate::cli::calibrate::announce;
-use crate::cli::eval::EvalArgs;
 use crate::data::calibration::{self, CalibrationSet};
 use crate::data::dir::resolve_data_dir;
+use crate::eval::{EvalOptions, Task};
 use crate::ffi::llama::Model;
-use crate::gguf::{GgufFile, MetaValue};
-use crate::progress::Progress;
+use crate::gguf::GgufFile;
+use crate::pipeline::{Outcome, Sampling, calibrate_set};
 use crate::safety::OutputPlan;
 use crate::stats::ActivationStats;
 use crate::surgery::{self, side_path};
@@ -49,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Tokens kept per calibration text.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
     /// What to select and how to change it (default ×1.1), and where the result goes.
     #[command(flatten)]
@@ -115,26 +114,11 @@ fn calibration_sets(args: &RunArgs) -> anyhow::Result<(CalibrationSet, Calibrati
 
 /// Calibrates `set` with a progress bar and saves the STATS beside the output.
 fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats_path: &Path) -> anyhow::Result<ActivationStats> {
-    let drawn = crate::calibrate::sample::draw(set.texts.len(), args.samples, args.seed, true).with_context(|| format!("data set {}", set.name))?;
-    let texts = crate::chat::calibration_texts(set, &drawn, args.chat, &args.model)?;
-    let tok = cal.tokenize(&texts)?;
-    announce(&set.name, texts.len(), tok.total_tokens());
-    let bar = Progress::new(&format!("calibrating {}", set.name), tok.total_tokens() as u64, "tok", !args.no_progress);
-    let mut acc = cal.new_accumulator();
-    let th = cal.measure(&mut acc, &tok, &mut |n| bar.inc(n as u64)).with_context(|| format!("calibrating on {}", set.name))?;
-    bar.finish_and_clear();
-    let mut stats = acc.totals.to_stats(cal.shapes(), cal.fingerprint());
-    stats.datasets = vec![set.name.clone()];
-    stats.seeds = vec![args.seed];
-    let extra = [
-        ("mathneuro.template".to_string(), MetaValue::string(crate::chat::template_note(&set.template, args.chat))),
-        ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
-        ("mathneuro.replacement".to_string(), MetaValue::Bool(true)),
-        ("mathneuro.max_tokens".to_string(), MetaValue::U64(args.max_tokens as u64)),
-        ("mathneuro.truncated".to_string(), MetaValue::U64(tok.truncated as u64)),
-        ("mathneuro.head_skipped".to_string(), MetaValue::Bool(cal.head_skipped())),
-    ];
-    stats.save(stats_path, &extra).with_context(|| format!("writing {}", stats_path.display()))?;
+    let sampling = Sampling { chat: args.chat, ..Sampling::new(args.samples, args.seed) };
+    let Outcome::Finished(calibrated) = calibrate_set(cal, set, &sampling, !args.no_progress, None, stats_path)? else {
+        unreachable!("a calibration without checkpoints always finishes")
+    };
+    let (stats, th) = (calibrated.stats, calibrated.throughput);
     eprintln!(
         "calibrated {}: {} samples, {} tokens in {:.1} s ({:.0} tok/s) → {}",
         set.name,
@@ -145,6 +129,18 @@ fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats
         stats_path.display()
     );
     Ok(stats)
+}
+
+/// The evaluation `run --eval TASKS` does: `eval`'s defaults, with the run's threads, chat
+/// and progress settings.
+fn eval_options(args: &RunArgs, tasks: &str, threads: usize) -> anyhow::Result<EvalOptions> {
+    let mut options = EvalOptions::new(Task::parse_list(tasks)?, resolve_data_dir(args.data_dir.as_deref())?);
+    anyhow::ensure!(!options.tasks.is_empty(), "--eval names no task");
+    options.limit = args.eval_limit;
+    options.engine.threads = threads;
+    options.progress = !args.no_progress;
+    options.chat = args.chat;
+    Ok(options)
 }
 
 /// Runs `mathneuro run`.
@@ -185,21 +181,10 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("calibrate + select + rewrite: {:.1} s", t0.elapsed().as_secs_f64());
 
     if let Some(tasks) = &args.eval {
-        let eval_out = eval_dir(&args, &output);
+        let options = eval_options(&args, tasks, threads)?;
         println!("\n## Before / after\n");
-        let eval_args = EvalArgs {
-            model: args.model.clone(),
-            compare: Some(output.clone()),
-            tasks: Some(tasks.clone()),
-            limit: args.eval_limit,
-            out: eval_out,
-            data_dir: args.data_dir.clone(),
-            threads: Some(threads),
-            chat: args.chat,
-            no_progress: args.no_progress,
-            ..EvalArgs::defaults(args.model.clone())
-        };
-        return crate::cli::eval::run(eval_args);
+        let markdown = crate::pipeline::evaluate(&args.model, Some(&output), &options, &eval_dir(&args, &output))?;
+        crate::cli::eval::print_report(&markdown, &eval_dir(&args, &output))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::answer::{extract_flexible, extract_strict, gold_answer, is_correct};
 use super::datasets::Gsm8kRecord;
-use super::engine::{EngineError, GenerateOptions, Generation, Session, Token};
+use super::engine::{EngineError, GenerateOptions, Generation, Model, Session, Token};
 use super::gsm8k_prompt::{MAX_NEW_TOKENS, STOP, cot_prefix, cot_prompt, cot_question, nll_context, nll_continuation};
 use super::requests::{Prefix, build_group};
 use super::task::{ItemResult, MetricSpec, TaskOutcome};
@@ -54,31 +54,7 @@ pub fn run_gsm8k_with(
     chat: Option<&ChatFormat>,
     mut progress: impl FnMut(usize),
 ) -> Result<TaskOutcome, EngineError> {
-    let model = session.model();
-    let chat_err = |e: crate::ffi::chat::ChatError| EngineError::Invalid(format!("chat template: {e}"));
-    let tokenize = |text: &str| if chat.is_some() { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
-    let prefix_text = match chat {
-        Some(f) => f.gsm8k_prefix().map_err(chat_err)?,
-        None => cot_prefix(),
-    };
-    let prefix = Prefix { tokens: tokenize(&prefix_text), text: prefix_text };
-    let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
-    let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
-    for (k, (_, r)) in records.iter().enumerate() {
-        let text = match chat {
-            Some(f) => f.gsm8k_prompt(&r.question).map_err(chat_err)?,
-            None => cot_prompt(&r.question),
-        };
-        let full = tokenize(&text);
-        let splits = matches!(mode, Gsm8kMode::Batched { .. })
-            && full.len() > prefix.tokens.len()
-            && full.starts_with(&prefix.tokens);
-        if splits {
-            shared.push((k, full[prefix.tokens.len()..].to_vec()));
-        } else {
-            alone.push((k, full));
-        }
-    }
+    let (prefix, shared, alone) = split_prompts(session.model(), records, mode, chat)?;
     let parallel = match mode {
         Gsm8kMode::Batched { parallel } => parallel,
         Gsm8kMode::Naive => 1,
@@ -131,17 +107,54 @@ pub fn run_gsm8k_with(
         metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
         items,
         n_available,
-        setting: {
-            let mut s = GSM8K_SETTING.to_string();
-            if chat.is_some() {
-                s.push_str("; chat template (llama.cpp's rendering of the model's tokenizer.chat_template), exemplars as alternating user \"Q: ..\\nA:\" / assistant turns (lm-eval --apply_chat_template --fewshot_as_multiturn), stop also at the end-of-turn token");
-            }
-            if max_new_tokens != MAX_NEW_TOKENS {
-                s.push_str(&format!("; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}"));
-            }
-            s
-        },
+        setting: gsm8k_setting(chat.is_some(), max_new_tokens),
     })
+}
+
+/// Questions as token prompts, (question index, tokens): those whose prompt starts with the
+/// shared few-shot prefix hold only the tokens after it (batched mode), the others their whole
+/// prompt.
+type SplitPrompts = (Prefix, Vec<(usize, Vec<Token>)>, Vec<(usize, Vec<Token>)>);
+
+/// Tokenizes the few-shot prefix and every question's prompt, and splits the prompts into those
+/// sharing the prefix and those decoded alone.
+fn split_prompts(model: &Model, records: &[(usize, Gsm8kRecord)], mode: Gsm8kMode, chat: Option<&ChatFormat>) -> Result<SplitPrompts, EngineError> {
+    let tokenize = |text: &str| if chat.is_some() { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
+    let prefix_text = match chat {
+        Some(f) => f.gsm8k_prefix()?,
+        None => cot_prefix(),
+    };
+    let prefix = Prefix { tokens: tokenize(&prefix_text)?, text: prefix_text };
+    let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
+    let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
+    for (k, (_, r)) in records.iter().enumerate() {
+        let text = match chat {
+            Some(f) => f.gsm8k_prompt(&r.question)?,
+            None => cot_prompt(&r.question),
+        };
+        let full = tokenize(&text)?;
+        let splits = matches!(mode, Gsm8kMode::Batched { .. })
+            && full.len() > prefix.tokens.len()
+            && full.starts_with(&prefix.tokens);
+        if splits {
+            shared.push((k, full[prefix.tokens.len()..].to_vec()));
+        } else {
+            alone.push((k, full));
+        }
+    }
+    Ok((prefix, shared, alone))
+}
+
+/// The setting line of a GSM8K report.
+fn gsm8k_setting(chat: bool, max_new_tokens: usize) -> String {
+    let mut s = GSM8K_SETTING.to_string();
+    if chat {
+        s.push_str("; chat template (llama.cpp's rendering of the model's tokenizer.chat_template), exemplars as alternating user \"Q: ..\\nA:\" / assistant turns (lm-eval --apply_chat_template --fewshot_as_multiturn), stop also at the end-of-turn token");
+    }
+    if max_new_tokens != MAX_NEW_TOKENS {
+        s.push_str(&format!("; NOTE: at most {max_new_tokens} new tokens instead of {MAX_NEW_TOKENS}"));
+    }
+    s
 }
 
 /// Scores one generated answer with both extractions.
@@ -179,7 +192,7 @@ pub fn run_gsm8k_nll(
     let groups: Vec<_> = records
         .iter()
         .map(|(_, r)| build_group(model, &none, &nll_context(&r.question), &[nll_continuation(&r.answer)]))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let scores = session.score(&[], &groups, progress)?;
     let items = records
         .iter()

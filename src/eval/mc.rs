@@ -93,14 +93,15 @@ pub fn run_items(
     let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
     let mut done_before = 0;
     for (prefix_text, members) in by_prefix {
-        let prefix = Prefix::new(model, prefix_text);
+        let prefix = Prefix::new(model, prefix_text).map_err(EngineError::from)?;
         let groups: Vec<_> = members
             .iter()
             .map(|&i| {
                 let conts: Vec<String> = items[i].choices.iter().map(|c| format!(" {c}")).collect();
                 build_group(model, &prefix, &items[i].context, &conts)
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(EngineError::from)?;
         let scores = session.score(&prefix.tokens, &groups, |d| progress(done_before + d))?;
         done_before += members.len();
         for (&i, choice_scores) in members.iter().zip(scores) {

@@ -4,8 +4,8 @@
 //! Entry points: [`evaluate`] (one model → [`EvalReport`]), [`compare`] (two models →
 //! [`ComparisonReport`]), [`report::write_outputs`] (report.json, report.md, `<task>.jsonl`).
 //!
-//! - `engine`: batched llama.cpp scoring and generation with KV-cache prefix sharing.
-//! - `backend`: the process-wide llama.cpp backend.
+//! - `engine`: batched llama.cpp scoring and generation with KV-cache prefix sharing (on
+//!   `crate::ffi::llama`'s model and context).
 //! - `task`, `datasets`, `subset`: task names and metrics, data loading, `--limit` subsets.
 //! - `gsm8k_prompt`, `answer`, `gsm8k`: the GSM8K prompts, answer extraction, task runners.
 //! - `mc`, `requests`: multiple-choice tasks and their tokenization.
@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod answer;
-pub mod backend;
 pub mod datasets;
 pub mod engine;
 pub mod gsm8k;
@@ -33,7 +32,8 @@ pub mod subset;
 pub mod task;
 pub mod taskfile;
 
-pub use engine::{EngineOptions, EvalModel, Session};
+pub use engine::{EngineOptions, Session};
+pub use crate::ffi::llama::Model;
 pub use gsm8k::Gsm8kMode;
 pub use perplexity::Windows;
 pub use report::{ComparisonReport, EvalReport, MetricResult, RunSettings, TaskResult, compare_reports, write_outputs};
@@ -43,6 +43,13 @@ use datasets::{DatasetError, Gsm8kRecord};
 use engine::EngineError;
 use mc::McError;
 use task::TaskOutcome;
+
+/// Seed of the subsets and the bootstrap unless asked otherwise (`eval --seed`).
+pub const DEFAULT_SEED: u64 = 1234;
+/// GSM8K questions decoding at once unless asked otherwise (`eval --parallel`).
+pub const DEFAULT_PARALLEL: usize = 32;
+/// Bootstrap resamples unless asked otherwise (`eval --bootstrap`).
+pub const DEFAULT_BOOTSTRAP: usize = 1000;
 
 /// What to evaluate and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,12 +95,12 @@ impl EvalOptions {
             tasks,
             data_dir,
             limit: None,
-            seed: 1234,
+            seed: DEFAULT_SEED,
             fewshot: 0,
-            gsm8k_mode: Gsm8kMode::Batched { parallel: 32 },
+            gsm8k_mode: Gsm8kMode::Batched { parallel: DEFAULT_PARALLEL },
             max_new_tokens: gsm8k_prompt::MAX_NEW_TOKENS,
-            windows: Windows::default(),
-            bootstrap: 1000,
+            windows: Windows::DEFAULT,
+            bootstrap: DEFAULT_BOOTSTRAP,
             engine: EngineOptions::default(),
             progress: true,
             chat: false,
@@ -124,7 +131,8 @@ impl EvalOptions {
         )
     }
 
-    fn settings(&self) -> RunSettings {
+    /// The settings a report records.
+    pub fn settings(&self) -> RunSettings {
         RunSettings {
             limit: self.limit,
             seed: self.seed,
@@ -171,14 +179,14 @@ impl From<McError> for EvalError {
 
 /// Evaluates the model at `model_path` on every task of `options`.
 pub fn evaluate(model_path: &Path, options: &EvalOptions) -> Result<EvalReport, EvalError> {
-    let model = EvalModel::load(model_path)?;
+    let model = Model::load(model_path).map_err(EngineError::from)?;
     evaluate_model(&model, options)
 }
 
 /// Evaluates an already loaded model.
-pub fn evaluate_model(model: &EvalModel, options: &EvalOptions) -> Result<EvalReport, EvalError> {
+pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport, EvalError> {
     let start = Instant::now();
-    let mut session = model.session(&options.engine)?;
+    let mut session = Session::new(model, &options.engine)?;
     let chat = if options.chat { Some(crate::chat::ChatFormat::of_model(model.path())?) } else { None };
     let task_file = options.task_file.as_deref().map(taskfile::TaskFile::load).transpose()?;
     let mut all = options.tasks.clone();
@@ -268,112 +276,147 @@ fn chunk_size(task: Task, options: &EvalOptions) -> usize {
 }
 
 fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
-    let dir = &options.data_dir;
-    let select = |n: usize| subset::select(n, options.limit, options.seed);
-    let bar_for = |n: usize| crate::progress::Progress::new(task.name(), n as u64, "items", options.progress);
-    let chunk = chunk_size(task, options);
-    let outcome = match task {
-        Task::TaskFile => {
-            let file = ctx.task_file.expect("the task file is loaded when the task is asked for");
-            let picked = select(file.items.len());
-            let bar = bar_for(picked.len());
-            let out = itemlog::run_chunked(picked.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let tick = |d: usize| bar.set_position((r.start + d) as u64);
-                if file.is_choice() {
-                    let items = taskfile::choice_items(file, &picked[r.clone()]);
-                    Ok(mc::run_task(session, items, file.items.len(), true, taskfile::setting(file, false), tick)?)
-                } else {
-                    let parallel = match options.gsm8k_mode {
-                        Gsm8kMode::Batched { parallel } => parallel,
-                        Gsm8kMode::Naive => 1,
-                    };
-                    Ok(taskfile::run_generation(session, file, &picked[r.clone()], ctx.chat, options.max_new_tokens, parallel, tick)?)
-                }
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => {
-            let (records, n_available) = gsm8k_test(options)?;
-            let bar = bar_for(records.len());
-            let out = itemlog::run_chunked(records.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let part = &records[r.clone()];
-                let tick = |d: usize| bar.set_position((r.start + d) as u64);
-                Ok(match task {
-                    Task::Gsm8k => gsm8k::run_gsm8k_with(session, part, n_available, options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?,
-                    Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, part, n_available, tick)?,
-                    _ => perplexity::run_documents(
-                        session,
-                        &perplexity::gsm8k_documents(part),
-                        options.windows,
-                        false,
-                        n_available,
-                        "perplexity of the gold GSM8K test solutions (text after the question, with \
-                         <<calc>> annotations), start token as context, strided windows"
-                            .to_string(),
-                        tick,
-                    )?,
-                })
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        Task::Wikitext => {
-            let raw = datasets::read_text(dir, "wikitext2/wiki.test.raw.txt")?;
-            let (docs, n_available) = perplexity::wikitext_documents(&raw, select);
-            let bar = bar_for(docs.len());
-            let setting = format!(
-                "WikiText-2 raw test, one document per article (lines joined by \\n; the stored copy has no \
-                 blank lines), lm-eval wikitext_detokenizer, start token, windows of {} tokens with stride {}; \
-                 word/byte counts of the original text as lm-eval counts them",
-                options.windows.window, options.windows.stride
-            );
-            let out = itemlog::run_chunked(docs.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
-                let start = r.start;
-                Ok(perplexity::run_documents(session, &docs[r], options.windows, true, n_available, setting.clone(), |d| {
-                    bar.set_position((start + d) as u64)
-                })?)
-            })?;
-            bar.finish_and_clear();
-            out
-        }
-        mc_task => {
-            let (items, n_available, with_norm, setting) = match mc_task {
-                Task::Mmlu => {
-                    let (items, n) = mc::mmlu_items(dir, options.fewshot, select)?;
-                    (items, n, false, format!("lm-eval mmlu default template, {}-shot from dev (first_n), acc", options.fewshot))
-                }
-                Task::Race => {
-                    let (items, n) = mc::race_items(dir, select)?;
-                    (items, n, false, "lm-eval race format on RACE-middle test (the harness uses RACE-high), one item per article, acc".to_string())
-                }
-                Task::Hellaswag => {
-                    let (items, n) = mc::hellaswag_items(dir, select)?;
-                    (items, n, true, "lm-eval hellaswag preprocess, 0-shot; ctx_b not re-capitalised (boundary lost in the stored copy)".to_string())
-                }
-                Task::ArcEasy | Task::ArcChallenge => {
-                    let file = if mc_task == Task::ArcEasy { "arc/arc_easy_test.jsonl" } else { "arc/arc_challenge_test.jsonl" };
-                    let (items, n) = mc::query_items(dir, file, mc::arc_context, select)?;
-                    (items, n, true, "lm-eval arc \"Question: {q}\\nAnswer:\" + \" {choice}\", 0-shot".to_string())
-                }
-                Task::Piqa => {
-                    let (items, n) = mc::query_items(dir, "piqa/validation.jsonl", mc::piqa_context, select)?;
-                    (items, n, true, "lm-eval piqa \"Question: {goal}\\nAnswer:\" + \" {sol}\", 0-shot".to_string())
-                }
-                Task::Boolq => {
-                    let (items, n) = mc::query_items(dir, "boolq/validation.jsonl", mc::boolq_context, select)?;
-                    (items, n, false, "lm-eval boolq \"{passage}\\nQuestion: {question}?\\nAnswer:\" + \" no\"/\" yes\", 0-shot, acc".to_string())
-                }
-                _ => unreachable!("every other task is handled above"),
-            };
-            let bar = bar_for(items.len());
-            let out = itemlog::run_chunked(items.len(), chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+    let run = TaskRun { task, options, chunk: chunk_size(task, options) };
+    match task {
+        Task::TaskFile => run.task_file(session, ctx, log),
+        Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => run.gsm8k(session, ctx, log),
+        Task::Wikitext => run.wikitext(session, log),
+        _ => {
+            let (items, n_available, with_norm, setting) = mc_items(task, options)?;
+            let bar = run.bar(items.len());
+            let out = itemlog::run_chunked(items.len(), run.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
                 let start = r.start;
                 Ok(mc::run_task(session, items[r].to_vec(), n_available, with_norm, setting.clone(), |d| bar.set_position((start + d) as u64))?)
             })?;
             bar.finish_and_clear();
-            out
+            Ok(out)
         }
-    };
-    Ok(outcome)
+    }
+}
+
+/// One task's run: its options and the chunks its items are logged in.
+struct TaskRun<'o> {
+    task: Task,
+    options: &'o EvalOptions,
+    chunk: usize,
+}
+
+impl TaskRun<'_> {
+    /// The progress bar over `n` items.
+    fn bar(&self, n: usize) -> crate::progress::Progress {
+        crate::progress::Progress::new(self.task.name(), n as u64, "items", self.options.progress)
+    }
+
+    /// The seeded `--limit` subset of `n` items.
+    fn select(&self, n: usize) -> Vec<usize> {
+        subset::select(n, self.options.limit, self.options.seed)
+    }
+
+    /// The user's `--task-file`: multiple choice or generation.
+    fn task_file(&self, session: &mut Session<'_>, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let options = self.options;
+        let file = ctx.task_file.expect("the task file is loaded when the task is asked for");
+        let picked = self.select(file.items.len());
+        let bar = self.bar(picked.len());
+        let out = itemlog::run_chunked(picked.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let tick = |d: usize| bar.set_position((r.start + d) as u64);
+            if file.is_choice() {
+                let items = taskfile::choice_items(file, &picked[r.clone()]);
+                Ok(mc::run_task(session, items, file.items.len(), true, taskfile::setting(file, false), tick)?)
+            } else {
+                let parallel = match options.gsm8k_mode {
+                    Gsm8kMode::Batched { parallel } => parallel,
+                    Gsm8kMode::Naive => 1,
+                };
+                Ok(taskfile::run_generation(session, file, &picked[r.clone()], ctx.chat, options.max_new_tokens, parallel, tick)?)
+            }
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// GSM8K generation, the gold solutions' log-likelihood or their perplexity.
+    fn gsm8k(&self, session: &mut Session<'_>, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let (task, options) = (self.task, self.options);
+        let (records, n_available) = gsm8k_test(options)?;
+        let bar = self.bar(records.len());
+        let out = itemlog::run_chunked(records.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let part = &records[r.clone()];
+            let tick = |d: usize| bar.set_position((r.start + d) as u64);
+            Ok(match task {
+                Task::Gsm8k => gsm8k::run_gsm8k_with(session, part, n_available, options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?,
+                Task::Gsm8kNll => gsm8k::run_gsm8k_nll(session, part, n_available, tick)?,
+                _ => perplexity::run_documents(
+                    session,
+                    &perplexity::gsm8k_documents(part),
+                    options.windows,
+                    false,
+                    n_available,
+                    "perplexity of the gold GSM8K test solutions (text after the question, with \
+                     <<calc>> annotations), start token as context, strided windows"
+                        .to_string(),
+                    tick,
+                )?,
+            })
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// WikiText-2 perplexity, one document per article.
+    fn wikitext(&self, session: &mut Session<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let options = self.options;
+        let raw = datasets::read_text(&options.data_dir, "wikitext2/wiki.test.raw.txt")?;
+        let (docs, n_available) = perplexity::wikitext_documents(&raw, |n| self.select(n));
+        let bar = self.bar(docs.len());
+        let setting = format!(
+            "WikiText-2 raw test, one document per article (lines joined by \\n; the stored copy has no \
+             blank lines), lm-eval wikitext_detokenizer, start token, windows of {} tokens with stride {}; \
+             word/byte counts of the original text as lm-eval counts them",
+            options.windows.window, options.windows.stride
+        );
+        let out = itemlog::run_chunked(docs.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let start = r.start;
+            Ok(perplexity::run_documents(session, &docs[r], options.windows, true, n_available, setting.clone(), |d| {
+                bar.set_position((start + d) as u64)
+            })?)
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+}
+
+/// A multiple-choice task's items (the `--limit` subset), the items available, whether
+/// `acc_norm` is reported, and the setting line of the report.
+fn mc_items(task: Task, options: &EvalOptions) -> Result<(Vec<mc::McItem>, usize, bool, String), EvalError> {
+    let dir = &options.data_dir;
+    let select = |n: usize| subset::select(n, options.limit, options.seed);
+    Ok(match task {
+        Task::Mmlu => {
+            let (items, n) = mc::mmlu_items(dir, options.fewshot, select)?;
+            (items, n, false, format!("lm-eval mmlu default template, {}-shot from dev (first_n), acc", options.fewshot))
+        }
+        Task::Race => {
+            let (items, n) = mc::race_items(dir, select)?;
+            (items, n, false, "lm-eval race format on RACE-middle test (the harness uses RACE-high), one item per article, acc".to_string())
+        }
+        Task::Hellaswag => {
+            let (items, n) = mc::hellaswag_items(dir, select)?;
+            (items, n, true, "lm-eval hellaswag preprocess, 0-shot; ctx_b not re-capitalised (boundary lost in the stored copy)".to_string())
+        }
+        Task::ArcEasy | Task::ArcChallenge => {
+            let file = if task == Task::ArcEasy { "arc/arc_easy_test.jsonl" } else { "arc/arc_challenge_test.jsonl" };
+            let (items, n) = mc::query_items(dir, file, mc::arc_context, select)?;
+            (items, n, true, "lm-eval arc \"Question: {q}\\nAnswer:\" + \" {choice}\", 0-shot".to_string())
+        }
+        Task::Piqa => {
+            let (items, n) = mc::query_items(dir, "piqa/validation.jsonl", mc::piqa_context, select)?;
+            (items, n, true, "lm-eval piqa \"Question: {goal}\\nAnswer:\" + \" {sol}\", 0-shot".to_string())
+        }
+        Task::Boolq => {
+            let (items, n) = mc::query_items(dir, "boolq/validation.jsonl", mc::boolq_context, select)?;
+            (items, n, false, "lm-eval boolq \"{passage}\\nQuestion: {question}?\\nAnswer:\" + \" no\"/\" yes\", 0-shot, acc".to_string())
+        }
+        _ => unreachable!("every other task is handled by run_task"),
+    })
 }

@@ -25,9 +25,14 @@ pub struct Windows {
     pub stride: usize,
 }
 
+impl Windows {
+    /// The windows unless asked otherwise (`eval --ppl-window`, `--ppl-stride`).
+    pub const DEFAULT: Windows = Windows { window: 1024, stride: 512 };
+}
+
 impl Default for Windows {
     fn default() -> Self {
-        Self { window: 1024, stride: 512 }
+        Windows::DEFAULT
     }
 }
 
@@ -42,9 +47,9 @@ pub fn window_groups(bos: Token, tokens: &[Token], w: Windows) -> Vec<ScoreGroup
             (vec![bos], (window - 1).min(tokens.len()))
         } else {
             let end = (start + stride).min(tokens.len());
-            let ctx_start = end.saturating_sub(window).max(0);
+            let ctx_start = end.saturating_sub(window);
             let ctx_start = ctx_start.min(start);
-            let context = if ctx_start == 0 && end <= window - 1 {
+            let context = if ctx_start == 0 && end < window {
                 // Still inside the first window's reach: keep the start token.
                 std::iter::once(bos).chain(tokens[..start].iter().copied()).collect()
             } else {
@@ -139,7 +144,7 @@ pub fn run_documents(
     let mut groups = Vec::new();
     let mut owner = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
-        let tokens = model.tokenize(&doc.text, false);
+        let tokens = model.tokenize(&doc.text, false)?;
         for g in window_groups(bos, &tokens, windows) {
             groups.push(g);
             owner.push(d);

@@ -5,7 +5,9 @@
 //! context's tokens begin with the tokens of the shared prefix, the group reuses the prefix
 //! decoded once in the KV cache.
 
-use super::engine::{EvalModel, ScoreGroup, Token};
+use crate::ffi::llama::{LlamaError, Model};
+
+use super::engine::{ScoreGroup, Token};
 
 /// A tokenized shared prefix (few-shot exemplars, a task description).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -18,28 +20,28 @@ pub struct Prefix {
 
 impl Prefix {
     /// Tokenizes `text` (empty text gives an empty prefix).
-    pub fn new(model: &EvalModel, text: &str) -> Self {
-        let tokens = if text.is_empty() { Vec::new() } else { model.tokenize(text, true) };
-        Self { text: text.to_string(), tokens }
+    pub fn new(model: &Model, text: &str) -> Result<Self, LlamaError> {
+        let tokens = if text.is_empty() { Vec::new() } else { model.tokenize(text, true)? };
+        Ok(Self { text: text.to_string(), tokens })
     }
 }
 
 /// Builds the group scoring `continuations` after `prefix.text + context`.
-pub fn build_group(model: &EvalModel, prefix: &Prefix, context: &str, continuations: &[String]) -> ScoreGroup {
+pub fn build_group(model: &Model, prefix: &Prefix, context: &str, continuations: &[String]) -> Result<ScoreGroup, LlamaError> {
     let full_context = format!("{}{}", prefix.text, context);
     let trimmed = full_context.trim_end();
     let moved = &full_context[trimmed.len()..];
-    let context_tokens = model.tokenize(trimmed, true);
+    let context_tokens = model.tokenize(trimmed, true)?;
     let continuations = continuations
         .iter()
         .map(|c| {
             let continuation = format!("{moved}{c}");
-            let whole = model.tokenize(&format!("{trimmed}{continuation}"), true);
+            let whole = model.tokenize(&format!("{trimmed}{continuation}"), true)?;
             let tail = whole.get(context_tokens.len()..).unwrap_or(&[]).to_vec();
-            if tail.is_empty() { model.tokenize(&continuation, false) } else { tail }
+            if tail.is_empty() { model.tokenize(&continuation, false) } else { Ok(tail) }
         })
-        .collect();
-    split_prefix(&prefix.tokens, context_tokens, continuations)
+        .collect::<Result<_, _>>()?;
+    Ok(split_prefix(&prefix.tokens, context_tokens, continuations))
 }
 
 /// Uses the shared prefix when `context` starts with it and has tokens of its own after it.

@@ -199,10 +199,10 @@ pub fn run_generation(
     for &i in picked {
         let TaskItem::Generate { question, .. } = &file.items[i] else { continue };
         let text = match chat {
-            Some(f) => f.user_prompt(question).map_err(|e| EngineError::Invalid(e.to_string()))?,
+            Some(f) => f.user_prompt(question)?,
             None => prompt(question),
         };
-        prompts.push(if chat.is_some() { model.tokenize_special(&text, true) } else { model.tokenize(&text, true) });
+        prompts.push(if chat.is_some() { model.tokenize_special(&text, true)? } else { model.tokenize(&text, true)? });
         texts.push(text);
     }
     let options = GenerateOptions { max_new_tokens, stop: STOP.iter().map(|s| s.to_string()).collect(), parallel: parallel.max(1) };

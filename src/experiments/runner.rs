@@ -18,7 +18,7 @@ use super::stats_cache;
 use super::suite::evaluate_suite;
 use crate::calibrate::{CalibrateOptions, Calibrator};
 use crate::data::calibration;
-use crate::eval::{EvalModel, EvalOptions};
+use crate::eval::EvalOptions;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
 use crate::select::{Method, SelectOptions, Selection};
@@ -216,57 +216,11 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().context("starting worker threads")?;
 
     // Cheap measurements first: overlaps (3, 4) and the layer map (5).
-    let k = plan.reference_k;
     if plan.runs(3) || plan.runs(4) {
-        let main_mask = select_mask(&model_file, &pool, main, k, plan.seed)?;
-        let label = |n: usize, seed: u64| format!("n={n} seed {seed}");
-        if plan.runs(3) {
-            let small = stats.get(&(plan.efficiency_samples, plan.seed)).context("small-sample STATS missing")?;
-            let small_mask = select_mask(&model_file, &pool, small, k, plan.seed)?;
-            let o = overlap(3, &label(plan.efficiency_samples, plan.seed), &small_mask, &label(plan.samples, plan.seed), &main_mask)?;
-            eprintln!("exp 3: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
-            results.overlaps.push(o);
-        }
-        if plan.runs(4) {
-            let mut masks = vec![(plan.seed, main_mask)];
-            for i in 1..plan.consistency_seeds as u64 {
-                let seed = plan.seed + i;
-                let s = stats.get(&(plan.samples, seed)).context("seed STATS missing")?;
-                masks.push((seed, select_mask(&model_file, &pool, s, k, plan.seed)?));
-            }
-            for i in 0..masks.len() {
-                for j in i + 1..masks.len() {
-                    let o = overlap(4, &label(plan.samples, masks[i].0), &masks[i].1, &label(plan.samples, masks[j].0), &masks[j].1)?;
-                    eprintln!("exp 4: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
-                    results.overlaps.push(o);
-                }
-            }
-        }
+        measure_overlaps(plan, &model_file, &pool, &stats, &mut results)?;
     }
     if plan.runs(5) {
-        let spec = SettingSpec { method: Method::MathNeuro, k, factor: 0.0, samples: plan.samples, seed: plan.seed };
-        let temp = opts.out.join(format!("tmp-{}.gguf", spec.slug()));
-        let aopts = crate::surgery::ApplyOptions { select: SelectOptions { method: Method::MathNeuro, top_k_percent: k, seed: plan.seed }, ..crate::surgery::ApplyOptions::new(spec.change(), &temp) };
-        let aopts = crate::surgery::ApplyOptions { force: true, write_modelfile: false, write_report: false, progress: false, ..aopts };
-        let report = pool.install(|| crate::surgery::apply(&model_file, &main.0, &main.1, &aopts));
-        let _ = std::fs::remove_file(&temp);
-        let report = report.context("exp 5: selecting and rewriting")?;
-        let title = format!("MathNeuro K={k}%, {} samples, seed {}: math-specific weights", plan.samples, plan.seed);
-        let heatmap = write_svg(&opts.out, "exp5-heatmap.svg", &heatmap_svg(&report.tensors, &title))?;
-        let layers = per_layer(&report.tensors);
-        let layer_plot = Plot {
-            title: "Selected fraction per layer".into(),
-            x_label: "layer".into(),
-            y_label: "selected fraction (%)".into(),
-            series: vec![Series {
-                name: format!("K={k}%"),
-                points: layers.iter().filter_map(|g| g.group.parse::<f64>().ok().map(|x| Point { x, y: g.fraction * 100.0, lo: f64::NAN, hi: f64::NAN })).collect(),
-            }],
-        };
-        write_svg(&opts.out, "exp5-layers.svg", &render(&layer_plot))?;
-        let s = spread(&layers);
-        eprintln!("exp 5: per-layer selected fraction mean {:.3}% sd {:.3}% (min {:.3}%, max {:.3}%)", s.0 * 100.0, s.1 * 100.0, s.2 * 100.0, s.3 * 100.0);
-        results.layers = Some(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&report.tensors), layer_spread: s, heatmap });
+        results.layers = Some(map_layers(opts, &model_file, &pool, main)?);
     }
     save(&mut results, &opts.out, t0)?;
 
@@ -274,6 +228,83 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     if settings.is_empty() {
         return Ok(results);
     }
+    evaluate_settings(opts, &settings, &stats, &model_file, &pool, &mut results, t0)?;
+    eprintln!("experiments done in {}", minutes(t0.elapsed().as_secs_f64()));
+    Ok(results)
+}
+
+/// Experiments 3 and 4: overlaps of the selections of fewer samples and of other seeds with the
+/// main selection.
+fn measure_overlaps(plan: &Plan, model_file: &GgufFile, pool: &rayon::ThreadPool, stats: &BTreeMap<(usize, u64), StatsPair>, results: &mut Results) -> anyhow::Result<()> {
+    let k = plan.reference_k;
+    let main = stats.get(&(plan.samples, plan.seed)).context("main STATS missing")?;
+    let main_mask = select_mask(model_file, pool, main, k, plan.seed)?;
+    let label = |n: usize, seed: u64| format!("n={n} seed {seed}");
+    if plan.runs(3) {
+        let small = stats.get(&(plan.efficiency_samples, plan.seed)).context("small-sample STATS missing")?;
+        let small_mask = select_mask(model_file, pool, small, k, plan.seed)?;
+        let o = overlap(3, &label(plan.efficiency_samples, plan.seed), &small_mask, &label(plan.samples, plan.seed), &main_mask)?;
+        eprintln!("exp 3: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
+        results.overlaps.push(o);
+    }
+    if plan.runs(4) {
+        let mut masks = vec![(plan.seed, main_mask)];
+        for i in 1..plan.consistency_seeds as u64 {
+            let seed = plan.seed + i;
+            let s = stats.get(&(plan.samples, seed)).context("seed STATS missing")?;
+            masks.push((seed, select_mask(model_file, pool, s, k, plan.seed)?));
+        }
+        for i in 0..masks.len() {
+            for j in i + 1..masks.len() {
+                let o = overlap(4, &label(plan.samples, masks[i].0), &masks[i].1, &label(plan.samples, masks[j].0), &masks[j].1)?;
+                eprintln!("exp 4: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
+                results.overlaps.push(o);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Experiment 5: where the main selection lies (heat map, per-layer plot and spread).
+fn map_layers(opts: &RunnerOptions, model_file: &GgufFile, pool: &rayon::ThreadPool, main: &StatsPair) -> anyhow::Result<LayerMap> {
+    let plan = &opts.plan;
+    let k = plan.reference_k;
+    let spec = SettingSpec { method: Method::MathNeuro, k, factor: 0.0, samples: plan.samples, seed: plan.seed };
+    let temp = opts.out.join(format!("tmp-{}.gguf", spec.slug()));
+    let aopts = crate::surgery::ApplyOptions { select: SelectOptions { method: Method::MathNeuro, top_k_percent: k, seed: plan.seed }, ..crate::surgery::ApplyOptions::new(spec.change(), &temp) };
+    let aopts = crate::surgery::ApplyOptions { force: true, write_modelfile: false, write_report: false, progress: false, ..aopts };
+    let report = pool.install(|| crate::surgery::apply(model_file, &main.0, &main.1, &aopts));
+    let _ = std::fs::remove_file(&temp);
+    let report = report.context("exp 5: selecting and rewriting")?;
+    let title = format!("MathNeuro K={k}%, {} samples, seed {}: math-specific weights", plan.samples, plan.seed);
+    let heatmap = write_svg(&opts.out, "exp5-heatmap.svg", &heatmap_svg(&report.tensors, &title))?;
+    let layers = per_layer(&report.tensors);
+    let layer_plot = Plot {
+        title: "Selected fraction per layer".into(),
+        x_label: "layer".into(),
+        y_label: "selected fraction (%)".into(),
+        series: vec![Series {
+            name: format!("K={k}%"),
+            points: layers.iter().filter_map(|g| g.group.parse::<f64>().ok().map(|x| Point { x, y: g.fraction * 100.0, lo: f64::NAN, hi: f64::NAN })).collect(),
+        }],
+    };
+    write_svg(&opts.out, "exp5-layers.svg", &render(&layer_plot))?;
+    let s = spread(&layers);
+    eprintln!("exp 5: per-layer selected fraction mean {:.3}% sd {:.3}% (min {:.3}%, max {:.3}%)", s.0 * 100.0, s.1 * 100.0, s.2 * 100.0, s.3 * 100.0);
+    Ok(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&report.tensors), layer_spread: s, heatmap })
+}
+
+/// Evaluates the base model, then every setting against it, saving the results after each.
+fn evaluate_settings(
+    opts: &RunnerOptions,
+    settings: &[(SettingSpec, Vec<u8>)],
+    stats: &BTreeMap<(usize, u64), StatsPair>,
+    model_file: &GgufFile,
+    pool: &rayon::ThreadPool,
+    results: &mut Results,
+    t0: Instant,
+) -> anyhow::Result<()> {
+    let plan = &opts.plan;
     let mut eval = EvalOptions::new(Vec::new(), opts.data_dir.clone());
     eval.seed = plan.eval_seed;
     eval.bootstrap = plan.bootstrap;
@@ -281,22 +312,22 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     eval.progress = false;
     let tb = Instant::now();
     let base = {
-        let m = EvalModel::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?;
+        let m = Model::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?;
         evaluate_suite(&m, &plan.tasks, &eval).context("evaluating the base model")?
     };
     results.base_eval_seconds = tb.elapsed().as_secs_f64();
     results.base = base_metrics(&base);
     eprintln!("base model evaluated in {:.0} s", results.base_eval_seconds);
-    save(&mut results, &opts.out, t0)?;
+    save(results, &opts.out, t0)?;
 
-    let ctx = SettingContext { model: &model_file, dir: &opts.out, pool: &pool, eval: &eval, tasks: &plan.tasks, base: &base };
+    let ctx = SettingContext { model: model_file, dir: &opts.out, pool, eval: &eval, tasks: &plan.tasks, base: &base };
     let ts = Instant::now();
     for (i, (spec, tags)) in settings.iter().enumerate() {
         let pair = stats.get(&(spec.samples, spec.seed)).context("STATS missing for a setting")?;
         let (row, _) = run_setting(&ctx, spec, plan.samples, &pair.0, &pair.1, tags)?;
         let done = i + 1;
         let per = ts.elapsed().as_secs_f64() / done as f64;
-        let summary: Vec<String> = markdown::primary_metrics(&results)
+        let summary: Vec<String> = markdown::primary_metrics(results)
             .iter()
             .filter_map(|(t, m)| row.metric(t, m).map(|pm| format!("Δ{t} {}", markdown::with_ci(pm.diff, pm.ci95))))
             .collect();
@@ -311,8 +342,7 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
             minutes(per * (settings.len() - done) as f64)
         );
         results.rows.push(row);
-        save(&mut results, &opts.out, t0)?;
+        save(results, &opts.out, t0)?;
     }
-    eprintln!("experiments done in {}", minutes(t0.elapsed().as_secs_f64()));
-    Ok(results)
+    Ok(())
 }

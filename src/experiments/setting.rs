@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use super::results::{Row, paired_metrics};
 use super::suite::evaluate_suite;
-use crate::eval::{EvalModel, EvalOptions, EvalReport, Task, compare_reports};
+use crate::eval::{Model, EvalOptions, EvalReport, Task, compare_reports};
 use crate::gguf::GgufFile;
 use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
@@ -105,7 +105,7 @@ pub fn run_setting(
     let apply_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let other = {
-        let model = EvalModel::load(&temp.0).with_context(|| format!("{label}: loading {}", temp.0.display()))?;
+        let model = Model::load(&temp.0).with_context(|| format!("{label}: loading {}", temp.0.display()))?;
         evaluate_suite(&model, ctx.tasks, ctx.eval).with_context(|| format!("{label}: evaluating"))?
     };
     drop(temp);

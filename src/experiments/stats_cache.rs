@@ -1,5 +1,6 @@
 //! Calibration STATS for the experiments, one file per (set, samples, seed) under
-//! `DIR/stats/`, so a rerun (or a second experiment) reuses them instead of recalibrating.
+//! `DIR/stats/` (written by `crate::pipeline`, with the provenance every STATS file carries), so
+//! a rerun (or a second experiment) reuses them instead of recalibrating.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::calibrate::Calibrator;
 use crate::data::calibration::CalibrationSet;
+use crate::pipeline::{Calibrated, Outcome, Sampling, calibrate_set};
 use crate::stats::ActivationStats;
 
 /// How one STATS file came to be.
@@ -45,11 +47,13 @@ pub fn ensure(cal: &mut Calibrator<'_>, dir: &Path, set: &CalibrationSet, sample
         return Ok((stats, rec));
     }
     let t0 = Instant::now();
-    let stats = cal.run_sampled(set, samples, seed, true).with_context(|| format!("calibrating on {} ({samples} samples, seed {seed})", set.name))?;
-    let seconds = t0.elapsed().as_secs_f64();
     let path = stats_path(dir, &set.name, samples, seed);
     std::fs::create_dir_all(path.parent().unwrap_or(dir)).with_context(|| format!("creating {}", dir.display()))?;
-    stats.save(&path, &[]).with_context(|| format!("writing {}", path.display()))?;
+    let outcome = calibrate_set(cal, set, &Sampling::new(samples, seed), false, None, &path).with_context(|| format!("calibrating on {} ({samples} samples, seed {seed})", set.name))?;
+    let Outcome::Finished(Calibrated { stats, .. }) = outcome else {
+        unreachable!("a calibration without checkpoints always finishes")
+    };
+    let seconds = t0.elapsed().as_secs_f64();
     let rec = CalibrationRecord { set: set.name.clone(), samples, seed, tokens: stats.tokens, seconds, cached: false };
     Ok((stats, rec))
 }

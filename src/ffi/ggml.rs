@@ -176,13 +176,13 @@ pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize, imatrix: Option<&[f
         return Err(CodecError::NoQuantizer(ty, " without an importance matrix"));
     }
     let block = ty.block_size();
-    if n_per_row == 0 || n_per_row as u64 % block != 0 || src.len() % n_per_row != 0 {
+    if n_per_row == 0 || !(n_per_row as u64).is_multiple_of(block) || !src.len().is_multiple_of(n_per_row) {
         return Err(CodecError::BadRows { ty, len: src.len(), n_per_row, block });
     }
-    if let Some(im) = imatrix {
-        if im.len() != n_per_row {
-            return Err(CodecError::BadImatrix { ty, got: im.len(), n_per_row });
-        }
+    if let Some(im) = imatrix
+        && im.len() != n_per_row
+    {
+        return Err(CodecError::BadImatrix { ty, got: im.len(), n_per_row });
     }
     if ty == GgmlType::F32 {
         return Ok(src.iter().flat_map(|v| v.to_le_bytes()).collect());

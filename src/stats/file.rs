@@ -20,6 +20,14 @@ pub enum StatsFileError {
     /// Not readable as GGUF.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// A STATS file whose statistics cannot be used.
+    #[error("{}: {problem}", path.display())]
+    Unusable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: super::validate::StatsProblem,
+    },
     /// A GGUF, but not a valid STATS file.
     #[error("{}: {problem}", path.display())]
     Invalid {
@@ -34,7 +42,49 @@ fn invalid(path: &Path, problem: impl Into<String>) -> StatsFileError {
     StatsFileError::Invalid { path: path.to_path_buf(), problem: problem.into() }
 }
 
+/// How a calibration was run, written into its STATS file as `mathneuro.*` metadata after the
+/// standard keys (every calibration of the crate — `calibrate`, `run`, the experiments — goes
+/// through `crate::pipeline` and writes these same keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provenance {
+    /// The data set's text template (`chat(...)` when wrapped in the chat template).
+    pub template: String,
+    /// Samples drawn with replacement.
+    pub replacement: bool,
+    /// Tokens kept per text.
+    pub max_tokens: usize,
+    /// Texts truncated to `max_tokens`.
+    pub truncated: usize,
+    /// Texts packed into one forward pass.
+    pub pack: usize,
+    /// The shard measured, `i/N` (`0/1`: all).
+    pub shard: String,
+    /// Forward passes stopped before the output head.
+    pub head_skipped: bool,
+}
+
+impl Provenance {
+    /// The metadata entries, in the order they are written.
+    pub fn to_meta(&self) -> Vec<(String, MetaValue)> {
+        vec![
+            ("mathneuro.template".to_string(), MetaValue::string(&self.template)),
+            ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
+            ("mathneuro.replacement".to_string(), MetaValue::Bool(self.replacement)),
+            ("mathneuro.max_tokens".to_string(), MetaValue::U64(self.max_tokens as u64)),
+            ("mathneuro.truncated".to_string(), MetaValue::U64(self.truncated as u64)),
+            ("mathneuro.pack".to_string(), MetaValue::U64(self.pack as u64)),
+            ("mathneuro.shard".to_string(), MetaValue::string(&self.shard)),
+            ("mathneuro.head_skipped".to_string(), MetaValue::Bool(self.head_skipped)),
+        ]
+    }
+}
+
 impl ActivationStats {
+    /// Writes the stats of a calibration atomically to `path`, with its provenance.
+    pub fn save_calibrated(&self, path: &Path, provenance: &Provenance) -> Result<(), GgufError> {
+        self.save(path, &provenance.to_meta())
+    }
+
     /// Writes the stats atomically to `path`. `extra` metadata (template, tool version, …) is
     /// appended after the standard keys.
     pub fn save(&self, path: &Path, extra: &[(String, MetaValue)]) -> Result<(), GgufError> {
@@ -129,7 +179,7 @@ impl ActivationStats {
             seeds: list("mathneuro.seeds").iter().filter_map(MetaValue::as_u64).collect(),
             weights,
         };
-        stats.validate().map_err(|problem| invalid(path, problem))?;
+        stats.validate().map_err(|problem| StatsFileError::Unusable { path: path.to_path_buf(), problem })?;
         Ok(stats)
     }
 }

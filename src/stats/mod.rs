@@ -8,6 +8,8 @@ pub mod merge;
 pub mod show;
 pub mod validate;
 
+pub use file::Provenance;
+
 use std::collections::BTreeMap;
 
 /// Statistics of one target weight's input activations.

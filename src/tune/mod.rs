@@ -26,7 +26,7 @@ use anyhow::Context as _;
 
 use crate::calibrate::{CalibrateOptions, Calibrator};
 use crate::data::calibration::{self, CalibrationSet};
-use crate::eval::{EngineOptions, EvalModel};
+use crate::eval::EngineOptions;
 use crate::experiments::stats_cache;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
@@ -126,12 +126,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     splits.check()?;
 
     let model_file = GgufFile::open(&o.model).with_context(|| format!("reading {}", o.model.display()))?;
-    let targets = crate::model::target_weights(&model_file);
-    let n_layers = targets.iter().filter_map(|t| crate::model::layer_of(&t.name)).max().map_or(0, |l| l + 1);
-    let has_head = targets.iter().any(|t| t.name == "output.weight");
-    let space = Space::default_for(n_layers, has_head);
-    let mut candidates = vec![Candidate::PAPER];
-    candidates.extend(space.draw(space.grid().len(), o.seed).into_iter().filter(|c| *c != Candidate::PAPER).take(o.candidates.saturating_sub(1)));
+    let (space, candidates) = candidates(&model_file, o);
     let rounds = search::schedule(candidates.len(), o.rounds, o.budget, splits.dev.gsm8k.len(), MIN_ROUND_ITEMS);
 
     let config = config_key(o, &model_file);
@@ -150,7 +145,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         selections: BTreeMap::new(),
         pool: rayon::ThreadPoolBuilder::new().num_threads(o.threads).build().context("starting worker threads")?,
         scorer: Scorer::new(&splits, settings, journal),
-        base: EvalModel::load(&o.model)?,
+        base: Model::load(&o.model)?,
         t0,
         plan: plan(o, &rounds, &splits, candidates.len()),
         skipped: BTreeMap::new(),
@@ -166,14 +161,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     let search_s = t_search.elapsed().as_secs_f64();
 
     let t_test = Instant::now();
-    let mut test_models = vec![("base".to_string(), None)];
-    if let Some(i) = chosen {
-        test_models.push((records[i].id.clone(), Some(records[i].candidate)));
-    }
-    if chosen.map(|i| records[i].candidate) != Some(Candidate::PAPER) {
-        test_models.push((Candidate::PAPER.id(), Some(Candidate::PAPER)));
-    }
-    for (id, cand) in &test_models {
+    for (id, cand) in &test_models(chosen.map(|i| &records[i])) {
         ctx.test(id, cand.as_ref())?;
     }
     let test_s = t_test.elapsed().as_secs_f64();
@@ -198,6 +186,31 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     };
     report.write(&o.work)?;
     Ok(report)
+}
+
+/// The search space of `model_file` and the candidates drawn from it, the paper's setting
+/// first.
+fn candidates(model_file: &GgufFile, o: &TuneOptions) -> (Space, Vec<Candidate>) {
+    let targets = crate::model::target_weights(model_file);
+    let n_layers = targets.iter().filter_map(|t| crate::model::layer_of(&t.name)).max().map_or(0, |l| l + 1);
+    let has_head = targets.iter().any(|t| t.name == "output.weight");
+    let space = Space::default_for(n_layers, has_head);
+    let mut candidates = vec![Candidate::PAPER];
+    candidates.extend(space.draw(space.grid().len(), o.seed).into_iter().filter(|c| *c != Candidate::PAPER).take(o.candidates.saturating_sub(1)));
+    (space, candidates)
+}
+
+/// The models tested once on held-out items: the base, the chosen candidate, and the paper's
+/// setting when it is not the chosen one.
+fn test_models(chosen: Option<&CandidateRecord>) -> Vec<(String, Option<Candidate>)> {
+    let mut models = vec![("base".to_string(), None)];
+    if let Some(r) = chosen {
+        models.push((r.id.clone(), Some(r.candidate)));
+    }
+    if chosen.map(|r| r.candidate) != Some(Candidate::PAPER) {
+        models.push((Candidate::PAPER.id(), Some(Candidate::PAPER)));
+    }
+    models
 }
 
 /// Checks the output and sets up the work directory; returns the journal's path.
@@ -243,8 +256,7 @@ fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &Calibrati
 
 /// The texts calibration measured (the same draw `stats_cache::ensure` makes).
 fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<String>> {
-    let drawn = crate::calibrate::sample::draw(set.texts.len(), o.samples, o.seed, true).with_context(|| format!("data set {}", set.name))?;
-    Ok(drawn.into_iter().map(|i| set.texts[i].clone()).collect())
+    crate::pipeline::Sampling::new(o.samples, o.seed).texts(set, &o.model)
 }
 
 /// What a journaled score means, hashed: the model, the calibration (hence the splits), the
@@ -297,7 +309,7 @@ struct Ctx<'a, 's> {
     selections: BTreeMap<u64, Selection>,
     pool: rayon::ThreadPool,
     scorer: Scorer<'s>,
-    base: EvalModel,
+    base: Model,
     t0: Instant,
     plan: BTreeMap<Measure, usize>,
     skipped: BTreeMap<Measure, usize>,
@@ -336,19 +348,19 @@ impl Ctx<'_, '_> {
 
     /// Loads candidate `c` as a model, writing it first into the work directory; `None` when
     /// every `needs` is already journaled (nothing to evaluate).
-    fn load(&mut self, c: &Candidate, needs: &[(Measure, usize)]) -> anyhow::Result<Option<(EvalModel, PathBuf)>> {
+    fn load(&mut self, c: &Candidate, needs: &[(Measure, usize)]) -> anyhow::Result<Option<(Model, PathBuf)>> {
         let id = c.id();
         if needs.iter().all(|&(m, n)| self.scorer.have(&id, m) >= n.min(self.scorer.available(m))) {
             return Ok(None);
         }
         let path = self.o.work.join(format!("candidate-{id}.gguf"));
         self.write(c, &path, false)?;
-        Ok(Some((EvalModel::load(&path)?, path)))
+        Ok(Some((Model::load(&path)?, path)))
     }
 
     /// Scores `id` (`model`, or the base when `None`) on the first `n` items of `m`, in chunks
     /// of at most `chunk`.
-    fn fill(&mut self, id: &str, model: Option<&EvalModel>, m: Measure, n: usize, chunk: usize) -> anyhow::Result<()> {
+    fn fill(&mut self, id: &str, model: Option<&Model>, m: Measure, n: usize, chunk: usize) -> anyhow::Result<()> {
         let n = n.min(self.scorer.available(m));
         while self.scorer.have(id, m) < n {
             let to = self.scorer.have(id, m).saturating_add(chunk).min(n);
@@ -412,7 +424,7 @@ impl Ctx<'_, '_> {
 }
 
 /// Drops a loaded candidate and removes its file.
-fn unload(loaded: Option<(EvalModel, PathBuf)>) -> anyhow::Result<()> {
+fn unload(loaded: Option<(Model, PathBuf)>) -> anyhow::Result<()> {
     if let Some((model, path)) = loaded {
         drop(model);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;

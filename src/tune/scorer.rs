@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::journal::{Entry, Journal, JournalError, Measure};
 use super::splits::Splits;
 use crate::eval::engine::EngineError;
-use crate::eval::{EngineOptions, EvalModel, Gsm8kMode, gsm8k, mc};
+use crate::eval::{EngineOptions, Gsm8kMode, Model, Session, gsm8k, mc};
 
 /// Per-item scores: one (numerator, denominator) per metric.
 pub type Scores = Vec<Vec<(f64, f64)>>;
@@ -103,7 +103,7 @@ impl<'s> Scorer<'s> {
     }
 
     /// Scores `model` (named `id`) on items `have..n` of `measure`, as one chunk, and journals it.
-    pub fn ensure(&mut self, id: &str, model: &EvalModel, measure: Measure, n: usize) -> Result<(), ScoreError> {
+    pub fn ensure(&mut self, id: &str, model: &Model, measure: Measure, n: usize) -> Result<(), ScoreError> {
         let n = n.min(self.available(measure));
         let start = self.have(id, measure);
         if start >= n {
@@ -124,8 +124,8 @@ impl<'s> Scorer<'s> {
         Ok(())
     }
 
-    fn evaluate(&self, model: &EvalModel, measure: Measure, range: std::ops::Range<usize>) -> Result<Scores, EngineError> {
-        let mut session = model.session(&self.settings.engine)?;
+    fn evaluate(&self, model: &Model, measure: Measure, range: std::ops::Range<usize>) -> Result<Scores, EngineError> {
+        let mut session = Session::new(model, &self.settings.engine)?;
         let (dev, test) = (&self.splits.dev, &self.splits.test);
         let mode = Gsm8kMode::Batched { parallel: self.settings.parallel };
         let items = match measure {
