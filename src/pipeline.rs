@@ -67,6 +67,12 @@ pub struct Checkpoints {
     pub settings: String,
 }
 
+/// Samples measured between two checkpoints of `n` samples: `every`, or all of them at once
+/// when there are no checkpoints (`every` = 0).
+fn chunk_size(every: usize, n: usize) -> usize {
+    if every == 0 { n.max(1) } else { every }
+}
+
 /// A finished calibration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibrated {
@@ -116,7 +122,7 @@ pub fn calibrate_set(cal: &mut Calibrator<'_>, set: &CalibrationSet, sampling: &
     let mut acc = cal.new_accumulator();
     let mut run = Run { cal, set, tok: &tok, key: String::new(), start: 0 };
     if let Some(c) = checkpoints {
-        let every = if c.every == 0 { texts.len().max(1) } else { c.every };
+        let every = chunk_size(c.every, texts.len());
         run.key = format!("model={} data={} texts_sha256={} {} every={every}", run.cal.fingerprint(), set.name, texts_hash(&texts), c.settings);
         run.resume(c, &mut acc)?;
     }
@@ -170,8 +176,7 @@ impl Run<'_, '_, '_> {
     /// `stop_after`.
     fn measure(&mut self, acc: &mut Accumulator, progress: bool, checkpoints: Option<&Checkpoints>) -> anyhow::Result<Option<Throughput>> {
         let n = self.tok.texts.len();
-        let every = checkpoints.map_or(0, |c| c.every);
-        let chunk = if every == 0 { n.max(1) } else { every };
+        let chunk = chunk_size(checkpoints.map_or(0, |c| c.every), n);
         announce(&self.set.name, n, self.tok.total_tokens());
         let bar = Progress::new(&format!("calibrating {}", self.set.name), self.tok.total_tokens() as u64, "tok", progress);
         bar.resume_at(self.tok.texts[..self.start].iter().map(|t| t.len() as u64).sum());

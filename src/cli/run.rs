@@ -183,8 +183,9 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(tasks) = &args.eval {
         let options = eval_options(&args, tasks, threads)?;
         println!("\n## Before / after\n");
-        let markdown = crate::pipeline::evaluate(&args.model, Some(&output), &options, &eval_dir(&args, &output))?;
-        crate::cli::eval::print_report(&markdown, &eval_dir(&args, &output))?;
+        let out = eval_dir(&args, &output);
+        let markdown = crate::pipeline::evaluate(&args.model, Some(&output), &options, &out)?;
+        crate::cli::eval::print_report(&markdown, &out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

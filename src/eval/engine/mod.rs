@@ -110,7 +110,7 @@ impl Default for EngineOptions {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             n_ctx: DEFAULT_N_CTX,
-            max_sequences: 32,
+            max_sequences: super::DEFAULT_PARALLEL,
             batch_tokens: MAX_UBATCH as usize,
             max_outputs: 128,
         }
