@@ -372,17 +372,6 @@ mod tests {
     use crate::gguf::synth::{SynthModel, encode_plain};
 
     #[test]
-    fn file_type_names_match_llama_h() {
-        use llama_cpp_sys_2 as sys;
-        assert_eq!(file_type_name(sys::LLAMA_FTYPE_MOSTLY_Q4_K_M as u64), Some("MOSTLY_Q4_K_M"));
-        assert_eq!(file_type_name(15), Some("MOSTLY_Q4_K_M"));
-        assert_eq!(file_type_name(sys::LLAMA_FTYPE_MOSTLY_BF16 as u64), Some("MOSTLY_BF16"));
-        assert_eq!(file_type_name(sys::LLAMA_FTYPE_MOSTLY_MXFP4_MOE as u64), Some("MOSTLY_MXFP4_MOE"));
-        assert_eq!(file_type_name(sys::LLAMA_FTYPE_GUESSED as u64), Some("GUESSED"));
-        assert_eq!(file_type_name(5), None);
-    }
-
-    #[test]
     fn report_of_a_synthetic_model() {
         let bytes = SynthModel::toy_transformer(2, 32, 64, 50, crate::gguf::GgmlType::F16)
             .meta("general.file_type", MetaValue::U32(1))

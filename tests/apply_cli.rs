@@ -1,7 +1,7 @@
 //! The `apply` and `mask` commands end to end on a small generated model: outputs, Modelfile,
 //! report, `--save-mask`, `mask compare`, and the refusals (existing output, mismatched STATS).
 
-mod apply_support;
+use crate::apply_support;
 
 use std::process::Command;
 

@@ -6,7 +6,7 @@
 //! types and file type that llama.cpp loads and runs; the Q4_K_M mix reproduces the types
 //! llama-quantize gave both real models.
 
-mod apply_support;
+use crate::apply_support;
 
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::{GgmlType, GgufFile};

@@ -1,7 +1,7 @@
 //! A pruned `*-mathneuro.gguf` loads in llama.cpp (through the `llama-cpp-2` safe crate) and
 //! generates text: decode a prompt, then a few greedy tokens.
 
-mod apply_support;
+use crate::apply_support;
 
 use mathneuro::gguf::GgufFile;
 use mathneuro::surgery::{self, ApplyOptions, Change};

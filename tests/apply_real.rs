@@ -5,7 +5,7 @@
 //! (float weights: every other entry); outputs are never written over the input or an existing
 //! file without `force`.
 
-mod apply_support;
+use crate::apply_support;
 
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::{GgmlType, GgufFile, MetaValue};

@@ -4,7 +4,7 @@
 //! selected entries toward 0 (most of the intended change achieved), a ×1.5 scale moves them
 //! outward, every value stays finite, and the output reads back with the same table.
 
-mod apply_support;
+use crate::apply_support;
 
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::synth::SynthModel;

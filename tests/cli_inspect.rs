@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, MetaValue};
 
-mod common;
+use crate::common;
 
 use common::real_model_path as real_model;
 

@@ -13,7 +13,7 @@ use mathneuro::gguf::{GgmlType, GgufError, GgufFile, GgufWriter, MetaType, MetaV
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
-mod common;
+use crate::common;
 
 use common::real_model_path as real_model;
 

@@ -3,7 +3,7 @@
 //! small model and the default model split in two) with `--keep-split`, `apply --ollama` with a
 //! stub `ollama`, `--chat` on the instruct model, `eval --task-file`, and `eval --resume`.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

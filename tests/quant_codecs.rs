@@ -9,7 +9,7 @@ use mathneuro::ffi::ggml::{self, CodecError};
 use mathneuro::gguf::{GgmlType, GgufFile, TensorInfo};
 use rayon::prelude::*;
 
-mod common;
+use crate::common;
 
 fn real_model() -> GgufFile {
     GgufFile::open(common::real_model_path()).expect("the default model parses")

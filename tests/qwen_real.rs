@@ -3,7 +3,7 @@
 //! real (short) STATS rewrites it in each edit mode, and llama.cpp loads and runs the outputs.
 //! Two texts of 32 tokens keep it within CI's time.
 
-mod apply_support;
+use crate::apply_support;
 
 use mathneuro::calibrate::{CalibrateOptions, Calibrator};
 use mathneuro::ffi::llama::Model;

@@ -6,7 +6,7 @@
 //! when stderr is not a terminal). Generated models where llama.cpp is not needed, the default
 //! model where it is. docs/RELIABILITY.md lists each case with its command.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -4,7 +4,7 @@
 //! the model are refused naming the tensor; masks round-trip through the mask file; the single
 //! pass equals the exact three passes on every real target, and gives up when its sample misleads.
 
-mod apply_support;
+use crate::apply_support;
 
 use std::collections::HashSet;
 

@@ -10,3 +10,19 @@ pub mod chat;
 pub mod ggml;
 pub mod llama;
 pub mod mmap;
+
+#[cfg(test)]
+mod tests {
+    use llama_cpp_sys_2 as sys;
+
+    /// `inspect`'s file-type table is checked against llama.h here, where llama.cpp may be named.
+    #[test]
+    fn file_type_names_match_llama_h() {
+        assert_eq!(crate::inspect::file_type_name(sys::LLAMA_FTYPE_MOSTLY_Q4_K_M as u64), Some("MOSTLY_Q4_K_M"));
+        assert_eq!(crate::inspect::file_type_name(15), Some("MOSTLY_Q4_K_M"));
+        assert_eq!(crate::inspect::file_type_name(sys::LLAMA_FTYPE_MOSTLY_BF16 as u64), Some("MOSTLY_BF16"));
+        assert_eq!(crate::inspect::file_type_name(sys::LLAMA_FTYPE_MOSTLY_MXFP4_MOE as u64), Some("MOSTLY_MXFP4_MOE"));
+        assert_eq!(crate::inspect::file_type_name(sys::LLAMA_FTYPE_GUESSED as u64), Some("GUESSED"));
+        assert_eq!(crate::inspect::file_type_name(5), None);
+    }
+}
