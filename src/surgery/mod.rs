@@ -11,6 +11,8 @@
 pub mod blocks;
 pub mod dequant;
 pub mod edit;
+pub mod half;
+pub mod layout;
 pub mod master;
 pub mod metadata;
 pub mod outputs;

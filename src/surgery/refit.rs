@@ -10,7 +10,9 @@
 //! taken only when it lowers the whole block's error further. Nothing here calls ggml's
 //! quantizer: non-selected entries move only inside a unit whose widening paid for itself.
 
-use super::regrid::{self, f32_to_f16_up, grid, half, put_half, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
+use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
+use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q6_k};
+use super::regrid::{self, grid, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::GgmlType;
 
@@ -60,7 +62,7 @@ fn signed_need(t: &[f32], neg: f32, pos: f32) -> (f32, f32) {
 fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale> {
     match ty {
         GgmlType::Q8_0 | GgmlType::Q5_0 => {
-            let d = half(block, 0);
+            let d = half(block, Q8_0_OR_Q5_0_D);
             let (neg, pos) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
             let (positive, negative) = signed_need(t, neg, pos);
             let (need, sign) = if d >= 0.0 { (positive, 1.0) } else { (negative, -1.0) };
@@ -75,11 +77,11 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
             out
         }
         GgmlType::Q6_K => {
-            let d = half(block, 208);
+            let d = half(block, q6_k::D);
             if d <= 0.0 || !d.is_finite() {
                 return Vec::new();
             }
-            let sc = block[192 + u] as i8;
+            let sc = block[q6_k::SCALES + u] as i8;
             let (positive, negative) = signed_need(t, 32.0, 31.0);
             let sign = if sc >= 0 { 1 } else { -1 };
             let need = if sc >= 0 { positive } else { negative };
@@ -87,11 +89,11 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
             spaced((sc as i32).abs(), code).into_iter().map(|c| UnitScale::Code((sign * c) as i8)).collect()
         }
         GgmlType::Q4_K => {
-            let (d, dmin) = (half(block, 0), half(block, 2));
+            let (d, dmin) = (half(block, q4_k::D), half(block, q4_k::DMIN));
             if d <= 0.0 || !d.is_finite() || !dmin.is_finite() {
                 return Vec::new();
             }
-            let (sc, m) = q4k_scale_min(&block[4..16], u);
+            let (sc, m) = q4k_scale_min(&block[q4_k::SCALES..q4_k::QS], u);
             let min_t = t.iter().cloned().fold(0.0f32, f32::min);
             let max_t = t.iter().cloned().fold(0.0f32, f32::max);
             let m_need = if dmin <= 0.0 || -dmin * m as f32 <= min_t { m as i32 } else { ((-min_t / dmin).ceil() as i32).min(63) };
@@ -118,14 +120,14 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
 fn candidate_grid(ty: GgmlType, block: &[u8], scale: UnitScale) -> (f32, f32, i32, i32) {
     match scale {
         UnitScale::Half(h) => {
-            let d = regrid::f16_to_f32(h);
+            let d = f16_to_f32(h);
             if ty == GgmlType::Q8_0 { (d, 0.0, -127, 127) } else { (d, 16.0 * d, 0, 31) }
         }
         UnitScale::Code(c) => {
-            let s = half(block, 208) * c as f32;
+            let s = half(block, q6_k::D) * c as f32;
             (s, 32.0 * s, 0, 63)
         }
-        UnitScale::ScaleMin(sc, m) => (half(block, 0) * sc as f32, half(block, 2) * m as f32, 0, 15),
+        UnitScale::ScaleMin(sc, m) => (half(block, q4_k::D) * sc as f32, half(block, q4_k::DMIN) * m as f32, 0, 15),
     }
 }
 
@@ -147,9 +149,9 @@ fn unit_error_on(g: (f32, f32, i32, i32), target: &[f32], w: Option<&[f32]>, ran
 /// Sets unit `u`'s scale and re-rounds the unit's entries to `target` on the new grid.
 fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
     match scale {
-        UnitScale::Half(h) => put_half(block, 0, h),
-        UnitScale::Code(c) => block[192 + u] = c as u8,
-        UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[4..16], u, sc, m),
+        UnitScale::Half(h) => put_half(block, Q8_0_OR_Q5_0_D, h),
+        UnitScale::Code(c) => block[q6_k::SCALES + u] = c as u8,
+        UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc, m),
     }
     let n = unit_len(ty);
     let g = grid(ty, block, u * n);
@@ -261,7 +263,7 @@ mod tests {
                 improved += (e1 < e0) as usize;
                 // Unless the super-block was widened, a unit whose non-selected entries moved
                 // was widened, and its error went down.
-                let super_moved = matches!(ty, GgmlType::Q4_K) && bytes[0..4] != block[0..4] || ty == GgmlType::Q6_K && bytes[208..210] != block[208..210];
+                let super_moved = matches!(ty, GgmlType::Q4_K) && bytes[q4_k::D..q4_k::SCALES] != block[q4_k::D..q4_k::SCALES] || ty == GgmlType::Q6_K && bytes[q6_k::D..q6_k::SIZE] != block[q6_k::D..q6_k::SIZE];
                 if !super_moved {
                     for u in 0..bs / n {
                         let r = u * n..(u + 1) * n;
