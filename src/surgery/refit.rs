@@ -12,7 +12,7 @@
 
 use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
 use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q6_k};
-use super::regrid::{self, grid, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
+use super::regrid::{self, GridType, grid, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::GgmlType;
 
@@ -147,13 +147,13 @@ fn unit_error_on(g: (f32, f32, i32, i32), target: &[f32], w: Option<&[f32]>, ran
 }
 
 /// Sets unit `u`'s scale and re-rounds the unit's entries to `target` on the new grid.
-fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
+fn apply(ty: GridType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
     match scale {
         UnitScale::Half(h) => put_half(block, Q8_0_OR_Q5_0_D, h),
         UnitScale::Code(c) => block[q6_k::SCALES + u] = c as u8,
         UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc, m),
     }
-    let n = unit_len(ty);
+    let n = unit_len(ty.into());
     let g = grid(ty, block, u * n);
     for (j, t) in target.iter().enumerate().skip(u * n).take(n) {
         regrid::set_code(ty, block, j, code_on(*t, g) as i32);
@@ -161,8 +161,8 @@ fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f
 }
 
 /// True when a selected entry of unit `u` lies outside the unit's grid.
-fn clamped(ty: GgmlType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -> bool {
-    let n = unit_len(ty);
+fn clamped(ty: GridType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -> bool {
+    let n = unit_len(ty.into());
     let (s, o, lo, hi) = grid(ty, block, u * n);
     (u * n..(u + 1) * n).any(|j| {
         if !sel[j] {
@@ -179,7 +179,8 @@ fn clamped(ty: GgmlType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -
 /// The keep-mode encoding of a block: `edited` is the in-grid edit of `original` (which clamped
 /// some target); `w` the importance per entry (equal weights when there are no STATS). Returns
 /// the bytes with the lowest importance-weighted error found and their decoded values.
-pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: &[bool], w: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+pub fn refit(gt: GridType, original: &[u8], edited: &[u8], target: &[f32], sel: &[bool], w: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+    let ty = GgmlType::from(gt);
     let bs = target.len();
     let n = unit_len(ty);
     let mut best = edited.to_vec();
@@ -187,7 +188,7 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     let mut changed = false;
     if let Some(units) = bs.checked_div(n) {
         for u in 0..units {
-            if !clamped(ty, &best, u, target, sel) {
+            if !clamped(gt, &best, u, target, sel) {
                 continue;
             }
             let range = u * n..(u + 1) * n;
@@ -201,9 +202,9 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
                 }
             }
             if let Some(c) = chosen {
-                apply(ty, &mut best, u, c, target);
+                apply(gt, &mut best, u, c, target);
                 // The unit's new values from its grid (ggml decodes the whole block below).
-                let g = grid(ty, &best, u * n);
+                let g = grid(gt, &best, u * n);
                 for j in range {
                     dec[j] = g.0 * code_on(target[j], g) - g.1;
                 }
@@ -216,10 +217,10 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     }
     // The super-block widening moves every entry: tried only where some unit's own scale code
     // cannot reach its targets at all.
-    let unit_limit = || !regrid::widen(ty, &mut original.to_vec(), target, sel);
-    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(ty, &best, u, target, sel)) && unit_limit() {
+    let unit_limit = || !regrid::widen(gt, &mut original.to_vec(), target, sel);
+    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(gt, &best, u, target, sel)) && unit_limit() {
         let mut wide = original.to_vec();
-        if regrid::widen_block(ty, &mut wide, target) {
+        if regrid::widen_block(gt, &mut wide, target) {
             let wide_dec = ggml::dequantize_to_vec(ty, &wide, bs)?;
             if weighted_error(&wide_dec, target, w, 0..bs) < weighted_error(&dec, target, w, 0..bs) {
                 return Ok((wide, wide_dec));
@@ -238,6 +239,7 @@ mod tests {
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
             let bs = ty.block_size() as usize;
             let n = unit_len(ty);
+            let gt = GridType::try_from(ty).unwrap();
             let src = crate::gguf::synth::pseudo_random_f32(31, bs * 16);
             let q = ggml::quantize(ty, &src, bs, None).unwrap();
             let mut improved = 0;
@@ -254,9 +256,9 @@ mod tests {
                 }
                 let w: Vec<f32> = (0..bs).map(|j| 1.0 + ((j * 7 + bi) % 5) as f32).collect();
                 let mut edited = block.to_vec();
-                regrid::regrid(ty, &mut edited, &target, &sel);
+                regrid::regrid(gt, &mut edited, &target, &sel);
                 let in_grid = ggml::dequantize_to_vec(ty, &edited, bs).unwrap();
-                let (bytes, dec) = refit(ty, block, &edited, &target, &sel, Some(&w)).unwrap();
+                let (bytes, dec) = refit(gt, block, &edited, &target, &sel, Some(&w)).unwrap();
                 assert_eq!(dec, ggml::dequantize_to_vec(ty, &bytes, bs).unwrap());
                 let (e0, e1) = (weighted_error(&in_grid, &target, Some(&w), 0..bs), weighted_error(&dec, &target, Some(&w), 0..bs));
                 assert!(e1 <= e0, "{ty} block {bi}: {e1} > {e0}");

@@ -20,31 +20,74 @@ pub fn round_code(x: f32) -> f32 {
     (x + 0.5f32.copysign(x)) as i32 as f32
 }
 
+/// The block types `regrid` edits in place: taking one instead of a `GgmlType` makes an edit of
+/// any other type unrepresentable (no run-time "does not handle" case below).
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridType {
+    /// `block_q8_0`.
+    Q8_0,
+    /// `block_q5_0`.
+    Q5_0,
+    /// `block_q6_K`.
+    Q6_K,
+    /// `block_q4_K`.
+    Q4_K,
+}
+
+/// A block type `regrid` cannot edit in place (it is re-encoded by ggml instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("regrid does not handle {0}")]
+pub struct UnsupportedGridType(pub GgmlType);
+
+impl TryFrom<GgmlType> for GridType {
+    type Error = UnsupportedGridType;
+    fn try_from(ty: GgmlType) -> Result<GridType, UnsupportedGridType> {
+        match ty {
+            GgmlType::Q8_0 => Ok(GridType::Q8_0),
+            GgmlType::Q5_0 => Ok(GridType::Q5_0),
+            GgmlType::Q6_K => Ok(GridType::Q6_K),
+            GgmlType::Q4_K => Ok(GridType::Q4_K),
+            other => Err(UnsupportedGridType(other)),
+        }
+    }
+}
+
+impl From<GridType> for GgmlType {
+    fn from(ty: GridType) -> GgmlType {
+        match ty {
+            GridType::Q8_0 => GgmlType::Q8_0,
+            GridType::Q5_0 => GgmlType::Q5_0,
+            GridType::Q6_K => GgmlType::Q6_K,
+            GridType::Q4_K => GgmlType::Q4_K,
+        }
+    }
+}
+
 /// True when `regrid` can edit blocks of `ty`.
 pub fn supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q4_K)
+    GridType::try_from(ty).is_ok()
 }
 
 /// (scale s, offset o, lowest code, highest code) of entry `j`: value = s·q − o.
-pub fn grid(ty: GgmlType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
+pub fn grid(ty: GridType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
     match ty {
-        GgmlType::Q8_0 => (half(b, q8_0::D), 0.0, -127, 127),
-        GgmlType::Q5_0 => {
+        GridType::Q8_0 => (half(b, q8_0::D), 0.0, -127, 127),
+        GridType::Q5_0 => {
             let d = half(b, q5_0::D);
             (d, 16.0 * d, 0, 31)
         }
-        GgmlType::Q6_K => {
+        GridType::Q6_K => {
             let (n, r) = (j / 128, j % 128);
             let (quarter, l) = (r / 32, r % 32);
             let sc = b[q6_k::SCALES + 8 * n + l / 16 + 2 * quarter] as i8 as f32;
             let s = half(b, q6_k::D) * sc;
             (s, 32.0 * s, 0, 63)
         }
-        GgmlType::Q4_K => {
+        GridType::Q4_K => {
             let (sc, m) = q4k_scale_min(&b[q4_k::SCALES..q4_k::QS], j / 32);
             (half(b, q4_k::D) * sc as f32, half(b, q4_k::DMIN) * m as f32, 0, 15)
         }
-        other => panic!("regrid does not handle {other}"),
     }
 }
 
@@ -58,10 +101,10 @@ pub fn q4k_scale_min(q: &[u8], j: usize) -> (u8, u8) {
 }
 
 /// Stores code `q` for entry `j`.
-pub fn set_code(ty: GgmlType, b: &mut [u8], j: usize, q: i32) {
+pub fn set_code(ty: GridType, b: &mut [u8], j: usize, q: i32) {
     match ty {
-        GgmlType::Q8_0 => b[q8_0::QS + j] = q as i8 as u8,
-        GgmlType::Q5_0 => {
+        GridType::Q8_0 => b[q8_0::QS + j] = q as i8 as u8,
+        GridType::Q5_0 => {
             let q = q as u32;
             let (byte, high) = (q5_0::QS + j % 16, j >= 16);
             b[byte] = if high { (b[byte] & 0x0F) | (((q & 0xF) as u8) << 4) } else { (b[byte] & 0xF0) | (q & 0xF) as u8 };
@@ -70,7 +113,7 @@ pub fn set_code(ty: GgmlType, b: &mut [u8], j: usize, q: i32) {
             qh = (qh & !(1 << j)) | (((q >> 4) & 1) << j);
             b[qh_bytes].copy_from_slice(&qh.to_le_bytes());
         }
-        GgmlType::Q6_K => {
+        GridType::Q6_K => {
             let q = q as u8;
             let (n, r) = (j / 128, j % 128);
             let (quarter, l) = (r / 32, r % 32);
@@ -80,19 +123,18 @@ pub fn set_code(ty: GgmlType, b: &mut [u8], j: usize, q: i32) {
             let shift = 2 * quarter;
             b[qh] = (b[qh] & !(3 << shift)) | (((q >> 4) & 3) << shift);
         }
-        GgmlType::Q4_K => {
+        GridType::Q4_K => {
             let q = q as u8;
             let (byte, within) = (q4_k::code_byte(j), j % 64);
             b[byte] = if within < 32 { (b[byte] & 0xF0) | (q & 0xF) } else { (b[byte] & 0x0F) | ((q & 0xF) << 4) };
         }
-        other => panic!("regrid does not handle {other}"),
     }
 }
 
 /// Re-rounds the selected entries of `block` to their targets on the block's own grid. Returns
 /// true when some target lay outside the grid's range (the entry was clamped) or the grid has a
 /// zero scale where a change was wanted.
-pub fn regrid(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
+pub fn regrid(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
     let mut clamped = false;
     for j in 0..target.len() {
         if !sel[j] {
@@ -136,8 +178,8 @@ pub fn unit_len(ty: GgmlType) -> usize {
 /// outside the grid, just enough to hold all of the unit's targets, then re-rounds that unit's
 /// entries (others keep their bytes). Returns false when the type's scale range cannot cover the
 /// targets (the caller then re-encodes the whole block).
-pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
-    let n = unit_len(ty);
+pub fn widen(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
+    let n = unit_len(ty.into());
     if n == 0 {
         return false;
     }
@@ -157,8 +199,8 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
         let min_t = t.iter().cloned().fold(0.0f32, f32::min);
         let ok = match ty {
             // value = d·q (q in ±127) or d·(q−16) (q−16 in −16..15): a signed d may serve either side.
-            GgmlType::Q8_0 | GgmlType::Q5_0 => {
-                let (neg_reach, pos_reach) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
+            GridType::Q8_0 | GridType::Q5_0 => {
+                let (neg_reach, pos_reach) = if ty == GridType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
                 // d > 0 reaches [−neg·d, pos·d]; d < 0 reaches [−pos·|d|, neg·|d|].
                 let positive = (max_t / pos_reach).max(-min_t / neg_reach);
                 let negative = (max_t / neg_reach).max(-min_t / pos_reach);
@@ -171,7 +213,7 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
                     _ => false,
                 }
             }
-            GgmlType::Q6_K => {
+            GridType::Q6_K => {
                 let d = half(block, q6_k::D);
                 let is = q6_k::SCALES + u; // one i8 scale per 16 entries, in order
                 let positive = (max_t / 31.0).max(-min_t / 32.0);
@@ -185,7 +227,7 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
                     true
                 }
             }
-            GgmlType::Q4_K => {
+            GridType::Q4_K => {
                 let (d, dmin) = (half(block, q4_k::D), half(block, q4_k::DMIN));
                 let (sc, m) = q4k_scale_min(&block[q4_k::SCALES..q4_k::QS], u);
                 let m_new = if -dmin * m as f32 <= min_t { m as f32 } else { (-min_t / dmin).ceil() };
@@ -197,7 +239,6 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
                     true
                 }
             }
-            _ => false,
         };
         if !ok {
             return false;
@@ -217,13 +258,13 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
 /// the scale it needs (its old one, or more where a target lies outside), and re-rounds every
 /// entry. Cheaper than a full re-encode and keeps each unit's grid as close to the old as the
 /// codes allow. Returns false when no such encoding exists (the caller re-encodes with ggml).
-pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
-    let n = unit_len(ty);
+pub fn widen_block(ty: GridType, block: &mut [u8], target: &[f32]) -> bool {
+    let n = unit_len(ty.into());
     let units = target.len() / n.max(1);
     let widened = match ty {
-        GgmlType::Q4_K => widen_q4k_super_scales(block, target, n, units),
-        GgmlType::Q6_K => widen_q6k_super_scale(block, target, n, units),
-        _ => false,
+        GridType::Q4_K => widen_q4k_super_scales(block, target, n, units),
+        GridType::Q6_K => widen_q6k_super_scale(block, target, n, units),
+        GridType::Q8_0 | GridType::Q5_0 => false,
     };
     if widened {
         reround_every_entry(ty, block, target, n, units);
@@ -299,9 +340,9 @@ fn widen_q6k_super_scale(block: &mut [u8], target: &[f32], n: usize, units: usiz
 }
 
 /// Re-rounds every entry of a widened block onto its unit's new grid.
-fn reround_every_entry(ty: GgmlType, block: &mut [u8], target: &[f32], n: usize, units: usize) {
+fn reround_every_entry(ty: GridType, block: &mut [u8], target: &[f32], n: usize, units: usize) {
     let code_of = |s: f32, o: f32, lo: i32, hi: i32, t: f32| if s == 0.0 { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) };
-    if ty == GgmlType::Q4_K {
+    if ty == GridType::Q4_K {
         // Sub-blocks 2c and 2c+1 share the 32 bytes of chunk c (low and high nibbles): build
         // each byte at once instead of one nibble at a time.
         for c in 0..units / 2 {
@@ -333,12 +374,13 @@ mod tests {
     fn grid_matches_ggml_dequantization_and_edits_round_trip() {
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
             let bs = ty.block_size() as usize;
+            let gt = GridType::try_from(ty).unwrap();
             let src = crate::gguf::synth::pseudo_random_f32(9, bs * 4);
             let q = ggml::quantize(ty, &src, bs, None).unwrap();
             let deq = ggml::dequantize_to_vec(ty, &q, src.len()).unwrap();
             for (bi, block) in q.chunks(ty.type_size() as usize).enumerate() {
                 for j in 0..bs {
-                    let (s, o, lo, hi) = grid(ty, block, j);
+                    let (s, o, lo, hi) = grid(gt, block, j);
                     let v = deq[bi * bs + j];
                     let code = round_code((v + o) / s);
                     assert!(code >= lo as f32 && code <= hi as f32, "{ty} code {code}");
@@ -346,16 +388,16 @@ mod tests {
                 }
                 // Re-rounding every entry to its own value changes no byte.
                 let mut edited = block.to_vec();
-                assert!(!regrid(ty, &mut edited, &deq[bi * bs..(bi + 1) * bs], &vec![true; bs]));
+                assert!(!regrid(gt, &mut edited, &deq[bi * bs..(bi + 1) * bs], &vec![true; bs]));
                 assert_eq!(edited, block, "{ty}");
                 // Setting entry 5 to the grid's code for a value changes exactly that value.
-                let (s, o, lo, hi) = grid(ty, block, 5);
+                let (s, o, lo, hi) = grid(gt, block, 5);
                 let mut t = deq[bi * bs..(bi + 1) * bs].to_vec();
                 let code = (lo + hi) / 2 + 1;
                 t[5] = s * code as f32 - o;
                 let mut sel = vec![false; bs];
                 sel[5] = true;
-                regrid(ty, &mut edited, &t, &sel);
+                regrid(gt, &mut edited, &t, &sel);
                 let after = ggml::dequantize_to_vec(ty, &edited, bs).unwrap();
                 for j in 0..bs {
                     if j == 5 {
@@ -372,6 +414,7 @@ mod tests {
     fn widening_reaches_targets_beyond_the_range_and_keeps_other_units() {
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
             let bs = ty.block_size() as usize;
+            let gt = GridType::try_from(ty).unwrap();
             // Units of different magnitudes, so the smallest one's scale code has room to grow.
             let src: Vec<f32> = crate::gguf::synth::pseudo_random_f32(4, bs).iter().enumerate().map(|(i, v)| v * (1 + i / 16 % 4) as f32).collect();
             let q = ggml::quantize(ty, &src, bs, None).unwrap();
@@ -379,19 +422,19 @@ mod tests {
             // Scale by 1.3 the largest entry of the unit with the smallest scale (K-quants give
             // their largest unit the largest scale code, which cannot grow): outside its grid.
             let n = unit_len(ty);
-            let unit = (0..bs / n).min_by(|&a, &b| grid(ty, &q, a * n).0.abs().total_cmp(&grid(ty, &q, b * n).0.abs())).unwrap();
+            let unit = (0..bs / n).min_by(|&a, &b| grid(gt, &q, a * n).0.abs().total_cmp(&grid(gt, &q, b * n).0.abs())).unwrap();
             let j = (unit * n..(unit + 1) * n).max_by(|&a, &b| deq[a].abs().total_cmp(&deq[b].abs())).unwrap();
             let mut target = deq.clone();
-            let (s, o, lo, hi) = grid(ty, &q, j);
+            let (s, o, lo, hi) = grid(gt, &q, j);
             target[j] = if s > 0.0 { s * (hi + 4) as f32 - o } else { s * (lo - 4) as f32 - o };
             let mut sel = vec![false; bs];
             sel[j] = true;
             let mut edited = q.clone();
-            assert!(regrid(ty, &mut edited, &target, &sel), "{ty}: expected a clamp");
+            assert!(regrid(gt, &mut edited, &target, &sel), "{ty}: expected a clamp");
             let mut widened = q.clone();
-            assert!(widen(ty, &mut widened, &target, &sel), "{ty}");
+            assert!(widen(gt, &mut widened, &target, &sel), "{ty}");
             let after = ggml::dequantize_to_vec(ty, &widened, bs).unwrap();
-            let step = grid(ty, &widened, j).0.abs();
+            let step = grid(gt, &widened, j).0.abs();
             assert!((after[j] - target[j]).abs() <= 0.5 * step * 1.001, "{ty}: {} vs {}", after[j], target[j]);
             assert!((after[j] - deq[j]).abs() > 0.5 * (target[j] - deq[j]).abs(), "{ty}: most of the change achieved");
             for i in 0..bs {
@@ -405,6 +448,7 @@ mod tests {
     #[test]
     fn block_widening_covers_targets_beyond_the_largest_unit() {
         for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
+            let gt = GridType::try_from(ty).unwrap();
             let src = crate::gguf::synth::pseudo_random_f32(6, 256);
             let q = ggml::quantize(ty, &src, 256, None).unwrap();
             let deq = ggml::dequantize_to_vec(ty, &q, 256).unwrap();
@@ -412,9 +456,9 @@ mod tests {
             let mut target = deq.clone();
             target[j] *= 1.5;
             let mut b = q.clone();
-            assert!(widen_block(ty, &mut b, &target), "{ty}");
+            assert!(widen_block(gt, &mut b, &target), "{ty}");
             let after = ggml::dequantize_to_vec(ty, &b, 256).unwrap();
-            let step = grid(ty, &b, j).0.abs();
+            let step = grid(gt, &b, j).0.abs();
             assert!((after[j] - target[j]).abs() <= 0.51 * step, "{ty}: {} vs {}", after[j], target[j]);
             let rms = (after.iter().zip(&target).map(|(a, t)| (a - t) * (a - t)).sum::<f32>() / 256.0).sqrt();
             assert!(rms < 0.05, "{ty}: rms {rms}");
