@@ -4,10 +4,28 @@
 //! refused. Temporary files left by killed runs in the same directory are removed first.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::gguf::GgufError;
 use crate::safety::tempfiles::{self, TempFile};
+
+/// Why an atomic write failed before or after its contents were filled in.
+#[derive(Debug, thiserror::Error)]
+pub enum AtomicWriteError {
+    /// The output is the input model itself.
+    #[error("{}: refusing to overwrite the input model; choose another output path", path.display())]
+    OntoInput {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// The temporary file could not be created, written or renamed into place.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The output path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
 
 /// True when `a` and `b` name the same existing file (same device and inode, or same
 /// canonical path).
@@ -20,18 +38,17 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Writes `path` atomically through `fill`, refusing when `path` is the same file as `input`.
-pub fn write_atomic<F>(path: &Path, input: Option<&Path>, fill: F) -> Result<(), GgufError>
+/// `fill`'s own error type carries the write's failures too (`E: From<AtomicWriteError>`).
+pub fn write_atomic<F, E>(path: &Path, input: Option<&Path>, fill: F) -> Result<(), E>
 where
-    F: FnOnce(&mut File) -> Result<(), GgufError>,
+    F: FnOnce(&mut File) -> Result<(), E>,
+    E: From<AtomicWriteError>,
 {
-    let err = |source| GgufError::Io { path: path.to_path_buf(), source };
+    let err = |source| AtomicWriteError::Io { path: path.to_path_buf(), source };
     if let Some(input) = input
         && same_file(path, input)
     {
-        return Err(GgufError::Write {
-            path: path.to_path_buf(),
-            problem: "refusing to overwrite the input model; choose another output path".into(),
-        });
+        return Err(AtomicWriteError::OntoInput { path: path.to_path_buf() }.into());
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -51,7 +68,7 @@ where
 }
 
 /// Writes `bytes` to `path` atomically (reports, masks, JSON).
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), GgufError> {
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     use std::io::Write;
-    write_atomic(path, None, |f| f.write_all(bytes).map_err(|source| GgufError::Io { path: path.to_path_buf(), source }))
+    write_atomic(path, None, |f| f.write_all(bytes).map_err(|source| AtomicWriteError::Io { path: path.to_path_buf(), source }))
 }

@@ -159,7 +159,7 @@ fn master_flow_refuses_a_shape_difference() {
     let (math, general) = apply_support::stats_pair(&model);
     let opts = ApplyOptions { quantize: Some(Quantize::Like(apply_support::qwen_model())), ..ApplyOptions::new(Change::Scale(1.1), &out) };
     let err = surgery::apply(&model, &math, &general, &opts).unwrap_err();
-    assert!(matches!(err, ApplyError::Mismatch(_)) && err.to_string().contains("sibling"), "{err}");
+    assert!(matches!(err, ApplyError::Sibling(_)) && err.to_string().contains("sibling"), "{err}");
     assert!(!out.exists());
 }
 

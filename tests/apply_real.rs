@@ -112,7 +112,7 @@ fn prune_zeroes_selected_entries_and_keeps_untouched_blocks() {
                 match ty {
                     GgmlType::Q4_K => {
                         // The nearest value this block can hold.
-                        let (s, o, lo, hi) = regrid::grid(ty, new, j);
+                        let (s, o, lo, hi) = regrid::grid(regrid::GridType::Q4_K, new, j);
                         let nearest = (lo..=hi).map(|q| (s * q as f32 - o).abs()).fold(f32::INFINITY, f32::min);
                         assert!(v.abs() <= nearest * (1.0 + 1e-5) + 1e-12, "{} entry {}: {v} but {nearest} was possible", t.name, start + j as u64);
                         q4k_inexact += (v != 0.0) as u64;

@@ -36,6 +36,9 @@ pub enum GgufError {
         /// What was asked and what exists.
         problem: String,
     },
+    /// The atomic write of an output failed (or was refused: it is the input).
+    #[error(transparent)]
+    Atomic(#[from] crate::atomic::AtomicWriteError),
     /// A writer was asked for something it cannot produce.
     #[error("{}: {problem}", path.display())]
     Write {

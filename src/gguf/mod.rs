@@ -1,7 +1,9 @@
 //! The GGUF file format: plain-data types, a validating memory-mapped reader, and a streaming,
 //! atomic writer. No C library is involved, so this layer is tested on its own.
 
+mod cursor;
 pub mod error;
+mod header;
 pub mod reader;
 pub mod split;
 pub mod synth;

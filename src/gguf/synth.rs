@@ -121,7 +121,7 @@ impl SynthModel {
     /// Encodes and writes the file to `path` (atomically).
     pub fn write(&self, path: &Path, encode: &dyn Fn(GgmlType, &[f32]) -> Vec<u8>) -> Result<(), GgufError> {
         let bytes = self.to_bytes(encode)?;
-        crate::atomic::write_bytes_atomic(path, &bytes)
+        Ok(crate::atomic::write_bytes_atomic(path, &bytes)?)
     }
 }
 

@@ -21,6 +21,7 @@
 
 use rayon::prelude::*;
 
+use super::regrid::GridType;
 use super::{q4k, refit, regrid};
 use super::report::BlockTally;
 use crate::ffi::ggml::{self, CodecError};
@@ -137,9 +138,9 @@ fn rewrite_row(
         // Candidate 1, the in-grid edit, made in place and taken at once when it fits (the
         // common case, without allocations); otherwise it joins the other candidates.
         let mut in_grid = None;
-        if regrid::supports(ty) {
+        if let Ok(gt) = GridType::try_from(ty) {
             d.copy_from_slice(s);
-            let clamped = regrid::regrid(ty, d, &target, &sel);
+            let clamped = regrid::regrid(gt, d, &target, &sel);
             if !clamped {
                 ggml::dequantize(ty, d, &mut decoded)?;
                 let zeros_missed = change == Change::Prune && selected.iter().any(|&j| decoded[j] != 0.0);
@@ -148,12 +149,12 @@ fn rewrite_row(
                     continue;
                 }
             }
-            in_grid = Some((d.to_vec(), clamped));
+            in_grid = Some((gt, d.to_vec(), clamped));
         }
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
-        if let (Change::Scale(_), Some((edited, true))) = (change, &in_grid) {
+        if let (Change::Scale(_), Some((gt, edited, true))) = (change, &in_grid) {
             // Keep: widen only where the block's weighted error goes down; never re-encode.
-            let (bytes, best) = refit::refit(ty, s, edited, &target, &sel, imp)?;
+            let (bytes, best) = refit::refit(*gt, s, edited, &target, &sel, imp)?;
             d.copy_from_slice(&bytes);
             tally.record(&orig, &target, &best, &sel, &selected);
             continue;
@@ -166,13 +167,13 @@ fn rewrite_row(
 }
 
 /// Candidate encodings of one block's intended values; the best one and its decoded values.
-/// `in_grid`: the in-grid edit of the block (`regrid` applied to `original`) and whether it
+/// `in_grid`: the block's grid type, its in-grid edit (`regrid` applied to `original`) and whether it
 /// clamped a target, for the types `regrid` supports; the caller already found it not good
 /// enough on its own.
 fn encode_best(
     ty: GgmlType,
     original: &[u8],
-    in_grid: Option<(Vec<u8>, bool)>,
+    in_grid: Option<(GridType, Vec<u8>, bool)>,
     target: &[f32],
     sel: &[bool],
     change: Change,
@@ -182,7 +183,7 @@ fn encode_best(
     let mut candidates: Vec<Vec<u8>> = Vec::with_capacity(3);
     // Without an in-grid edit (other types) the block is always re-encoded by ggml.
     let mut needs_full_encode = true;
-    if let Some((edited, clamped)) = in_grid {
+    if let Some((gt, edited, clamped)) = in_grid {
         candidates.push(edited);
         needs_full_encode = clamped;
         if ty == GgmlType::Q4_K && change == Change::Prune {
@@ -193,14 +194,14 @@ fn encode_best(
             }
         } else if clamped {
             let mut widened = original.to_vec();
-            if regrid::widen(ty, &mut widened, target, sel) {
+            if regrid::widen(gt, &mut widened, target, sel) {
                 // Units that needed no widening still re-round their selected entries.
-                regrid::regrid(ty, &mut widened, target, sel);
+                regrid::regrid(gt, &mut widened, target, sel);
                 candidates.push(widened);
                 needs_full_encode = false;
             } else {
                 let mut widened = original.to_vec();
-                if regrid::widen_block(ty, &mut widened, target) {
+                if regrid::widen_block(gt, &mut widened, target) {
                     candidates.push(widened);
                     needs_full_encode = false;
                 }

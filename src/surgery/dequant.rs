@@ -13,7 +13,7 @@ use crate::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
 /// Writes `model` with its targets in `ty` (a float type) to `path` (never onto `model`).
 pub fn write_float_master(model: &GgufFile, path: &Path, ty: GgmlType) -> Result<(), ApplyError> {
     if !super::edit::is_float(ty) {
-        return Err(ApplyError::Mismatch(format!("{ty}: a master is written in F32, F16 or BF16")));
+        return Err(ApplyError::MasterNotFloat(ty));
     }
     let mut w = GgufWriter::from_file(model);
     let targets: Vec<bool> = model.tensors.iter().map(crate::model::is_target).collect();

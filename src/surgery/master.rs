@@ -33,7 +33,7 @@ pub fn plan(master: &GgufFile, math: &ActivationStats, general: &ActivationStats
     let (types, file_type) = match quantize {
         Quantize::Like(path) => {
             let sibling = GgufFile::open(path)?;
-            let types = quantmix::like_types(master, &sibling).map_err(ApplyError::Mismatch)?;
+            let types = quantmix::like_types(master, &sibling)?;
             let sibling_fp = crate::model::fingerprint(&sibling);
             for (which, s) in [("math", math), ("general", general)] {
                 if s.model_fingerprint != sibling_fp && s.model_fingerprint != master_fp {
@@ -79,10 +79,7 @@ pub fn check_names_and_shapes(master: &GgufFile, math: &ActivationStats, general
     }
     for (which, s) in [("math", math), ("general", general)] {
         if let Some(extra) = s.weights.keys().find(|k| !targets.iter().any(|t| &t.name == *k)) {
-            return Err(ApplyError::Mismatch(format!(
-                "the {which} STATS hold {extra}, which is not a target weight of {}: they were measured on a model with other tensors",
-                master.path().display()
-            )));
+            return Err(ApplyError::StatsForNonTarget { which, weight: extra.clone(), master: master.path().to_path_buf() });
         }
     }
     Ok(())

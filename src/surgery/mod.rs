@@ -11,6 +11,8 @@
 pub mod blocks;
 pub mod dequant;
 pub mod edit;
+pub mod half;
+pub mod layout;
 pub mod master;
 pub mod metadata;
 pub mod outputs;
@@ -155,6 +157,9 @@ pub enum ApplyError {
     /// Reading or writing a GGUF failed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// Writing a side file (Modelfile, report, heat map) failed.
+    #[error(transparent)]
+    Write(#[from] crate::atomic::AtomicWriteError),
     /// A block could not be re-encoded.
     #[error("{tensor}: {source}")]
     Codec {
@@ -163,9 +168,42 @@ pub enum ApplyError {
         /// Codec failure.
         source: CodecError,
     },
-    /// The selection does not fit the model, or the output paths conflict.
-    #[error("{0}")]
-    Mismatch(String),
+    /// The selection names a tensor the model does not have.
+    #[error("{tensor}: the selection names a tensor the model does not have")]
+    SelectedTensorMissing {
+        /// Tensor name.
+        tensor: String,
+    },
+    /// The selection was made on another shape or type of a tensor.
+    #[error("{tensor}: selected on shape {selected_dims:?} {selected_type} but the model has {model_dims:?} {model_type}")]
+    SelectedOnOtherShape {
+        /// Tensor name.
+        tensor: String,
+        /// The shape the selection was made on.
+        selected_dims: Vec<u64>,
+        /// The type the selection was made on.
+        selected_type: GgmlType,
+        /// The shape in the model.
+        model_dims: Vec<u64>,
+        /// The type in the model.
+        model_type: GgmlType,
+    },
+    /// A float master was asked for in a type that is not F32, F16 or BF16.
+    #[error("{0}: a master is written in F32, F16 or BF16")]
+    MasterNotFloat(GgmlType),
+    /// A STATS file names a weight that is not a target of the master.
+    #[error("the {which} STATS hold {weight}, which is not a target weight of {}: they were measured on a model with other tensors", master.display())]
+    StatsForNonTarget {
+        /// Which STATS file ("math" or "general").
+        which: &'static str,
+        /// The weight it names.
+        weight: String,
+        /// The master.
+        master: PathBuf,
+    },
+    /// The `--quantize like=` sibling does not have the master's tensors.
+    #[error(transparent)]
+    Sibling(#[from] quantmix::SiblingMismatch),
 }
 
 /// Selects (see `select::select`) and rewrites: writes `opts.output`, and beside it the
@@ -259,14 +297,45 @@ fn rewrite(
     }
     let t0 = Instant::now();
     let fingerprint = crate::model::fingerprint(model);
+    check_selection_fits(model, selection)?;
+    let prov = provenance(selection, math, general, opts, &fingerprint);
+    let edit_name = match &opts.quantize {
+        Some(q) => format!("master, quantize {}", q.name()),
+        None => opts.edit.name(),
+    };
+    let jobs = jobs(model, selection, opts.edit, plan.as_ref());
+    let w = output_writer(model, &prov, &edit_name, &jobs, plan.as_ref());
+    let tensors = write_tensors(model, &w, &jobs, math, general, opts)?;
+    let mut report = apply_report(model, opts, &prov, edit_name, plan, math, general, tensors);
+    if let Some(mask_path) = &opts.save_mask {
+        select::maskfile::MaskFile::from_selection(selection, &fingerprint).save(mask_path, Some(model.path()))?;
+        report.mask = Some(mask_path.clone());
+    }
+    report.rewrite_seconds = t0.elapsed().as_secs_f64();
+    outputs::write_side_files(&mut report, opts)?;
+    Ok(report)
+}
+
+/// Every tensor the selection names is in the model, with the shape and type it was selected on.
+fn check_selection_fits(model: &GgufFile, selection: &Selection) -> Result<(), ApplyError> {
     for ts in &selection.tensors {
-        let info = model.tensor(&ts.name).ok_or_else(|| ApplyError::Mismatch(format!("{}: the selection names a tensor the model does not have", ts.name)))?;
+        let info = model.tensor(&ts.name).ok_or_else(|| ApplyError::SelectedTensorMissing { tensor: ts.name.clone() })?;
         if info.dims != ts.dims || info.ggml_type != ts.ggml_type {
-            return Err(ApplyError::Mismatch(format!("{}: selected on shape {:?} {} but the model has {:?} {}", ts.name, ts.dims, ts.ggml_type, info.dims, info.ggml_type)));
+            return Err(ApplyError::SelectedOnOtherShape {
+                tensor: ts.name.clone(),
+                selected_dims: ts.dims.clone(),
+                selected_type: ts.ggml_type,
+                model_dims: info.dims.clone(),
+                model_type: info.ggml_type,
+            });
         }
     }
+    Ok(())
+}
 
-    let prov = metadata::Provenance {
+/// What the output's `mathneuro.*` keys record about how it was made.
+fn provenance(selection: &Selection, math: &ActivationStats, general: &ActivationStats, opts: &ApplyOptions, fingerprint: &str) -> metadata::Provenance {
+    metadata::Provenance {
         method: selection.options.method.name().to_string(),
         top_k_percent: selection.options.top_k_percent,
         operation: match opts.change {
@@ -281,54 +350,51 @@ fn rewrite(
         general_datasets: general.datasets.clone(),
         selected: selection.selected(),
         target_entries: selection.numel(),
-        source_fingerprint: fingerprint.clone(),
-    };
+        source_fingerprint: fingerprint.to_string(),
+    }
+}
+
+/// The output's writer: the model's metadata with provenance, and each tensor's output type.
+fn output_writer(model: &GgufFile, prov: &metadata::Provenance, edit_name: &str, jobs: &[Job], plan: Option<&master::MasterPlan>) -> GgufWriter {
     let mut w = GgufWriter::from_file(model);
     // A split input is written as one file: its shard keys would make llama.cpp look for shards.
     for key in crate::gguf::split::KEYS {
         w.remove(key);
     }
-    metadata::apply_metadata(&mut w, model, &prov);
-    let edit_name = match &opts.quantize {
-        Some(q) => format!("master, quantize {}", q.name()),
-        None => opts.edit.name(),
-    };
-    w.set("mathneuro.edit", MetaValue::string(&edit_name));
-    let jobs = jobs(model, selection, opts.edit, plan.as_ref());
-    for (spec, job) in w.tensors.iter_mut().zip(&jobs) {
+    metadata::apply_metadata(&mut w, model, prov);
+    w.set("mathneuro.edit", MetaValue::string(edit_name));
+    for (spec, job) in w.tensors.iter_mut().zip(jobs) {
         if let Job::Transcode(dest, _) = job {
             spec.ggml_type = *dest;
         }
     }
-    if let Some(ft) = plan.as_ref().and_then(|p| p.file_type) {
+    if let Some(ft) = plan.and_then(|p| p.file_type) {
         w.set("general.file_type", MetaValue::U32(ft));
     }
+    w
+}
 
+/// The new bytes of one changed tensor and, for a selected one, its report.
+type Done = Result<(Vec<u8>, Option<TensorReport>), ApplyError>;
+
+/// Re-encodes the tensors that change and writes the output atomically; the report of each
+/// selected tensor, in file order.
+fn write_tensors(model: &GgufFile, w: &GgufWriter, jobs: &[Job], math: &ActivationStats, general: &ActivationStats, opts: &ApplyOptions) -> Result<Vec<TensorReport>, ApplyError> {
     let bar = Progress::new("writing", model.tensors.len() as u64, "tensors", opts.progress);
     // A producer thread re-encodes the tensors that change in file order (rows in parallel on
     // the rayon pool) while this thread writes: the output is written while the next tensors are
     // computed. At most `IN_FLIGHT` finished tensors wait, so memory stays bounded.
     const IN_FLIGHT: usize = 2;
-    type Done = Result<(Vec<u8>, Option<TensorReport>), ApplyError>;
     let mut reports: Vec<TensorReport> = Vec::new();
     let mut failure: Option<ApplyError> = None;
-    let jobs_ref = &jobs;
     let written = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Done>(IN_FLIGHT);
         scope.spawn(move || {
-            for (info, job) in model.tensors.iter().zip(jobs_ref) {
+            for (info, job) in model.tensors.iter().zip(jobs) {
                 let done = match job {
                     Job::Copy => continue,
-                    Job::InGrid(ts) => {
-                        let importance = importance(math, general, &info.name);
-                        blocks::rewrite_tensor(info, model.tensor_data(info), &ts.mask, opts.change, importance.as_deref())
-                            .map(|(bytes, tally)| (bytes, Some(tensor_report(ts, info.ggml_type, tally))))
-                    }
-                    Job::Transcode(dest, ts) => {
-                        let importance = imatrix(math, general, info);
-                        transcode::transcode_tensor(info, model.tensor_data(info), ts.map(|t| &t.mask), opts.change, *dest, importance.as_deref())
-                            .map(|(bytes, tally)| (bytes, ts.map(|t| tensor_report(t, *dest, tally))))
-                    }
+                    Job::InGrid(ts) => rewrite_in_grid(model, info, ts, math, general, opts.change),
+                    Job::Transcode(dest, ts) => transcode_to(model, info, *dest, *ts, math, general, opts.change),
                 }
                 .map_err(|source| ApplyError::Codec { tensor: info.name.clone(), source });
                 let failed = done.is_err();
@@ -341,7 +407,7 @@ fn rewrite(
         let result = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
             let info = &model.tensors[i];
             bar.inc(1);
-            if matches!(jobs_ref[i], Job::Copy) {
+            if matches!(jobs[i], Job::Copy) {
                 return sink.write_all(model.tensor_data(info));
             }
             match rx.recv() {
@@ -366,10 +432,46 @@ fn rewrite(
         return Err(e);
     }
     written?;
-    let tensors = reports;
+    Ok(reports)
+}
+
+/// Tensor `info` edited block by block in its own type, and its report.
+fn rewrite_in_grid(model: &GgufFile, info: &TensorInfo, ts: &select::TensorSelection, math: &ActivationStats, general: &ActivationStats, change: Change) -> Result<(Vec<u8>, Option<TensorReport>), CodecError> {
+    let importance = importance(math, general, &info.name);
+    blocks::rewrite_tensor(info, model.tensor_data(info), &ts.mask, change, importance.as_deref())
+        .map(|(bytes, tally)| (bytes, Some(tensor_report(ts, info.ggml_type, tally))))
+}
+
+/// Tensor `info` decoded, edited where `ts` selects, and encoded as `dest`; its report when selected.
+fn transcode_to(
+    model: &GgufFile,
+    info: &TensorInfo,
+    dest: GgmlType,
+    ts: Option<&select::TensorSelection>,
+    math: &ActivationStats,
+    general: &ActivationStats,
+    change: Change,
+) -> Result<(Vec<u8>, Option<TensorReport>), CodecError> {
+    let importance = imatrix(math, general, info);
+    transcode::transcode_tensor(info, model.tensor_data(info), ts.map(|t| &t.mask), change, dest, importance.as_deref())
+        .map(|(bytes, tally)| (bytes, ts.map(|t| tensor_report(t, dest, tally))))
+}
+
+/// The report of a finished rewrite (the mask path and the timing are filled in by the caller).
+#[allow(clippy::too_many_arguments)] // each is one distinct input the report records
+fn apply_report(
+    model: &GgufFile,
+    opts: &ApplyOptions,
+    prov: &metadata::Provenance,
+    edit_name: String,
+    plan: Option<master::MasterPlan>,
+    math: &ActivationStats,
+    general: &ActivationStats,
+    tensors: Vec<TensorReport>,
+) -> ApplyReport {
     let totals = tensors.iter().fold(BlockTally::default(), |a, t| a.merge(t.tally.clone()));
     let file_len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut report = ApplyReport {
+    ApplyReport {
         input: model.path().to_path_buf(),
         output: opts.output.clone(),
         modelfile: None,
@@ -399,14 +501,7 @@ fn rewrite(
         tensors,
         select_seconds: 0.0,
         rewrite_seconds: 0.0,
-    };
-    if let Some(mask_path) = &opts.save_mask {
-        select::maskfile::MaskFile::from_selection(selection, &fingerprint).save(mask_path, Some(model.path()))?;
-        report.mask = Some(mask_path.clone());
     }
-    report.rewrite_seconds = t0.elapsed().as_secs_f64();
-    outputs::write_side_files(&mut report, opts)?;
-    Ok(report)
 }
 
 /// The importance vector for re-encoding `name`: Σx² pooled over both STATS files.

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::report::{heatmap_svg, spread};
 use super::{ApplyError, ApplyOptions, ApplyReport, Change, side_path};
-use crate::atomic::write_bytes_atomic;
-use crate::gguf::GgufError;
+use crate::atomic::{AtomicWriteError, write_bytes_atomic};
 use crate::safety::OutputPlan;
 
 /// First line of every Modelfile mathneuro writes; such a file may be replaced.
@@ -41,7 +40,7 @@ pub fn check_outputs(input: &Path, opts: &ApplyOptions) -> Result<(), ApplyError
 }
 
 /// Writes the Modelfile, JSON report and heat map as `opts` asks, recording their paths.
-pub fn write_side_files(report: &mut ApplyReport, opts: &ApplyOptions) -> Result<(), GgufError> {
+pub fn write_side_files(report: &mut ApplyReport, opts: &ApplyOptions) -> Result<(), AtomicWriteError> {
     if opts.write_modelfile {
         let mf = modelfile_path(&opts.output);
         let file_name = opts.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -9,7 +9,9 @@
 //! its target. p is the power of two nearest dmin/d (others tried only when it finds nothing);
 //! within a sub-block the (sc, m) pair with the smallest importance-weighted error wins.
 
-use super::regrid::{f16_to_f32, half, put_half, q4k_scale_min, q4k_set_scale_min};
+use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
+use super::layout::q4_k;
+use super::regrid::{q4k_scale_min, q4k_set_scale_min};
 
 const SUB: usize = 32;
 
@@ -29,8 +31,8 @@ fn fit(t: &[f32], w: &[f32], s: f32, o: f32, codes: &mut [u8; SUB]) -> f64 {
 /// An encoding of `target` (256 values) in which every selected entry whose target is 0 decodes
 /// to exactly 0, starting from the `original` block's scales; `None` when none was found.
 pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Option<&[f32]>) -> Option<Vec<u8>> {
-    let d = half(original, 0);
-    let dmin = half(original, 2);
+    let d = half(original, q4_k::D);
+    let dmin = half(original, q4_k::DMIN);
     if !(d > 0.0 && d.is_finite() && dmin.is_finite()) {
         return None;
     }
@@ -53,12 +55,12 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
         let dmin_new = d * (1u32 << p) as f32;
         let Some(h) = exact_half(dmin_new) else { continue };
         let mut b = original.to_vec();
-        put_half(&mut b, 2, h);
+        put_half(&mut b, q4_k::DMIN, h);
         let mut total = 0.0f64;
         let mut feasible = true;
         for u in 0..8 {
             let (t, wu) = (&target[u * SUB..(u + 1) * SUB], &w[u * SUB..(u + 1) * SUB]);
-            let (sc, m) = q4k_scale_min(&original[4..16], u);
+            let (sc, m) = q4k_scale_min(&original[q4_k::SCALES..q4_k::QS], u);
             let mut best_u: Option<(f64, u8, u8, [u8; SUB])> = None;
             let mut codes = [0u8; SUB];
             let mut consider = |sc_new: u8, m_new: u8, best_u: &mut Option<(f64, u8, u8, [u8; SUB])>| {
@@ -89,10 +91,10 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
                 break;
             };
             total += err;
-            q4k_set_scale_min(&mut b[4..16], u, sc_new, m_new);
+            q4k_set_scale_min(&mut b[q4_k::SCALES..q4_k::QS], u, sc_new, m_new);
             for (i, q) in codes.iter().enumerate() {
                 let j = u * SUB + i;
-                let byte = 16 + 32 * (j / 64) + j % 32;
+                let byte = q4_k::code_byte(j);
                 b[byte] = if j % 64 < 32 { (b[byte] & 0xF0) | q } else { (b[byte] & 0x0F) | (q << 4) };
             }
         }
@@ -105,7 +107,7 @@ pub fn encode_zero_exact(original: &[u8], target: &[f32], sel: &[bool], imp: Opt
 
 /// The half holding exactly `v`, if any.
 fn exact_half(v: f32) -> Option<u16> {
-    let h = super::regrid::f32_to_f16_up(v)?;
+    let h = f32_to_f16_up(v)?;
     (f16_to_f32(h) == v).then_some(h)
 }
 
@@ -120,7 +122,7 @@ mod tests {
         let src = crate::gguf::synth::pseudo_random_f32(21, 256 * 8);
         let q = ggml::quantize(GgmlType::Q4_K, &src, 256, None).unwrap();
         let mut exact = 0;
-        for (bi, block) in q.chunks(144).enumerate() {
+        for (bi, block) in q.chunks(q4_k::SIZE).enumerate() {
             let deq = ggml::dequantize_to_vec(GgmlType::Q4_K, block, 256).unwrap();
             let mut target = deq.clone();
             let mut sel = vec![false; 256];

@@ -20,6 +20,7 @@
 //! architecture-specific exceptions for tensors these models do not have.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use super::edit::Mix;
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
@@ -81,23 +82,73 @@ pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
     types
 }
 
+/// How a `--quantize like=SIBLING` sibling differs from the master (the first difference).
+#[derive(Debug, thiserror::Error)]
+pub enum SiblingMismatch {
+    /// The two files hold different numbers of tensors.
+    #[error("{} has {master_tensors} tensors, its sibling {} has {sibling_tensors}", master.display(), sibling.display())]
+    TensorCount {
+        /// The master file.
+        master: PathBuf,
+        /// Its tensor count.
+        master_tensors: usize,
+        /// The sibling file.
+        sibling: PathBuf,
+        /// Its tensor count.
+        sibling_tensors: usize,
+    },
+    /// A tensor of the master is not in the sibling.
+    #[error("{tensor}: in {} but not in the sibling {}", master.display(), sibling.display())]
+    Missing {
+        /// The tensor.
+        tensor: String,
+        /// The master file.
+        master: PathBuf,
+        /// The sibling file.
+        sibling: PathBuf,
+    },
+    /// A tensor has another shape in the sibling.
+    #[error("{tensor}: shape {master_dims:?} in {} but {sibling_dims:?} in the sibling {}", master.display(), sibling.display())]
+    Shape {
+        /// The tensor.
+        tensor: String,
+        /// Its shape in the master.
+        master_dims: Vec<u64>,
+        /// The master file.
+        master: PathBuf,
+        /// Its shape in the sibling.
+        sibling_dims: Vec<u64>,
+        /// The sibling file.
+        sibling: PathBuf,
+    },
+}
+
 /// The type of every tensor of `master` as in `sibling`, which must have the same tensors with
 /// the same shapes; an error names the first difference.
-pub fn like_types(master: &GgufFile, sibling: &GgufFile) -> Result<HashMap<String, GgmlType>, String> {
+pub fn like_types(master: &GgufFile, sibling: &GgufFile) -> Result<HashMap<String, GgmlType>, SiblingMismatch> {
     if master.tensors.len() != sibling.tensors.len() {
-        return Err(format!(
-            "{} has {} tensors, its sibling {} has {}",
-            master.path().display(),
-            master.tensors.len(),
-            sibling.path().display(),
-            sibling.tensors.len()
-        ));
+        return Err(SiblingMismatch::TensorCount {
+            master: master.path().to_path_buf(),
+            master_tensors: master.tensors.len(),
+            sibling: sibling.path().to_path_buf(),
+            sibling_tensors: sibling.tensors.len(),
+        });
     }
     let mut types = HashMap::new();
     for t in &master.tensors {
-        let s = sibling.tensor(&t.name).ok_or_else(|| format!("{}: in {} but not in the sibling {}", t.name, master.path().display(), sibling.path().display()))?;
+        let s = sibling.tensor(&t.name).ok_or_else(|| SiblingMismatch::Missing {
+            tensor: t.name.clone(),
+            master: master.path().to_path_buf(),
+            sibling: sibling.path().to_path_buf(),
+        })?;
         if s.dims != t.dims {
-            return Err(format!("{}: shape {:?} in {} but {:?} in the sibling {}", t.name, t.dims, master.path().display(), s.dims, sibling.path().display()));
+            return Err(SiblingMismatch::Shape {
+                tensor: t.name.clone(),
+                master_dims: t.dims.clone(),
+                master: master.path().to_path_buf(),
+                sibling_dims: s.dims.clone(),
+                sibling: sibling.path().to_path_buf(),
+            });
         }
         types.insert(t.name.clone(), s.ggml_type);
     }

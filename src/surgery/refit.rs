@@ -10,7 +10,9 @@
 //! taken only when it lowers the whole block's error further. Nothing here calls ggml's
 //! quantizer: non-selected entries move only inside a unit whose widening paid for itself.
 
-use super::regrid::{self, f32_to_f16_up, grid, half, put_half, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
+use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
+use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q6_k};
+use super::regrid::{self, GridType, grid, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::GgmlType;
 
@@ -60,7 +62,7 @@ fn signed_need(t: &[f32], neg: f32, pos: f32) -> (f32, f32) {
 fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale> {
     match ty {
         GgmlType::Q8_0 | GgmlType::Q5_0 => {
-            let d = half(block, 0);
+            let d = half(block, Q8_0_OR_Q5_0_D);
             let (neg, pos) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
             let (positive, negative) = signed_need(t, neg, pos);
             let (need, sign) = if d >= 0.0 { (positive, 1.0) } else { (negative, -1.0) };
@@ -75,11 +77,11 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
             out
         }
         GgmlType::Q6_K => {
-            let d = half(block, 208);
+            let d = half(block, q6_k::D);
             if d <= 0.0 || !d.is_finite() {
                 return Vec::new();
             }
-            let sc = block[192 + u] as i8;
+            let sc = block[q6_k::SCALES + u] as i8;
             let (positive, negative) = signed_need(t, 32.0, 31.0);
             let sign = if sc >= 0 { 1 } else { -1 };
             let need = if sc >= 0 { positive } else { negative };
@@ -87,11 +89,11 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
             spaced((sc as i32).abs(), code).into_iter().map(|c| UnitScale::Code((sign * c) as i8)).collect()
         }
         GgmlType::Q4_K => {
-            let (d, dmin) = (half(block, 0), half(block, 2));
+            let (d, dmin) = (half(block, q4_k::D), half(block, q4_k::DMIN));
             if d <= 0.0 || !d.is_finite() || !dmin.is_finite() {
                 return Vec::new();
             }
-            let (sc, m) = q4k_scale_min(&block[4..16], u);
+            let (sc, m) = q4k_scale_min(&block[q4_k::SCALES..q4_k::QS], u);
             let min_t = t.iter().cloned().fold(0.0f32, f32::min);
             let max_t = t.iter().cloned().fold(0.0f32, f32::max);
             let m_need = if dmin <= 0.0 || -dmin * m as f32 <= min_t { m as i32 } else { ((-min_t / dmin).ceil() as i32).min(63) };
@@ -118,14 +120,14 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
 fn candidate_grid(ty: GgmlType, block: &[u8], scale: UnitScale) -> (f32, f32, i32, i32) {
     match scale {
         UnitScale::Half(h) => {
-            let d = regrid::f16_to_f32(h);
+            let d = f16_to_f32(h);
             if ty == GgmlType::Q8_0 { (d, 0.0, -127, 127) } else { (d, 16.0 * d, 0, 31) }
         }
         UnitScale::Code(c) => {
-            let s = half(block, 208) * c as f32;
+            let s = half(block, q6_k::D) * c as f32;
             (s, 32.0 * s, 0, 63)
         }
-        UnitScale::ScaleMin(sc, m) => (half(block, 0) * sc as f32, half(block, 2) * m as f32, 0, 15),
+        UnitScale::ScaleMin(sc, m) => (half(block, q4_k::D) * sc as f32, half(block, q4_k::DMIN) * m as f32, 0, 15),
     }
 }
 
@@ -145,13 +147,13 @@ fn unit_error_on(g: (f32, f32, i32, i32), target: &[f32], w: Option<&[f32]>, ran
 }
 
 /// Sets unit `u`'s scale and re-rounds the unit's entries to `target` on the new grid.
-fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
+fn apply(ty: GridType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f32]) {
     match scale {
-        UnitScale::Half(h) => put_half(block, 0, h),
-        UnitScale::Code(c) => block[192 + u] = c as u8,
-        UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[4..16], u, sc, m),
+        UnitScale::Half(h) => put_half(block, Q8_0_OR_Q5_0_D, h),
+        UnitScale::Code(c) => block[q6_k::SCALES + u] = c as u8,
+        UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc, m),
     }
-    let n = unit_len(ty);
+    let n = unit_len(ty.into());
     let g = grid(ty, block, u * n);
     for (j, t) in target.iter().enumerate().skip(u * n).take(n) {
         regrid::set_code(ty, block, j, code_on(*t, g) as i32);
@@ -159,8 +161,8 @@ fn apply(ty: GgmlType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f
 }
 
 /// True when a selected entry of unit `u` lies outside the unit's grid.
-fn clamped(ty: GgmlType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -> bool {
-    let n = unit_len(ty);
+fn clamped(ty: GridType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -> bool {
+    let n = unit_len(ty.into());
     let (s, o, lo, hi) = grid(ty, block, u * n);
     (u * n..(u + 1) * n).any(|j| {
         if !sel[j] {
@@ -177,7 +179,8 @@ fn clamped(ty: GgmlType, block: &[u8], u: usize, target: &[f32], sel: &[bool]) -
 /// The keep-mode encoding of a block: `edited` is the in-grid edit of `original` (which clamped
 /// some target); `w` the importance per entry (equal weights when there are no STATS). Returns
 /// the bytes with the lowest importance-weighted error found and their decoded values.
-pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: &[bool], w: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+pub fn refit(gt: GridType, original: &[u8], edited: &[u8], target: &[f32], sel: &[bool], w: Option<&[f32]>) -> Result<(Vec<u8>, Vec<f32>), CodecError> {
+    let ty = GgmlType::from(gt);
     let bs = target.len();
     let n = unit_len(ty);
     let mut best = edited.to_vec();
@@ -185,7 +188,7 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     let mut changed = false;
     if let Some(units) = bs.checked_div(n) {
         for u in 0..units {
-            if !clamped(ty, &best, u, target, sel) {
+            if !clamped(gt, &best, u, target, sel) {
                 continue;
             }
             let range = u * n..(u + 1) * n;
@@ -199,9 +202,9 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
                 }
             }
             if let Some(c) = chosen {
-                apply(ty, &mut best, u, c, target);
+                apply(gt, &mut best, u, c, target);
                 // The unit's new values from its grid (ggml decodes the whole block below).
-                let g = grid(ty, &best, u * n);
+                let g = grid(gt, &best, u * n);
                 for j in range {
                     dec[j] = g.0 * code_on(target[j], g) - g.1;
                 }
@@ -214,10 +217,10 @@ pub fn refit(ty: GgmlType, original: &[u8], edited: &[u8], target: &[f32], sel: 
     }
     // The super-block widening moves every entry: tried only where some unit's own scale code
     // cannot reach its targets at all.
-    let unit_limit = || !regrid::widen(ty, &mut original.to_vec(), target, sel);
-    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(ty, &best, u, target, sel)) && unit_limit() {
+    let unit_limit = || !regrid::widen(gt, &mut original.to_vec(), target, sel);
+    if matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) && (0..bs / n.max(1)).any(|u| clamped(gt, &best, u, target, sel)) && unit_limit() {
         let mut wide = original.to_vec();
-        if regrid::widen_block(ty, &mut wide, target) {
+        if regrid::widen_block(gt, &mut wide, target) {
             let wide_dec = ggml::dequantize_to_vec(ty, &wide, bs)?;
             if weighted_error(&wide_dec, target, w, 0..bs) < weighted_error(&dec, target, w, 0..bs) {
                 return Ok((wide, wide_dec));
@@ -236,6 +239,7 @@ mod tests {
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
             let bs = ty.block_size() as usize;
             let n = unit_len(ty);
+            let gt = GridType::try_from(ty).unwrap();
             let src = crate::gguf::synth::pseudo_random_f32(31, bs * 16);
             let q = ggml::quantize(ty, &src, bs, None).unwrap();
             let mut improved = 0;
@@ -252,16 +256,16 @@ mod tests {
                 }
                 let w: Vec<f32> = (0..bs).map(|j| 1.0 + ((j * 7 + bi) % 5) as f32).collect();
                 let mut edited = block.to_vec();
-                regrid::regrid(ty, &mut edited, &target, &sel);
+                regrid::regrid(gt, &mut edited, &target, &sel);
                 let in_grid = ggml::dequantize_to_vec(ty, &edited, bs).unwrap();
-                let (bytes, dec) = refit(ty, block, &edited, &target, &sel, Some(&w)).unwrap();
+                let (bytes, dec) = refit(gt, block, &edited, &target, &sel, Some(&w)).unwrap();
                 assert_eq!(dec, ggml::dequantize_to_vec(ty, &bytes, bs).unwrap());
                 let (e0, e1) = (weighted_error(&in_grid, &target, Some(&w), 0..bs), weighted_error(&dec, &target, Some(&w), 0..bs));
                 assert!(e1 <= e0, "{ty} block {bi}: {e1} > {e0}");
                 improved += (e1 < e0) as usize;
                 // Unless the super-block was widened, a unit whose non-selected entries moved
                 // was widened, and its error went down.
-                let super_moved = matches!(ty, GgmlType::Q4_K) && bytes[0..4] != block[0..4] || ty == GgmlType::Q6_K && bytes[208..210] != block[208..210];
+                let super_moved = matches!(ty, GgmlType::Q4_K) && bytes[q4_k::D..q4_k::SCALES] != block[q4_k::D..q4_k::SCALES] || ty == GgmlType::Q6_K && bytes[q6_k::D..q6_k::SIZE] != block[q6_k::D..q6_k::SIZE];
                 if !super_moved {
                     for u in 0..bs / n {
                         let r = u * n..(u + 1) * n;

@@ -9,30 +9,9 @@
 //! `block_q4_K` and their `dequantize_row_*`). Each entry decodes as `s·q − o` with `q` the
 //! stored code in `[lo, hi]`.
 
+use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
+use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q5_0, q6_k, q8_0};
 use crate::gguf::GgmlType;
-
-/// IEEE half → f32 (every half is exactly representable).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let mant = (h & 0x3ff) as u32;
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value = m · 2^-24.
-            let v = m as f32 * 2f32.powi(-24);
-            return if sign != 0 { -v } else { v };
-        }
-        (31, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 112) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// Reads the IEEE half at byte `at`.
-pub fn half(b: &[u8], at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
-}
 
 /// Rounds half away from zero like `f32::round`, without a libm call (hot loop; inputs far
 /// beyond the i32 range saturate, which the callers clamp anyway).
@@ -41,31 +20,74 @@ pub fn round_code(x: f32) -> f32 {
     (x + 0.5f32.copysign(x)) as i32 as f32
 }
 
+/// The block types `regrid` edits in place: taking one instead of a `GgmlType` makes an edit of
+/// any other type unrepresentable (no run-time "does not handle" case below).
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridType {
+    /// `block_q8_0`.
+    Q8_0,
+    /// `block_q5_0`.
+    Q5_0,
+    /// `block_q6_K`.
+    Q6_K,
+    /// `block_q4_K`.
+    Q4_K,
+}
+
+/// A block type `regrid` cannot edit in place (it is re-encoded by ggml instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("regrid does not handle {0}")]
+pub struct UnsupportedGridType(pub GgmlType);
+
+impl TryFrom<GgmlType> for GridType {
+    type Error = UnsupportedGridType;
+    fn try_from(ty: GgmlType) -> Result<GridType, UnsupportedGridType> {
+        match ty {
+            GgmlType::Q8_0 => Ok(GridType::Q8_0),
+            GgmlType::Q5_0 => Ok(GridType::Q5_0),
+            GgmlType::Q6_K => Ok(GridType::Q6_K),
+            GgmlType::Q4_K => Ok(GridType::Q4_K),
+            other => Err(UnsupportedGridType(other)),
+        }
+    }
+}
+
+impl From<GridType> for GgmlType {
+    fn from(ty: GridType) -> GgmlType {
+        match ty {
+            GridType::Q8_0 => GgmlType::Q8_0,
+            GridType::Q5_0 => GgmlType::Q5_0,
+            GridType::Q6_K => GgmlType::Q6_K,
+            GridType::Q4_K => GgmlType::Q4_K,
+        }
+    }
+}
+
 /// True when `regrid` can edit blocks of `ty`.
 pub fn supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q6_K | GgmlType::Q4_K)
+    GridType::try_from(ty).is_ok()
 }
 
 /// (scale s, offset o, lowest code, highest code) of entry `j`: value = s·q − o.
-pub fn grid(ty: GgmlType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
+pub fn grid(ty: GridType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
     match ty {
-        GgmlType::Q8_0 => (half(b, 0), 0.0, -127, 127),
-        GgmlType::Q5_0 => {
-            let d = half(b, 0);
+        GridType::Q8_0 => (half(b, q8_0::D), 0.0, -127, 127),
+        GridType::Q5_0 => {
+            let d = half(b, q5_0::D);
             (d, 16.0 * d, 0, 31)
         }
-        GgmlType::Q6_K => {
+        GridType::Q6_K => {
             let (n, r) = (j / 128, j % 128);
             let (quarter, l) = (r / 32, r % 32);
-            let sc = b[192 + 8 * n + l / 16 + 2 * quarter] as i8 as f32;
-            let s = half(b, 208) * sc;
+            let sc = b[q6_k::SCALES + 8 * n + l / 16 + 2 * quarter] as i8 as f32;
+            let s = half(b, q6_k::D) * sc;
             (s, 32.0 * s, 0, 63)
         }
-        GgmlType::Q4_K => {
-            let (sc, m) = q4k_scale_min(&b[4..16], j / 32);
-            (half(b, 0) * sc as f32, half(b, 2) * m as f32, 0, 15)
+        GridType::Q4_K => {
+            let (sc, m) = q4k_scale_min(&b[q4_k::SCALES..q4_k::QS], j / 32);
+            (half(b, q4_k::D) * sc as f32, half(b, q4_k::DMIN) * m as f32, 0, 15)
         }
-        other => panic!("regrid does not handle {other}"),
     }
 }
 
@@ -79,41 +101,40 @@ pub fn q4k_scale_min(q: &[u8], j: usize) -> (u8, u8) {
 }
 
 /// Stores code `q` for entry `j`.
-pub fn set_code(ty: GgmlType, b: &mut [u8], j: usize, q: i32) {
+pub fn set_code(ty: GridType, b: &mut [u8], j: usize, q: i32) {
     match ty {
-        GgmlType::Q8_0 => b[2 + j] = q as i8 as u8,
-        GgmlType::Q5_0 => {
+        GridType::Q8_0 => b[q8_0::QS + j] = q as i8 as u8,
+        GridType::Q5_0 => {
             let q = q as u32;
-            let (byte, high) = (6 + j % 16, j >= 16);
+            let (byte, high) = (q5_0::QS + j % 16, j >= 16);
             b[byte] = if high { (b[byte] & 0x0F) | (((q & 0xF) as u8) << 4) } else { (b[byte] & 0xF0) | (q & 0xF) as u8 };
-            let mut qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let qh_bytes = q5_0::QH..q5_0::QH + 4;
+            let mut qh = u32::from_le_bytes(b[qh_bytes.clone()].try_into().expect("qh is 4 bytes"));
             qh = (qh & !(1 << j)) | (((q >> 4) & 1) << j);
-            b[2..6].copy_from_slice(&qh.to_le_bytes());
+            b[qh_bytes].copy_from_slice(&qh.to_le_bytes());
         }
-        GgmlType::Q6_K => {
+        GridType::Q6_K => {
             let q = q as u8;
             let (n, r) = (j / 128, j % 128);
             let (quarter, l) = (r / 32, r % 32);
-            let ql = 64 * n + l + if quarter % 2 == 1 { 32 } else { 0 };
+            let ql = q6_k::QL + 64 * n + l + if quarter % 2 == 1 { 32 } else { 0 };
             b[ql] = if quarter < 2 { (b[ql] & 0xF0) | (q & 0xF) } else { (b[ql] & 0x0F) | ((q & 0xF) << 4) };
-            let qh = 128 + 32 * n + l;
+            let qh = q6_k::QH + 32 * n + l;
             let shift = 2 * quarter;
             b[qh] = (b[qh] & !(3 << shift)) | (((q >> 4) & 3) << shift);
         }
-        GgmlType::Q4_K => {
+        GridType::Q4_K => {
             let q = q as u8;
-            let (chunk, within) = (j / 64, j % 64);
-            let byte = 16 + 32 * chunk + within % 32;
+            let (byte, within) = (q4_k::code_byte(j), j % 64);
             b[byte] = if within < 32 { (b[byte] & 0xF0) | (q & 0xF) } else { (b[byte] & 0x0F) | ((q & 0xF) << 4) };
         }
-        other => panic!("regrid does not handle {other}"),
     }
 }
 
 /// Re-rounds the selected entries of `block` to their targets on the block's own grid. Returns
 /// true when some target lay outside the grid's range (the entry was clamped) or the grid has a
 /// zero scale where a change was wanted.
-pub fn regrid(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
+pub fn regrid(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
     let mut clamped = false;
     for j in 0..target.len() {
         if !sel[j] {
@@ -130,90 +151,6 @@ pub fn regrid(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> b
         set_code(ty, block, j, q as i32);
     }
     clamped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ffi::ggml;
-
-    #[test]
-    fn grid_matches_ggml_dequantization_and_edits_round_trip() {
-        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
-            let bs = ty.block_size() as usize;
-            let src = crate::gguf::synth::pseudo_random_f32(9, bs * 4);
-            let q = ggml::quantize(ty, &src, bs, None).unwrap();
-            let deq = ggml::dequantize_to_vec(ty, &q, src.len()).unwrap();
-            for (bi, block) in q.chunks(ty.type_size() as usize).enumerate() {
-                for j in 0..bs {
-                    let (s, o, lo, hi) = grid(ty, block, j);
-                    let v = deq[bi * bs + j];
-                    let code = round_code((v + o) / s);
-                    assert!(code >= lo as f32 && code <= hi as f32, "{ty} code {code}");
-                    assert!((s * code - o - v).abs() <= 1e-5 * (1.0 + v.abs()), "{ty} entry {j}: grid {} vs ggml {v}", s * code - o);
-                }
-                // Re-rounding every entry to its own value changes no byte.
-                let mut edited = block.to_vec();
-                assert!(!regrid(ty, &mut edited, &deq[bi * bs..(bi + 1) * bs], &vec![true; bs]));
-                assert_eq!(edited, block, "{ty}");
-                // Setting entry 5 to the grid's code for a value changes exactly that value.
-                let (s, o, lo, hi) = grid(ty, block, 5);
-                let mut t = deq[bi * bs..(bi + 1) * bs].to_vec();
-                let code = (lo + hi) / 2 + 1;
-                t[5] = s * code as f32 - o;
-                let mut sel = vec![false; bs];
-                sel[5] = true;
-                regrid(ty, &mut edited, &t, &sel);
-                let after = ggml::dequantize_to_vec(ty, &edited, bs).unwrap();
-                for j in 0..bs {
-                    if j == 5 {
-                        assert!((after[j] - t[5]).abs() <= 1e-5 * (1.0 + t[5].abs()), "{ty}");
-                    } else {
-                        assert_eq!(after[j].to_bits(), deq[bi * bs + j].to_bits(), "{ty} entry {j}");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn halves_convert() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x8001), -(2f32.powi(-24)));
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-    }
-}
-
-/// f32 → IEEE half, rounded so that |half| ≥ |v| (for scales that must cover a range); `None`
-/// when out of half range or not finite.
-pub fn f32_to_f16_up(v: f32) -> Option<u16> {
-    if !v.is_finite() || v.abs() > 65504.0 {
-        return None;
-    }
-    // Start from truncation toward zero, then step up until the magnitude covers |v|.
-    let sign: u16 = if v < 0.0 { 0x8000 } else { 0 };
-    let a = v.abs();
-    let mut h: u16 = if a < 2f32.powi(-14) {
-        (a / 2f32.powi(-24)) as u16
-    } else {
-        let bits = a.to_bits();
-        let exp = ((bits >> 23) & 0xff) as i32 - 127 + 15;
-        ((exp as u16) << 10) | ((bits >> 13) & 0x3ff) as u16
-    };
-    while f16_to_f32(h) < a {
-        h += 1;
-        if h >= 0x7c00 {
-            return None;
-        }
-    }
-    Some(sign | h)
-}
-
-/// Stores an IEEE half at byte `at`.
-pub fn put_half(b: &mut [u8], at: usize, h: u16) {
-    b[at..at + 2].copy_from_slice(&h.to_le_bytes());
 }
 
 /// Sets the 6-bit scale and min of Q4_K sub-block `j` (inverse of `q4k_scale_min`).
@@ -241,8 +178,8 @@ pub fn unit_len(ty: GgmlType) -> usize {
 /// outside the grid, just enough to hold all of the unit's targets, then re-rounds that unit's
 /// entries (others keep their bytes). Returns false when the type's scale range cannot cover the
 /// targets (the caller then re-encodes the whole block).
-pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
-    let n = unit_len(ty);
+pub fn widen(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bool {
+    let n = unit_len(ty.into());
     if n == 0 {
         return false;
     }
@@ -262,23 +199,23 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
         let min_t = t.iter().cloned().fold(0.0f32, f32::min);
         let ok = match ty {
             // value = d·q (q in ±127) or d·(q−16) (q−16 in −16..15): a signed d may serve either side.
-            GgmlType::Q8_0 | GgmlType::Q5_0 => {
-                let (neg_reach, pos_reach) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
+            GridType::Q8_0 | GridType::Q5_0 => {
+                let (neg_reach, pos_reach) = if ty == GridType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
                 // d > 0 reaches [−neg·d, pos·d]; d < 0 reaches [−pos·|d|, neg·|d|].
                 let positive = (max_t / pos_reach).max(-min_t / neg_reach);
                 let negative = (max_t / neg_reach).max(-min_t / pos_reach);
                 let d = if positive <= negative { positive } else { -negative };
                 match f32_to_f16_up(d) {
                     Some(h) if d != 0.0 => {
-                        put_half(block, 0, h);
+                        put_half(block, Q8_0_OR_Q5_0_D, h);
                         true
                     }
                     _ => false,
                 }
             }
-            GgmlType::Q6_K => {
-                let d = half(block, 208);
-                let is = 192 + u; // one i8 scale per 16 entries, in order
+            GridType::Q6_K => {
+                let d = half(block, q6_k::D);
+                let is = q6_k::SCALES + u; // one i8 scale per 16 entries, in order
                 let positive = (max_t / 31.0).max(-min_t / 32.0);
                 let negative = (max_t / 32.0).max(-min_t / 31.0);
                 let need = if positive <= negative { positive } else { -negative };
@@ -290,19 +227,18 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
                     true
                 }
             }
-            GgmlType::Q4_K => {
-                let (d, dmin) = (half(block, 0), half(block, 2));
-                let (sc, m) = q4k_scale_min(&block[4..16], u);
+            GridType::Q4_K => {
+                let (d, dmin) = (half(block, q4_k::D), half(block, q4_k::DMIN));
+                let (sc, m) = q4k_scale_min(&block[q4_k::SCALES..q4_k::QS], u);
                 let m_new = if -dmin * m as f32 <= min_t { m as f32 } else { (-min_t / dmin).ceil() };
                 let sc_new = (sc as f32).max(((max_t + dmin * m_new) / (15.0 * d)).ceil());
                 if d <= 0.0 || dmin <= 0.0 || !(m_new <= 63.0 && sc_new <= 63.0) {
                     false
                 } else {
-                    q4k_set_scale_min(&mut block[4..16], u, sc_new as u8, m_new as u8);
+                    q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc_new as u8, m_new as u8);
                     true
                 }
             }
-            _ => false,
         };
         if !ok {
             return false;
@@ -322,73 +258,91 @@ pub fn widen(ty: GgmlType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
 /// the scale it needs (its old one, or more where a target lies outside), and re-rounds every
 /// entry. Cheaper than a full re-encode and keeps each unit's grid as close to the old as the
 /// codes allow. Returns false when no such encoding exists (the caller re-encodes with ggml).
-pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
-    let n = unit_len(ty);
+pub fn widen_block(ty: GridType, block: &mut [u8], target: &[f32]) -> bool {
+    let n = unit_len(ty.into());
     let units = target.len() / n.max(1);
-    match ty {
-        GgmlType::Q4_K => {
-            let (d, dmin) = (half(block, 0), half(block, 2));
-            // Needed scale S and offset O per unit: value = S·q − O, q in 0..=15.
-            let mut need = Vec::with_capacity(units);
-            for u in 0..units {
-                let t = &target[u * n..(u + 1) * n];
-                let (sc, m) = q4k_scale_min(&block[4..16], u);
-                let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
-                let o = (dmin * m as f32).max(-min_t);
-                let s = (d * sc as f32).max((max_t + o) / 15.0);
-                need.push((s, o));
-            }
-            let max_s = need.iter().map(|x| x.0).fold(0.0, f32::max);
-            let max_o = need.iter().map(|x| x.1).fold(0.0, f32::max);
-            let (Some(hd), Some(hm)) = (f32_to_f16_up((max_s / 63.0).max(d)), f32_to_f16_up((max_o / 63.0).max(dmin))) else { return false };
-            let (d2, dmin2) = (f16_to_f32(hd), f16_to_f32(hm));
-            if d2 <= 0.0 {
-                return false;
-            }
-            put_half(block, 0, hd);
-            put_half(block, 2, hm);
-            for (u, (s, o)) in need.into_iter().enumerate() {
-                let sc = (s / d2).ceil().min(63.0) as u8;
-                let m = if dmin2 > 0.0 { (o / dmin2).ceil().min(63.0) as u8 } else { 0 };
-                q4k_set_scale_min(&mut block[4..16], u, sc, m);
-            }
-        }
-        GgmlType::Q6_K => {
-            let d = half(block, 208);
-            let mut need = Vec::with_capacity(units);
-            for u in 0..units {
-                let t = &target[u * n..(u + 1) * n];
-                let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
-                let current = d * (block[192 + u] as i8) as f32;
-                // Signed effective scale: positive reaches [−32s, 31s], negative [−31|s|, 32|s|].
-                let positive = (max_t / 31.0).max(-min_t / 32.0);
-                let negative = (max_t / 32.0).max(-min_t / 31.0);
-                let fits = (current > 0.0 && current >= positive) || (current < 0.0 && -current >= negative);
-                let s = if fits {
-                    current
-                } else if positive <= negative {
-                    positive
-                } else {
-                    -negative
-                };
-                need.push(s);
-            }
-            let max_s = need.iter().map(|s| s.abs()).fold(0.0, f32::max);
-            let Some(hd) = f32_to_f16_up((max_s / 127.0).max(d.abs())) else { return false };
-            let d2 = f16_to_f32(hd);
-            if d2 <= 0.0 {
-                return false;
-            }
-            put_half(block, 208, hd);
-            for (u, s) in need.into_iter().enumerate() {
-                let sc = ((s.abs() / d2).ceil().min(127.0) * s.signum()) as i8;
-                block[192 + u] = sc as u8;
-            }
-        }
-        _ => return false,
+    let widened = match ty {
+        GridType::Q4_K => widen_q4k_super_scales(block, target, n, units),
+        GridType::Q6_K => widen_q6k_super_scale(block, target, n, units),
+        GridType::Q8_0 | GridType::Q5_0 => false,
+    };
+    if widened {
+        reround_every_entry(ty, block, target, n, units);
     }
+    widened
+}
+
+/// Q4_K part of `widen_block`: raises `d` and `dmin` and stores each unit's new scale and min.
+/// False (the block untouched) when the needed halves do not exist.
+fn widen_q4k_super_scales(block: &mut [u8], target: &[f32], n: usize, units: usize) -> bool {
+    let (d, dmin) = (half(block, q4_k::D), half(block, q4_k::DMIN));
+    // Needed scale S and offset O per unit: value = S·q − O, q in 0..=15.
+    let mut need = Vec::with_capacity(units);
+    for u in 0..units {
+        let t = &target[u * n..(u + 1) * n];
+        let (sc, m) = q4k_scale_min(&block[q4_k::SCALES..q4_k::QS], u);
+        let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
+        let o = (dmin * m as f32).max(-min_t);
+        let s = (d * sc as f32).max((max_t + o) / 15.0);
+        need.push((s, o));
+    }
+    let max_s = need.iter().map(|x| x.0).fold(0.0, f32::max);
+    let max_o = need.iter().map(|x| x.1).fold(0.0, f32::max);
+    let (Some(hd), Some(hm)) = (f32_to_f16_up((max_s / 63.0).max(d)), f32_to_f16_up((max_o / 63.0).max(dmin))) else { return false };
+    let (d2, dmin2) = (f16_to_f32(hd), f16_to_f32(hm));
+    if d2 <= 0.0 {
+        return false;
+    }
+    put_half(block, q4_k::D, hd);
+    put_half(block, q4_k::DMIN, hm);
+    for (u, (s, o)) in need.into_iter().enumerate() {
+        let sc = (s / d2).ceil().min(63.0) as u8;
+        let m = if dmin2 > 0.0 { (o / dmin2).ceil().min(63.0) as u8 } else { 0 };
+        q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc, m);
+    }
+    true
+}
+
+/// Q6_K part of `widen_block`: raises `d` and stores each unit's new signed scale. False (the
+/// block untouched) when the needed half does not exist.
+fn widen_q6k_super_scale(block: &mut [u8], target: &[f32], n: usize, units: usize) -> bool {
+    let d = half(block, q6_k::D);
+    let mut need = Vec::with_capacity(units);
+    for u in 0..units {
+        let t = &target[u * n..(u + 1) * n];
+        let (min_t, max_t) = t.iter().fold((0.0f32, 0.0f32), |(a, b), v| (a.min(*v), b.max(*v)));
+        let current = d * (block[q6_k::SCALES + u] as i8) as f32;
+        // Signed effective scale: positive reaches [−32s, 31s], negative [−31|s|, 32|s|].
+        let positive = (max_t / 31.0).max(-min_t / 32.0);
+        let negative = (max_t / 32.0).max(-min_t / 31.0);
+        let fits = (current > 0.0 && current >= positive) || (current < 0.0 && -current >= negative);
+        let s = if fits {
+            current
+        } else if positive <= negative {
+            positive
+        } else {
+            -negative
+        };
+        need.push(s);
+    }
+    let max_s = need.iter().map(|s| s.abs()).fold(0.0, f32::max);
+    let Some(hd) = f32_to_f16_up((max_s / 127.0).max(d.abs())) else { return false };
+    let d2 = f16_to_f32(hd);
+    if d2 <= 0.0 {
+        return false;
+    }
+    put_half(block, q6_k::D, hd);
+    for (u, s) in need.into_iter().enumerate() {
+        let sc = ((s.abs() / d2).ceil().min(127.0) * s.signum()) as i8;
+        block[q6_k::SCALES + u] = sc as u8;
+    }
+    true
+}
+
+/// Re-rounds every entry of a widened block onto its unit's new grid.
+fn reround_every_entry(ty: GridType, block: &mut [u8], target: &[f32], n: usize, units: usize) {
     let code_of = |s: f32, o: f32, lo: i32, hi: i32, t: f32| if s == 0.0 { lo.max(0) as f32 } else { round_code((t + o) / s).clamp(lo as f32, hi as f32) };
-    if ty == GgmlType::Q4_K {
+    if ty == GridType::Q4_K {
         // Sub-blocks 2c and 2c+1 share the 32 bytes of chunk c (low and high nibbles): build
         // each byte at once instead of one nibble at a time.
         for c in 0..units / 2 {
@@ -397,10 +351,10 @@ pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
             for e in 0..n {
                 let low = code_of(s0, o0, lo0, hi0, target[2 * c * n + e]) as u8;
                 let high = code_of(s1, o1, lo1, hi1, target[(2 * c + 1) * n + e]) as u8;
-                block[16 + 32 * c + e] = (low & 0xF) | (high & 0xF) << 4;
+                block[q4_k::QS + 32 * c + e] = (low & 0xF) | (high & 0xF) << 4;
             }
         }
-        return true;
+        return;
     }
     for u in 0..units {
         // Every entry of a unit shares its grid.
@@ -409,18 +363,58 @@ pub fn widen_block(ty: GgmlType, block: &mut [u8], target: &[f32]) -> bool {
             set_code(ty, block, j, code_of(s, o, lo, hi, *t) as i32);
         }
     }
-    true
 }
 
 #[cfg(test)]
-mod widen_tests {
+mod tests {
     use super::*;
     use crate::ffi::ggml;
+
+    #[test]
+    fn grid_matches_ggml_dequantization_and_edits_round_trip() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
+            let bs = ty.block_size() as usize;
+            let gt = GridType::try_from(ty).unwrap();
+            let src = crate::gguf::synth::pseudo_random_f32(9, bs * 4);
+            let q = ggml::quantize(ty, &src, bs, None).unwrap();
+            let deq = ggml::dequantize_to_vec(ty, &q, src.len()).unwrap();
+            for (bi, block) in q.chunks(ty.type_size() as usize).enumerate() {
+                for j in 0..bs {
+                    let (s, o, lo, hi) = grid(gt, block, j);
+                    let v = deq[bi * bs + j];
+                    let code = round_code((v + o) / s);
+                    assert!(code >= lo as f32 && code <= hi as f32, "{ty} code {code}");
+                    assert!((s * code - o - v).abs() <= 1e-5 * (1.0 + v.abs()), "{ty} entry {j}: grid {} vs ggml {v}", s * code - o);
+                }
+                // Re-rounding every entry to its own value changes no byte.
+                let mut edited = block.to_vec();
+                assert!(!regrid(gt, &mut edited, &deq[bi * bs..(bi + 1) * bs], &vec![true; bs]));
+                assert_eq!(edited, block, "{ty}");
+                // Setting entry 5 to the grid's code for a value changes exactly that value.
+                let (s, o, lo, hi) = grid(gt, block, 5);
+                let mut t = deq[bi * bs..(bi + 1) * bs].to_vec();
+                let code = (lo + hi) / 2 + 1;
+                t[5] = s * code as f32 - o;
+                let mut sel = vec![false; bs];
+                sel[5] = true;
+                regrid(gt, &mut edited, &t, &sel);
+                let after = ggml::dequantize_to_vec(ty, &edited, bs).unwrap();
+                for j in 0..bs {
+                    if j == 5 {
+                        assert!((after[j] - t[5]).abs() <= 1e-5 * (1.0 + t[5].abs()), "{ty}");
+                    } else {
+                        assert_eq!(after[j].to_bits(), deq[bi * bs + j].to_bits(), "{ty} entry {j}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn widening_reaches_targets_beyond_the_range_and_keeps_other_units() {
         for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
             let bs = ty.block_size() as usize;
+            let gt = GridType::try_from(ty).unwrap();
             // Units of different magnitudes, so the smallest one's scale code has room to grow.
             let src: Vec<f32> = crate::gguf::synth::pseudo_random_f32(4, bs).iter().enumerate().map(|(i, v)| v * (1 + i / 16 % 4) as f32).collect();
             let q = ggml::quantize(ty, &src, bs, None).unwrap();
@@ -428,19 +422,19 @@ mod widen_tests {
             // Scale by 1.3 the largest entry of the unit with the smallest scale (K-quants give
             // their largest unit the largest scale code, which cannot grow): outside its grid.
             let n = unit_len(ty);
-            let unit = (0..bs / n).min_by(|&a, &b| grid(ty, &q, a * n).0.abs().total_cmp(&grid(ty, &q, b * n).0.abs())).unwrap();
+            let unit = (0..bs / n).min_by(|&a, &b| grid(gt, &q, a * n).0.abs().total_cmp(&grid(gt, &q, b * n).0.abs())).unwrap();
             let j = (unit * n..(unit + 1) * n).max_by(|&a, &b| deq[a].abs().total_cmp(&deq[b].abs())).unwrap();
             let mut target = deq.clone();
-            let (s, o, lo, hi) = grid(ty, &q, j);
+            let (s, o, lo, hi) = grid(gt, &q, j);
             target[j] = if s > 0.0 { s * (hi + 4) as f32 - o } else { s * (lo - 4) as f32 - o };
             let mut sel = vec![false; bs];
             sel[j] = true;
             let mut edited = q.clone();
-            assert!(regrid(ty, &mut edited, &target, &sel), "{ty}: expected a clamp");
+            assert!(regrid(gt, &mut edited, &target, &sel), "{ty}: expected a clamp");
             let mut widened = q.clone();
-            assert!(widen(ty, &mut widened, &target, &sel), "{ty}");
+            assert!(widen(gt, &mut widened, &target, &sel), "{ty}");
             let after = ggml::dequantize_to_vec(ty, &widened, bs).unwrap();
-            let step = grid(ty, &widened, j).0.abs();
+            let step = grid(gt, &widened, j).0.abs();
             assert!((after[j] - target[j]).abs() <= 0.5 * step * 1.001, "{ty}: {} vs {}", after[j], target[j]);
             assert!((after[j] - deq[j]).abs() > 0.5 * (target[j] - deq[j]).abs(), "{ty}: most of the change achieved");
             for i in 0..bs {
@@ -452,17 +446,9 @@ mod widen_tests {
     }
 
     #[test]
-    fn halves_round_up() {
-        for v in [1.0f32, 0.1, 3.3e-5, 1e-7, 65000.0, -0.7] {
-            let h = f32_to_f16_up(v).unwrap();
-            assert!(f16_to_f32(h).abs() >= v.abs() && f16_to_f32(h).abs() <= v.abs() * 1.001 + 6e-8, "{v} → {}", f16_to_f32(h));
-            assert_eq!(f16_to_f32(h).signum(), v.signum());
-        }
-    }
-
-    #[test]
     fn block_widening_covers_targets_beyond_the_largest_unit() {
         for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
+            let gt = GridType::try_from(ty).unwrap();
             let src = crate::gguf::synth::pseudo_random_f32(6, 256);
             let q = ggml::quantize(ty, &src, 256, None).unwrap();
             let deq = ggml::dequantize_to_vec(ty, &q, 256).unwrap();
@@ -470,9 +456,9 @@ mod widen_tests {
             let mut target = deq.clone();
             target[j] *= 1.5;
             let mut b = q.clone();
-            assert!(widen_block(ty, &mut b, &target), "{ty}");
+            assert!(widen_block(gt, &mut b, &target), "{ty}");
             let after = ggml::dequantize_to_vec(ty, &b, 256).unwrap();
-            let step = grid(ty, &b, j).0.abs();
+            let step = grid(gt, &b, j).0.abs();
             assert!((after[j] - target[j]).abs() <= 0.51 * step, "{ty}: {} vs {}", after[j], target[j]);
             let rms = (after.iter().zip(&target).map(|(a, t)| (a - t) * (a - t)).sum::<f32>() / 256.0).sqrt();
             assert!(rms < 0.05, "{ty}: rms {rms}");
