@@ -64,11 +64,6 @@ impl From<GridType> for GgmlType {
     }
 }
 
-/// True when `regrid` can edit blocks of `ty`.
-pub fn supports(ty: GgmlType) -> bool {
-    GridType::try_from(ty).is_ok()
-}
-
 /// (scale s, offset o, lowest code, highest code) of entry `j`: value = s·q − o.
 pub fn grid(ty: GridType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
     match ty {
