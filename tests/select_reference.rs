@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, GgufFile, TensorInfo};
-use mathneuro::select::maskfile::{MaskFile, compare};
+use mathneuro::select::maskfile::MaskFile;
+use mathneuro::select::overlap::compare;
 use mathneuro::select::matrix::{select_tensor, select_tensor_exact, top_k_count};
 use mathneuro::select::{self, Method, SelectOptions, onepass};
 

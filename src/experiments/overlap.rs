@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::select::Selection;
+use crate::select::overlap::jaccard;
 
 /// Overlap of two selections.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,11 +46,6 @@ pub enum OverlapError {
         /// B's length.
         b: u64,
     },
-}
-
-/// Jaccard index from counts (1 when both sets are empty).
-pub fn jaccard(both: u64, either: u64) -> f64 {
-    if either == 0 { 1.0 } else { both as f64 / either as f64 }
 }
 
 /// The expected Jaccard index of two independent uniform masks with `a` and `b` entries out
