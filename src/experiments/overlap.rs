@@ -50,7 +50,7 @@ pub enum OverlapError {
 
 /// The expected Jaccard index of two independent uniform masks with `a` and `b` entries out
 /// of `n`: E|A∩B| = ab/n, so J ≈ (ab/n) / (a + b − ab/n).
-pub fn chance_jaccard(a: u64, b: u64, n: u64) -> f64 {
+fn chance_jaccard(a: u64, b: u64, n: u64) -> f64 {
     if n == 0 {
         return 0.0;
     }

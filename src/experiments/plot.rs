@@ -48,7 +48,7 @@ const BOTTOM: f64 = 50.0;
 
 
 /// A compact number for tick labels.
-pub fn tick_label(v: f64) -> String {
+fn tick_label(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 1e5 {

@@ -128,7 +128,7 @@ pub fn settings(plan: &Plan) -> Vec<(SettingSpec, Vec<u8>)> {
 
 /// Plots of experiments 1 (x = K, one series per method) and 2 (x = factor, one series per K)
 /// for every primary metric; returns the files written (relative to `dir`).
-pub fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
+fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     let n = samples;
     for (task, metric) in markdown::primary_metrics(results) {
