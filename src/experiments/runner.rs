@@ -21,7 +21,7 @@ use crate::data::calibration;
 use crate::eval::EvalOptions;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
-use crate::select::{Method, SelectOptions, Selection};
+use crate::select::{Method, SelectOptions, Selection, TensorSelection};
 use crate::stats::ActivationStats;
 use crate::surgery::report::{BlockTally, TensorReport, heatmap_svg, per_kind, per_layer, spread};
 
@@ -292,29 +292,13 @@ fn map_layers(opts: &RunnerOptions, model_file: &GgufFile, pool: &rayon::ThreadP
     Ok(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&tensors), layer_spread: s, heatmap })
 }
 
-/// The selection half of each target's apply report (name, layer, kind, entries, selected
-/// count and fraction), which is all the layer map reads. The rewrite half (blocks, achieved
-/// fraction, collateral) stays zero: nothing is rewritten. An apply would count as selected
-/// exactly the mask's entries (every one lies in a touched block), so the numbers are the same.
+/// Each target's apply report as far as the selection makes it (name, layer, kind, entries,
+/// selected count and fraction), which is all the layer map reads; the rewrite tallies stay
+/// empty as nothing is rewritten. An apply counts as selected exactly the mask's entries (each
+/// lies in a touched block), so the layer map's numbers are the same.
 fn selection_reports(selection: &Selection) -> Vec<TensorReport> {
-    selection
-        .tensors
-        .iter()
-        .map(|ts| TensorReport {
-            name: ts.name.clone(),
-            layer: crate::model::layer_of(&ts.name),
-            kind: crate::model::matrix_kind(&ts.name).to_string(),
-            ggml_type: ts.ggml_type.name().to_string(),
-            stored_type: ts.ggml_type.name().to_string(),
-            numel: ts.numel(),
-            k: ts.k,
-            selected_fraction: if ts.numel() == 0 { 0.0 } else { ts.selected as f64 / ts.numel() as f64 },
-            achieved_fraction: 0.0,
-            collateral_rms: 0.0,
-            collateral_relative: 0.0,
-            tally: BlockTally { selected: ts.selected, ..BlockTally::default() },
-        })
-        .collect()
+    let tally = |ts: &TensorSelection| BlockTally { selected: ts.selected, ..BlockTally::default() };
+    selection.tensors.iter().map(|ts| crate::surgery::tensor_report(ts, ts.ggml_type, tally(ts))).collect()
 }
 
 /// Evaluates the base model, then every setting against it, saving the results after each.
