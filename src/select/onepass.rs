@@ -124,8 +124,11 @@ pub fn one_pass<E>(
     })
 }
 
+/// A worker thread's candidate buffers: math candidates, and (index, score) general ones.
+type CandidateBuffers = (Vec<MathCandidate>, Vec<(u64, f32)>);
+
 thread_local! {
-    static CANDIDATES: std::cell::RefCell<(Vec<MathCandidate>, Vec<(u64, f32)>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static CANDIDATES: std::cell::RefCell<CandidateBuffers> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Steps 2 and 3 of `one_pass`: the pass over every row, then the exact rule on the candidates
