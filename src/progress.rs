@@ -142,7 +142,7 @@ fn format_rate(r: f64) -> String {
 }
 
 /// `75` → `1m15s`, `4000` → `1h06m40s`.
-pub fn format_secs(s: f64) -> String {
+fn format_secs(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     match (s / 3600, s / 60 % 60, s % 60) {
         (0, 0, sec) => format!("{sec}s"),

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use mathneuro::ffi::ggml;
 use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, GgufFile, TensorInfo};
-use mathneuro::select::maskfile::{MaskFile, compare};
+use mathneuro::select::maskfile::MaskFile;
+use mathneuro::select::overlap::compare;
 use mathneuro::select::matrix::{select_tensor, select_tensor_exact, top_k_count};
 use mathneuro::select::{self, Method, SelectOptions, onepass};
 
@@ -226,7 +227,7 @@ fn misleading_matrix(sampled_large: bool) -> GgufFile {
     let mut m = SynthModel::new("toy").tensor("blk.0.ffn_up.weight", &[n_in, n_out], GgmlType::F32, 3);
     let t = m.tensors.last_mut().unwrap();
     for (i, v) in t.values.iter_mut().enumerate() {
-        let sampled = (i as u64 / n_in) % 2 == 0;
+        let sampled = (i as u64 / n_in).is_multiple_of(2);
         if sampled == sampled_large {
             *v *= 100.0;
         }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::select::maskfile::{MaskFile, compare};
+use crate::select::maskfile::MaskFile;
+use crate::select::overlap::compare;
 
 /// Subcommands of `mathneuro mask`.
 #[derive(Debug, clap::Subcommand)]
@@ -36,7 +37,7 @@ pub fn run(cmd: MaskCommand) -> anyhow::Result<ExitCode> {
             if ma.model_fingerprint != mb.model_fingerprint {
                 eprintln!("mathneuro: warning: the masks were selected on different models (fingerprints differ)");
             }
-            let (rows, total) = compare(&ma, &mb).map_err(anyhow::Error::msg).with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
+            let (rows, total) = compare(&ma, &mb).with_context(|| format!("comparing {} with {}", a.display(), b.display()))?;
             if json {
                 println!("{}", serde_json::json!({ "a": a, "b": b, "per_matrix": rows, "overall": total }));
             } else {

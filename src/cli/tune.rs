@@ -32,7 +32,7 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 100)]
     pub samples: usize,
     /// Tokens kept per calibration text.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = crate::calibrate::DEFAULT_MAX_TOKENS)]
     pub max_tokens: usize,
     /// Seed of calibration, splits and the candidate draw.
     #[arg(long, default_value_t = 42)]
@@ -69,10 +69,10 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 200)]
     pub test_general_items: usize,
     /// Most new tokens per GSM8K answer (the harness: 256).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// GSM8K questions decoding at once.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// Continue an interrupted run from the journal in the work directory.
     #[arg(long)]

@@ -84,6 +84,43 @@ fn plots_for(s: &mut String, results: &Results, prefix: &str, link_prefix: &str)
 pub fn render(results: &Results, link_prefix: &str) -> String {
     let mut s = String::new();
     let Some(plan) = &results.plan else { return s };
+    setup_section(&mut s, results, plan);
+    let rows_of = |e: u8| results.rows.iter().filter(|r| r.experiments.contains(&e)).collect::<Vec<_>>();
+    let legend = "`better`/`worse`: the interval excludes 0; `~`: it does not. selected: fraction of all target weights; achieved: how much of the intended change survived re-quantization.\n\n";
+    for (e, heading, prefix) in [(1, "### 1. Pruning: MathNeuro vs Wanda-only vs random\n", "exp1-"), (2, "### 2. Scaling MathNeuro weights\n", "exp2-")] {
+        let rows = rows_of(e);
+        if !rows.is_empty() {
+            let _ = writeln!(s, "{heading}");
+            s.push_str(legend);
+            rows_table(&mut s, results, &rows);
+            plots_for(&mut s, results, prefix, link_prefix);
+        }
+    }
+    let rows = rows_of(3);
+    let ov3: Vec<_> = results.overlaps.iter().filter(|o| o.experiment == 3).collect();
+    if !rows.is_empty() || !ov3.is_empty() {
+        let _ = writeln!(s, "### 3. Data efficiency: {} sample vs {} samples\n", plan.efficiency_samples, plan.samples);
+        overlap_table(&mut s, &ov3);
+        if !rows.is_empty() {
+            rows_table(&mut s, results, &rows);
+        }
+    }
+    let ov4: Vec<_> = results.overlaps.iter().filter(|o| o.experiment == 4).collect();
+    if !ov4.is_empty() {
+        let _ = writeln!(s, "### 4. Consistency: {} seeds at {} samples\n", plan.consistency_seeds, plan.samples);
+        overlap_table(&mut s, &ov4);
+        if let Some((mean, min, max)) = summary(&ov4) {
+            let _ = writeln!(s, "Pairwise Jaccard: mean {mean:.3}, min {min:.3}, max {max:.3} over {} pairs.\n", ov4.len());
+        }
+    }
+    if let Some(l) = &results.layers {
+        layers_section(&mut s, results, l, link_prefix);
+    }
+    s
+}
+
+/// The heading, the run's settings, the calibrations and the base model's scores.
+fn setup_section(s: &mut String, results: &Results, plan: &super::plan::Plan) {
     let _ = writeln!(s, "## Experiments ({} mode)\n", plan.mode);
     let tasks: Vec<String> = plan.tasks.iter().map(|(t, n)| format!("{} {n}", t.name())).collect();
     let _ = writeln!(
@@ -116,64 +153,31 @@ pub fn render(results: &Results, link_prefix: &str) -> String {
         }
         s.push('\n');
     }
-    let rows_of = |e: u8| results.rows.iter().filter(|r| r.experiments.contains(&e)).collect::<Vec<_>>();
-    let legend = "`better`/`worse`: the interval excludes 0; `~`: it does not. selected: fraction of all target weights; achieved: how much of the intended change survived re-quantization.\n\n";
+}
 
-    let rows = rows_of(1);
-    if !rows.is_empty() {
-        let _ = writeln!(s, "### 1. Pruning: MathNeuro vs Wanda-only vs random\n");
-        s.push_str(legend);
-        rows_table(&mut s, results, &rows);
-        plots_for(&mut s, results, "exp1-", link_prefix);
+/// Experiment 5: the per-layer spread, the per-layer and per-kind tables and the plots.
+fn layers_section(s: &mut String, results: &Results, l: &super::results::LayerMap, link_prefix: &str) {
+    let _ = writeln!(s, "### 5. Where the math weights live ({})\n", l.label);
+    let (mean, sd, min, max) = l.layer_spread;
+    let _ = writeln!(
+        s,
+        "Per-layer selected fraction: mean {:.3}%, sd {:.3}% (coefficient of variation {:.2}), min {:.3}%, max {:.3}%.\n",
+        mean * 100.0,
+        sd * 100.0,
+        if mean > 0.0 { sd / mean } else { 0.0 },
+        min * 100.0,
+        max * 100.0
+    );
+    let _ = writeln!(s, "| layer | selected |\n|---|---:|");
+    for g in &l.per_layer {
+        let _ = writeln!(s, "| {} | {:.3}% |", g.group, g.fraction * 100.0);
     }
-    let rows = rows_of(2);
-    if !rows.is_empty() {
-        let _ = writeln!(s, "### 2. Scaling MathNeuro weights\n");
-        s.push_str(legend);
-        rows_table(&mut s, results, &rows);
-        plots_for(&mut s, results, "exp2-", link_prefix);
+    let _ = writeln!(s, "\n| matrix kind | selected |\n|---|---:|");
+    for g in &l.per_kind {
+        let _ = writeln!(s, "| {} | {:.3}% |", g.group, g.fraction * 100.0);
     }
-    let rows = rows_of(3);
-    let ov3: Vec<_> = results.overlaps.iter().filter(|o| o.experiment == 3).collect();
-    if !rows.is_empty() || !ov3.is_empty() {
-        let _ = writeln!(s, "### 3. Data efficiency: {} sample vs {} samples\n", plan.efficiency_samples, plan.samples);
-        overlap_table(&mut s, &ov3);
-        if !rows.is_empty() {
-            rows_table(&mut s, results, &rows);
-        }
-    }
-    let ov4: Vec<_> = results.overlaps.iter().filter(|o| o.experiment == 4).collect();
-    if !ov4.is_empty() {
-        let _ = writeln!(s, "### 4. Consistency: {} seeds at {} samples\n", plan.consistency_seeds, plan.samples);
-        overlap_table(&mut s, &ov4);
-        if let Some((mean, min, max)) = summary(&ov4) {
-            let _ = writeln!(s, "Pairwise Jaccard: mean {mean:.3}, min {min:.3}, max {max:.3} over {} pairs.\n", ov4.len());
-        }
-    }
-    if let Some(l) = &results.layers {
-        let _ = writeln!(s, "### 5. Where the math weights live ({})\n", l.label);
-        let (mean, sd, min, max) = l.layer_spread;
-        let _ = writeln!(
-            s,
-            "Per-layer selected fraction: mean {:.3}%, sd {:.3}% (coefficient of variation {:.2}), min {:.3}%, max {:.3}%.\n",
-            mean * 100.0,
-            sd * 100.0,
-            if mean > 0.0 { sd / mean } else { 0.0 },
-            min * 100.0,
-            max * 100.0
-        );
-        let _ = writeln!(s, "| layer | selected |\n|---|---:|");
-        for g in &l.per_layer {
-            let _ = writeln!(s, "| {} | {:.3}% |", g.group, g.fraction * 100.0);
-        }
-        let _ = writeln!(s, "\n| matrix kind | selected |\n|---|---:|");
-        for g in &l.per_kind {
-            let _ = writeln!(s, "| {} | {:.3}% |", g.group, g.fraction * 100.0);
-        }
-        let _ = writeln!(s, "\n![{}]({link_prefix}{})\n", l.heatmap, l.heatmap);
-        plots_for(&mut s, results, "exp5-", link_prefix);
-    }
-    s
+    let _ = writeln!(s, "\n![{}]({link_prefix}{})\n", l.heatmap, l.heatmap);
+    plots_for(s, results, "exp5-", link_prefix);
 }
 
 fn overlap_table(s: &mut String, ov: &[&super::overlap::MaskOverlap]) {

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::select::Selection;
+use crate::select::overlap::jaccard;
 
 /// Overlap of two selections.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -47,14 +48,9 @@ pub enum OverlapError {
     },
 }
 
-/// Jaccard index from counts (1 when both sets are empty).
-pub fn jaccard(both: u64, either: u64) -> f64 {
-    if either == 0 { 1.0 } else { both as f64 / either as f64 }
-}
-
 /// The expected Jaccard index of two independent uniform masks with `a` and `b` entries out
 /// of `n`: E|A∩B| = ab/n, so J ≈ (ab/n) / (a + b − ab/n).
-pub fn chance_jaccard(a: u64, b: u64, n: u64) -> f64 {
+fn chance_jaccard(a: u64, b: u64, n: u64) -> f64 {
     if n == 0 {
         return 0.0;
     }

@@ -59,9 +59,9 @@ impl Plan {
             scales: vec![1.1],
             efficiency_factors: vec![0.0],
             tasks: vec![(Task::Gsm8kNll, 30), (Task::ArcEasy, 60), (Task::Wikitext, 1)],
-            eval_seed: 1234,
-            bootstrap: 1000,
-            max_tokens: 512,
+            eval_seed: crate::eval::DEFAULT_SEED,
+            bootstrap: crate::eval::DEFAULT_BOOTSTRAP,
+            max_tokens: crate::calibrate::DEFAULT_MAX_TOKENS,
             only: vec![1, 2, 3, 4, 5],
         }
     }

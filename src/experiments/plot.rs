@@ -46,9 +46,8 @@ const RIGHT: f64 = 150.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
-
 /// A compact number for tick labels.
-pub fn tick_label(v: f64) -> String {
+fn tick_label(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 1e5 {
@@ -62,121 +61,160 @@ pub fn tick_label(v: f64) -> String {
     }
 }
 
+/// Where values land on the canvas: the axis ranges (y possibly on a signed log scale) and the
+/// plot area.
+struct Frame {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+    /// The linear range of a signed log y axis (`None`: linear).
+    symlog: Option<f64>,
+    plot_w: f64,
+    plot_h: f64,
+}
+
+impl Frame {
+    /// The frame of the finite points `pts`, whose distinct x values are `xs` (sorted); the y
+    /// range always holds 0 and every finite interval end.
+    fn fit(pts: &[&Point], xs: &[f64]) -> Frame {
+        let mut ys: Vec<f64> = vec![0.0];
+        for p in pts {
+            ys.push(p.y);
+            for v in [p.lo, p.hi] {
+                if v.is_finite() {
+                    ys.push(v);
+                }
+            }
+        }
+        // A signed log axis when the values span orders of magnitude (a destroyed model beside
+        // small effects), so the small effects stay readable.
+        let mut frame = Frame { x0: 0.0, x1: 1.0, y0: 0.0, y1: 0.0, symlog: symlog_threshold(pts), plot_w: W - LEFT - RIGHT, plot_h: H - TOP - BOTTOM };
+        let ts: Vec<f64> = ys.iter().map(|&y| frame.ty(y)).collect();
+        let (mut y0, mut y1) = (ts.iter().cloned().fold(f64::INFINITY, f64::min), ts.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        if y1 - y0 < 1e-12 {
+            y0 -= 1.0;
+            y1 += 1.0;
+        }
+        let pad = (y1 - y0) * 0.08;
+        (frame.y0, frame.y1) = (y0 - pad, y1 + pad);
+        (frame.x0, frame.x1) = match (xs.first(), xs.last()) {
+            (Some(a), Some(b)) if b > a => (*a, *b),
+            (Some(a), _) => (*a - 1.0, *a + 1.0),
+            _ => (0.0, 1.0),
+        };
+        frame
+    }
+
+    /// A value on the y axis's scale.
+    fn ty(&self, y: f64) -> f64 {
+        match self.symlog {
+            Some(c) => y.signum() * (y.abs() / c).ln_1p(),
+            None => y,
+        }
+    }
+
+    /// The value at a position `t` of the y axis's scale.
+    fn untransform(&self, t: f64) -> f64 {
+        match self.symlog {
+            Some(c) => t.signum() * c * t.abs().exp_m1(),
+            None => t,
+        }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        LEFT + 20.0 + (x - self.x0) / (self.x1 - self.x0) * (self.plot_w - 40.0)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        TOP + (self.y1 - self.ty(y)) / (self.y1 - self.y0) * self.plot_h
+    }
+}
+
 /// Renders the plot as a self-contained SVG document. Non-finite values are skipped.
 pub fn render(plot: &Plot) -> String {
-    let finite = |p: &&Point| p.x.is_finite() && p.y.is_finite();
     let pts: Vec<&Point> = plot.series.iter().flat_map(|s| s.points.iter()).filter(finite).collect();
     let mut xs: Vec<f64> = pts.iter().map(|p| p.x).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
-    let mut ys: Vec<f64> = vec![0.0];
-    for p in &pts {
-        ys.push(p.y);
-        for v in [p.lo, p.hi] {
-            if v.is_finite() {
-                ys.push(v);
-            }
-        }
-    }
-    // A signed log axis when the values span orders of magnitude (a destroyed model beside
-    // small effects), so the small effects stay readable.
-    let c = symlog_threshold(&pts);
-    let ty = |y: f64| match c {
-        Some(c) => y.signum() * (y.abs() / c).ln_1p(),
-        None => y,
-    };
-    let untransform = |t: f64| match c {
-        Some(c) => t.signum() * c * t.abs().exp_m1(),
-        None => t,
-    };
-    let ts: Vec<f64> = ys.iter().map(|&y| ty(y)).collect();
-    let (mut y0, mut y1) = (ts.iter().cloned().fold(f64::INFINITY, f64::min), ts.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
-    if y1 - y0 < 1e-12 {
-        y0 -= 1.0;
-        y1 += 1.0;
-    }
-    let pad = (y1 - y0) * 0.08;
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let (x0, x1) = match (xs.first(), xs.last()) {
-        (Some(a), Some(b)) if b > a => (*a, *b),
-        (Some(a), _) => (*a - 1.0, *a + 1.0),
-        _ => (0.0, 1.0),
-    };
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let px = |x: f64| LEFT + 20.0 + (x - x0) / (x1 - x0) * (plot_w - 40.0);
-    let py = |y: f64| TOP + (y1 - ty(y)) / (y1 - y0) * plot_h;
-    let y_label = if c.is_some() { format!("{} (signed log scale)", plot.y_label) } else { plot.y_label.clone() };
-
+    let f = Frame::fit(&pts, &xs);
     let mut s = String::new();
     let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#);
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(s, r#"<text x="{LEFT}" y="22" font-size="13">{}</text>"#, crate::svg::escape(&plot.title));
-    let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>"##);
-    // Y ticks.
-    for i in 0..=4 {
-        let v = untransform(y0 + (y1 - y0) * i as f64 / 4.0);
-        let y = py(v);
-        let _ = writeln!(s, r##"<line x1="{}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="#999"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 4.0, LEFT - 6.0, y + 4.0, tick_label(v));
-    }
-    // Zero line.
-    if y0 < 0.0 && y1 > 0.0 {
-        let y = py(0.0);
-        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#444" stroke-dasharray="4,3"/>"##, LEFT + plot_w);
-    }
-    // X ticks at the distinct x values.
-    for &x in &xs {
-        let xp = px(x);
-        let _ = writeln!(s, r##"<line x1="{xp:.1}" y1="{}" x2="{xp:.1}" y2="{}" stroke="#999"/><text x="{xp:.1}" y="{}" text-anchor="middle">{}</text>"##, TOP + plot_h, TOP + plot_h + 4.0, TOP + plot_h + 16.0, tick_label(x));
-    }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + plot_w / 2.0, H - 12.0, crate::svg::escape(&plot.x_label));
-    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, crate::svg::escape(&y_label));
+    let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#999"/>"##, f.plot_w, f.plot_h);
+    axes(&mut s, plot, &f, &xs);
     // Series, nudged sideways so whiskers at the same x do not overlap.
     let n = plot.series.len().max(1) as f64;
     for (si, series) in plot.series.iter().enumerate() {
-        let color = COLORS[si % COLORS.len()];
-        let nudge = (si as f64 - (n - 1.0) / 2.0) * 6.0;
-        let pts: Vec<&Point> = series.points.iter().filter(finite).collect();
-        if pts.len() > 1 {
-            let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", px(p.x) + nudge, py(p.y))).collect();
-            let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#, path.join(" "));
-        }
-        for p in pts {
-            let x = px(p.x) + nudge;
-            if p.lo.is_finite() && p.hi.is_finite() {
-                let _ = writeln!(
-                    s,
-                    r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}"/><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}"/>"#,
-                    py(p.lo),
-                    py(p.hi),
-                    x - 3.0,
-                    py(p.lo),
-                    x + 3.0,
-                    py(p.lo),
-                    x - 3.0,
-                    py(p.hi),
-                    x + 3.0,
-                    py(p.hi)
-                );
-            }
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} x={}: {} [{}, {}]</title></circle>"#,
-                py(p.y),
-                crate::svg::escape(&series.name),
-                tick_label(p.x),
-                tick_label(p.y),
-                tick_label(p.lo),
-                tick_label(p.hi)
-            );
-        }
-        let ly = TOP + 14.0 + 18.0 * si as f64;
-        let lx = W - RIGHT + 12.0;
-        let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, lx + 10.0, ly, crate::svg::escape(&series.name));
+        draw_series(&mut s, &f, series, si, (si as f64 - (n - 1.0) / 2.0) * 6.0);
     }
-    let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#555" font-size="9">whiskers: 95%</text><text x="{}" y="{}" fill="#555" font-size="9">paired bootstrap</text>"##, W - RIGHT + 12.0, TOP + plot_h - 12.0, W - RIGHT + 12.0, TOP + plot_h);
+    let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#555" font-size="9">whiskers: 95%</text><text x="{}" y="{}" fill="#555" font-size="9">paired bootstrap</text>"##, W - RIGHT + 12.0, TOP + f.plot_h - 12.0, W - RIGHT + 12.0, TOP + f.plot_h);
     s.push_str("</svg>\n");
     s
+}
+
+/// A point that can be drawn.
+fn finite(p: &&Point) -> bool {
+    p.x.is_finite() && p.y.is_finite()
+}
+
+/// Y ticks, the dashed zero line, x ticks at the distinct x values `xs`, and the axis labels.
+fn axes(s: &mut String, plot: &Plot, f: &Frame, xs: &[f64]) {
+    let (plot_w, plot_h) = (f.plot_w, f.plot_h);
+    for i in 0..=4 {
+        let v = f.untransform(f.y0 + (f.y1 - f.y0) * i as f64 / 4.0);
+        let y = f.py(v);
+        let _ = writeln!(s, r##"<line x1="{}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="#999"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 4.0, LEFT - 6.0, y + 4.0, tick_label(v));
+    }
+    if f.y0 < 0.0 && f.y1 > 0.0 {
+        let y = f.py(0.0);
+        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#444" stroke-dasharray="4,3"/>"##, LEFT + plot_w);
+    }
+    for &x in xs {
+        let xp = f.px(x);
+        let _ = writeln!(s, r##"<line x1="{xp:.1}" y1="{}" x2="{xp:.1}" y2="{}" stroke="#999"/><text x="{xp:.1}" y="{}" text-anchor="middle">{}</text>"##, TOP + plot_h, TOP + plot_h + 4.0, TOP + plot_h + 16.0, tick_label(x));
+    }
+    let y_label = if f.symlog.is_some() { format!("{} (signed log scale)", plot.y_label) } else { plot.y_label.clone() };
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + plot_w / 2.0, H - 12.0, crate::svg::escape(&plot.x_label));
+    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#, TOP + plot_h / 2.0, TOP + plot_h / 2.0, crate::svg::escape(&y_label));
+}
+
+/// Series number `si`: its line, whiskers and dots moved `nudge` px sideways, and its legend entry.
+fn draw_series(s: &mut String, f: &Frame, series: &Series, si: usize, nudge: f64) {
+    let color = COLORS[si % COLORS.len()];
+    let pts: Vec<&Point> = series.points.iter().filter(finite).collect();
+    if pts.len() > 1 {
+        let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", f.px(p.x) + nudge, f.py(p.y))).collect();
+        let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#, path.join(" "));
+    }
+    for p in pts {
+        let x = f.px(p.x) + nudge;
+        if p.lo.is_finite() && p.hi.is_finite() {
+            let (lo, hi) = (f.py(p.lo), f.py(p.hi));
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x:.1}" y1="{lo:.1}" x2="{x:.1}" y2="{hi:.1}" stroke="{color}"/><line x1="{:.1}" y1="{lo:.1}" x2="{:.1}" y2="{lo:.1}" stroke="{color}"/><line x1="{:.1}" y1="{hi:.1}" x2="{:.1}" y2="{hi:.1}" stroke="{color}"/>"#,
+                x - 3.0,
+                x + 3.0,
+                x - 3.0,
+                x + 3.0,
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} x={}: {} [{}, {}]</title></circle>"#,
+            f.py(p.y),
+            crate::svg::escape(&series.name),
+            tick_label(p.x),
+            tick_label(p.y),
+            tick_label(p.lo),
+            tick_label(p.hi)
+        );
+    }
+    let ly = TOP + 14.0 + 18.0 * si as f64;
+    let lx = W - RIGHT + 12.0;
+    let _ = writeln!(s, r#"<circle cx="{lx}" cy="{}" r="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, ly - 4.0, lx + 10.0, ly, crate::svg::escape(&series.name));
 }
 
 /// The linear range of a signed log axis, or `None` for a linear axis: used when the largest

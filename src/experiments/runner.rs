@@ -21,9 +21,9 @@ use crate::data::calibration;
 use crate::eval::EvalOptions;
 use crate::ffi::llama::Model;
 use crate::gguf::GgufFile;
-use crate::select::{Method, SelectOptions, Selection};
+use crate::select::{Method, SelectOptions, Selection, TensorSelection};
 use crate::stats::ActivationStats;
-use crate::surgery::report::{heatmap_svg, per_kind, per_layer, spread};
+use crate::surgery::report::{BlockTally, TensorReport, heatmap_svg, per_kind, per_layer, spread};
 
 /// Where and how to run.
 #[derive(Clone, Debug)]
@@ -128,7 +128,7 @@ pub fn settings(plan: &Plan) -> Vec<(SettingSpec, Vec<u8>)> {
 
 /// Plots of experiments 1 (x = K, one series per method) and 2 (x = factor, one series per K)
 /// for every primary metric; returns the files written (relative to `dir`).
-pub fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
+fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     let n = samples;
     for (task, metric) in markdown::primary_metrics(results) {
@@ -265,20 +265,18 @@ fn measure_overlaps(plan: &Plan, model_file: &GgufFile, pool: &rayon::ThreadPool
     Ok(())
 }
 
-/// Experiment 5: where the main selection lies (heat map, per-layer plot and spread).
+/// Experiment 5: where the main selection lies (heat map, per-layer plot and spread), read from
+/// the selection in memory: the fractions are the selection's, no model needs writing.
 fn map_layers(opts: &RunnerOptions, model_file: &GgufFile, pool: &rayon::ThreadPool, main: &StatsPair) -> anyhow::Result<LayerMap> {
     let plan = &opts.plan;
     let k = plan.reference_k;
     let spec = SettingSpec { method: Method::MathNeuro, k, factor: 0.0, samples: plan.samples, seed: plan.seed };
-    let temp = opts.out.join(format!("tmp-{}.gguf", spec.slug()));
-    let aopts = crate::surgery::ApplyOptions { select: SelectOptions { method: Method::MathNeuro, top_k_percent: k, seed: plan.seed }, ..crate::surgery::ApplyOptions::new(spec.change(), &temp) };
-    let aopts = crate::surgery::ApplyOptions { force: true, write_modelfile: false, write_report: false, progress: false, ..aopts };
-    let report = pool.install(|| crate::surgery::apply(model_file, &main.0, &main.1, &aopts));
-    let _ = std::fs::remove_file(&temp);
-    let report = report.context("exp 5: selecting and rewriting")?;
+    let selection = select_mask(model_file, pool, main, k, plan.seed).context("exp 5: selecting")?;
+    anyhow::ensure!(selection.selected() > 0, "exp 5: the main selection (MathNeuro K={k}%) selects no entry");
+    let tensors = selection_reports(&selection);
     let title = format!("MathNeuro K={k}%, {} samples, seed {}: math-specific weights", plan.samples, plan.seed);
-    let heatmap = write_svg(&opts.out, "exp5-heatmap.svg", &heatmap_svg(&report.tensors, &title))?;
-    let layers = per_layer(&report.tensors);
+    let heatmap = write_svg(&opts.out, "exp5-heatmap.svg", &heatmap_svg(&tensors, &title))?;
+    let layers = per_layer(&tensors);
     let layer_plot = Plot {
         title: "Selected fraction per layer".into(),
         x_label: "layer".into(),
@@ -291,7 +289,16 @@ fn map_layers(opts: &RunnerOptions, model_file: &GgufFile, pool: &rayon::ThreadP
     write_svg(&opts.out, "exp5-layers.svg", &render(&layer_plot))?;
     let s = spread(&layers);
     eprintln!("exp 5: per-layer selected fraction mean {:.3}% sd {:.3}% (min {:.3}%, max {:.3}%)", s.0 * 100.0, s.1 * 100.0, s.2 * 100.0, s.3 * 100.0);
-    Ok(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&report.tensors), layer_spread: s, heatmap })
+    Ok(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&tensors), layer_spread: s, heatmap })
+}
+
+/// Each target's apply report as far as the selection makes it (name, layer, kind, entries,
+/// selected count and fraction), which is all the layer map reads; the rewrite tallies stay
+/// empty as nothing is rewritten. An apply counts as selected exactly the mask's entries (each
+/// lies in a touched block), so the layer map's numbers are the same.
+fn selection_reports(selection: &Selection) -> Vec<TensorReport> {
+    let tally = |ts: &TensorSelection| BlockTally { selected: ts.selected, ..BlockTally::default() };
+    selection.tensors.iter().map(|ts| crate::surgery::tensor_report(ts, ts.ggml_type, tally(ts))).collect()
 }
 
 /// Evaluates the base model, then every setting against it, saving the results after each.
@@ -345,4 +352,32 @@ fn evaluate_settings(
         save(results, &opts.out, t0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgmlType;
+    use crate::gguf::synth::{SynthModel, encode_plain};
+    use crate::select::synth::synthetic_stats;
+    use crate::surgery::{ApplyOptions, Change};
+
+    #[test]
+    fn layer_map_from_the_selection_equals_the_one_from_an_apply_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("toy.gguf");
+        SynthModel::toy_transformer(3, 32, 64, 16, GgmlType::F16).write(&path, &encode_plain).unwrap();
+        let model = GgufFile::open(&path).unwrap();
+        let (math, general) = (synthetic_stats(&model, 1, 4, "math"), synthetic_stats(&model, 2, 4, "general"));
+        let select = SelectOptions { method: Method::MathNeuro, top_k_percent: 10.0, seed: 0 };
+        let selection = crate::select::select(&model, &math, &general, &select).unwrap();
+        let out = dir.path().join("pruned.gguf");
+        let aopts = ApplyOptions { select, force: true, write_modelfile: false, write_report: false, progress: false, ..ApplyOptions::new(Change::Prune, &out) };
+        let report = crate::surgery::apply(&model, &math, &general, &aopts).unwrap();
+        let ours = selection_reports(&selection);
+        assert_eq!(per_layer(&ours), per_layer(&report.tensors));
+        assert_eq!(per_kind(&ours), per_kind(&report.tensors));
+        assert_eq!(heatmap_svg(&ours, "t"), heatmap_svg(&report.tensors, "t"));
+        assert_eq!(spread(&per_layer(&ours)), spread(&per_layer(&report.tensors)));
+    }
 }

@@ -9,7 +9,7 @@ use crate::stats::{ActivationStats, WeightStats};
 pub use crate::model::n_groups;
 
 /// Verifies `stats` (labelled `which`, "math" or "general") against `model`'s fingerprint.
-pub fn check_fingerprint(which: &str, stats: &ActivationStats, model_fingerprint: &str) -> Result<(), SelectError> {
+fn check_fingerprint(which: &str, stats: &ActivationStats, model_fingerprint: &str) -> Result<(), SelectError> {
     if stats.model_fingerprint != model_fingerprint {
         return Err(SelectError::OtherModel {
             which: which.to_string(),

@@ -59,11 +59,6 @@ impl BitMask {
         self.bytes.iter().map(|b| b.count_ones() as u64).sum()
     }
 
-    /// Number of selected entries in `[start, end)`.
-    pub fn count_range(&self, start: u64, end: u64) -> u64 {
-        (start..end).filter(|&i| self.get(i)).count() as u64
-    }
-
     /// True when any entry in `[start, end)` is selected (byte-wise when aligned).
     pub fn any_in(&self, start: u64, end: u64) -> bool {
         if start.is_multiple_of(8) && end.is_multiple_of(8) {
@@ -111,14 +106,6 @@ impl BitMask {
     pub fn union_count(&self, other: &BitMask) -> Option<u64> {
         (self.len == other.len)
             .then(|| self.bytes.iter().zip(&other.bytes).map(|(a, b)| (a | b).count_ones() as u64).sum())
-    }
-
-    /// Clears every entry selected in `other` (self ∖ other). Lengths must match.
-    pub fn subtract(&mut self, other: &BitMask) {
-        assert_eq!(self.len, other.len, "masks of different lengths");
-        for (a, b) in self.bytes.iter_mut().zip(&other.bytes) {
-            *a &= !b;
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The mask file (`--save-mask`): a GGUF with one I8 tensor `<weight>.mask` per target weight
 //! holding the flattened selection bit-packed LSB-first (bit i%8 of byte i/8), plus provenance.
-//! `compare` computes the Jaccard overlap of two mask files per matrix and overall.
+//! `select::overlap::compare` computes the Jaccard overlap of two mask files.
 
 use std::path::{Path, PathBuf};
 
@@ -109,43 +109,4 @@ impl MaskFile {
             masks,
         })
     }
-}
-
-/// Overlap of two selections of one matrix.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Overlap {
-    /// Weight name.
-    pub name: String,
-    /// Entries selected in A.
-    pub a: u64,
-    /// Entries selected in B.
-    pub b: u64,
-    /// Entries selected in both.
-    pub both: u64,
-    /// Entries selected in either.
-    pub either: u64,
-    /// both / either (1 when neither selects anything).
-    pub jaccard: f64,
-}
-
-fn jaccard(both: u64, either: u64) -> f64 {
-    if either == 0 { 1.0 } else { both as f64 / either as f64 }
-}
-
-/// Per-matrix overlaps (weights present in both, in A's order) and the overall one.
-pub fn compare(a: &MaskFile, b: &MaskFile) -> Result<(Vec<Overlap>, Overlap), String> {
-    let mut rows = Vec::new();
-    for (name, ma) in &a.masks {
-        let Some((_, mb)) = b.masks.iter().find(|(n, _)| n == name) else { continue };
-        let both = ma.intersection_count(mb).ok_or_else(|| format!("{name}: masks cover {} and {} entries", ma.len(), mb.len()))?;
-        let either = ma.union_count(mb).expect("same length");
-        rows.push(Overlap { name: name.clone(), a: ma.count(), b: mb.count(), both, either, jaccard: jaccard(both, either) });
-    }
-    if rows.is_empty() {
-        return Err("the two mask files have no weight in common".into());
-    }
-    let sum = |f: fn(&Overlap) -> u64| rows.iter().map(f).sum::<u64>();
-    let (both, either) = (sum(|o| o.both), sum(|o| o.either));
-    let total = Overlap { name: "overall".into(), a: sum(|o| o.a), b: sum(|o| o.b), both, either, jaccard: jaccard(both, either) };
-    Ok((rows, total))
 }

@@ -231,7 +231,7 @@ fn finish(info: &TensorInfo, k: u64, mut mask: BitMask, opts: &SelectOptions) ->
 
 /// `count` distinct positions out of `numel`, drawn with ChaCha8 seeded from (seed, tensor name),
 /// so the result does not depend on the order tensors are processed in.
-pub fn random_mask(numel: u64, count: u64, seed: u64, name: &str) -> BitMask {
+fn random_mask(numel: u64, count: u64, seed: u64, name: &str) -> BitMask {
     let mut h = Sha256::new();
     h.update(seed.to_le_bytes());
     h.update(name.as_bytes());

@@ -20,6 +20,7 @@ pub mod mask;
 pub mod maskfile;
 pub mod onepass;
 pub mod matrix;
+pub mod overlap;
 pub mod radix;
 pub mod score;
 pub mod synth;

@@ -124,11 +124,15 @@ pub fn one_pass<E>(
     })
 }
 
+/// A worker thread's candidate buffers: math candidates, and (index, score) general ones.
+type CandidateBuffers = (Vec<MathCandidate>, Vec<(u64, f32)>);
+
 thread_local! {
-    static CANDIDATES: std::cell::RefCell<(Vec<MathCandidate>, Vec<(u64, f32)>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static CANDIDATES: std::cell::RefCell<CandidateBuffers> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Steps 2 and 3 of `one_pass`: the pass over every row, then the exact rule on the candidates.
+/// Steps 2 and 3 of `one_pass`: the pass over every row, then the exact rule on the candidates
+/// (`rule_on_candidates`); `None` when the brackets let too many or too few through.
 #[allow(clippy::too_many_arguments)]
 fn collect_and_select<E>(
     n_rows: u64,
@@ -143,7 +147,6 @@ fn collect_and_select<E>(
     math: &mut Vec<MathCandidate>,
     general: &mut Vec<(u64, f32)>,
 ) -> Result<Option<BitMask>, E> {
-    let mut mask = BitMask::new(n_rows * n_in as u64);
     let (lo_m8, lo_g8) = (f32x8::splat(lo_math), f32x8::splat(lo_general));
     let zeros = vec![0f32; n_in];
     for r in 0..n_rows {
@@ -196,16 +199,19 @@ fn collect_and_select<E>(
     if (math.len() as u64) < k || (a_general.is_some() && (general.len() as u64) < k) {
         return Ok(None);
     }
+    Ok(Some(rule_on_candidates(n_rows * n_in as u64, math, a_general.is_some().then_some(&general[..]), k)))
+}
 
-    // 3. Exact thresholds among the candidates, then the rule.
+/// Step 3 of `one_pass`: exact thresholds among the candidates, then the rule (in the math top
+/// k and, when `general` candidates are given, not in the general top k) over `numel` entries.
+fn rule_on_candidates(numel: u64, math: &[MathCandidate], general: Option<&[(u64, f32)]>, k: u64) -> BitMask {
+    let mut mask = BitMask::new(numel);
     let t_math = threshold_of_bits(&mut math.iter().map(|c| c.math.to_bits()).collect::<Vec<_>>(), k);
     let last_math_tie = last_tie_index(math.iter().map(|c| (c.index, c.math)), t_math);
-    let general_rule = if a_general.is_some() {
+    let general_rule = general.map(|general| {
         let t = threshold_of_bits(&mut general.iter().map(|c| c.1.to_bits()).collect::<Vec<_>>(), k);
-        Some((t, last_tie_index(general.iter().copied(), t)))
-    } else {
-        None
-    };
+        (t, last_tie_index(general.iter().copied(), t))
+    });
     for c in math.iter() {
         let in_math = member(c.math, c.index, t_math, last_math_tie);
         let in_general = general_rule.is_some_and(|(t, last)| member(c.general, c.index, t, last));
@@ -213,7 +219,7 @@ fn collect_and_select<E>(
             mask.set(c.index);
         }
     }
-    Ok(Some(mask))
+    mask
 }
 
 /// The score that the sample says lies safely below the k-th largest (k = `share` of entries).

@@ -528,7 +528,7 @@ fn imatrix(math: &ActivationStats, general: &ActivationStats, t: &TensorInfo) ->
 }
 
 /// The report of one target written in `stored` (its own type, or the promoted/master one).
-fn tensor_report(ts: &select::TensorSelection, stored: GgmlType, tally: BlockTally) -> TensorReport {
+pub fn tensor_report(ts: &select::TensorSelection, stored: GgmlType, tally: BlockTally) -> TensorReport {
     TensorReport {
         name: ts.name.clone(),
         layer: crate::model::layer_of(&ts.name),

@@ -107,7 +107,7 @@ const MIN_ROUND_ITEMS: usize = 4;
 /// GSM8K test questions per journaled chunk (a resume loses at most one).
 const TEST_CHUNK: usize = 64;
 /// Bootstrap resamples of every interval.
-const RESAMPLES: usize = 1000;
+const RESAMPLES: usize = crate::eval::DEFAULT_BOOTSTRAP;
 
 /// Runs the search and the final test, writes the output model and the report.
 pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
