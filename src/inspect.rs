@@ -63,11 +63,6 @@ pub fn file_type_name(id: u64) -> Option<&'static str> {
     FILE_TYPES.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
 }
 
-/// Every (id, name) pair of `enum llama_ftype` this crate knows, in id order.
-pub fn file_types() -> &'static [(u64, &'static str)] {
-    FILE_TYPES
-}
-
 /// `general.file_type`: the id and, when llama.cpp defines it, its name.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FileType {

@@ -24,4 +24,5 @@ mod qwen_real;
 mod reliability;
 mod run_cli;
 mod select_reference;
+mod structure;
 mod tune_cli;

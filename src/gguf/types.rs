@@ -100,10 +100,6 @@ impl GgmlType {
     pub fn from_u32(id: u32) -> Option<GgmlType> {
         TYPE_TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
     }
-    /// The type named `name` (ggml's spelling, case-insensitive: "Q4_K", "q4_k").
-    pub fn from_name(name: &str) -> Option<GgmlType> {
-        TYPE_TABLE.iter().find(|r| r.2.eq_ignore_ascii_case(name)).map(|r| r.0)
-    }
     /// The ggml id (`enum ggml_type`).
     pub fn to_u32(self) -> u32 {
         self.row().1

@@ -246,7 +246,11 @@ pub fn apply_selection(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
     outputs::check_outputs(model.path(), opts)?;
+    // `master::plan` checks names and shapes; without a plan the STATS must fit this very model.
     let plan = opts.quantize.as_ref().map(|q| master::plan(model, math, general, q)).transpose()?;
+    if plan.is_none() {
+        select::check::check_all(model, math, general)?;
+    }
     rewrite(model, selection, math, general, opts, plan)
 }
 
@@ -282,7 +286,8 @@ fn jobs<'a>(model: &GgufFile, selection: &'a Selection, edit: EditMode, plan: Op
         .collect()
 }
 
-/// The rewrite proper: checks, metadata, then every tensor in file order.
+/// The rewrite proper (the STATS were checked by the caller): metadata, then every tensor in
+/// file order.
 fn rewrite(
     model: &GgufFile,
     selection: &Selection,
@@ -291,10 +296,6 @@ fn rewrite(
     opts: &ApplyOptions,
     plan: Option<master::MasterPlan>,
 ) -> Result<ApplyReport, ApplyError> {
-    match &plan {
-        Some(_) => master::check_names_and_shapes(model, math, general)?,
-        None => select::check::check_all(model, math, general)?,
-    }
     let t0 = Instant::now();
     let fingerprint = crate::model::fingerprint(model);
     check_selection_fits(model, selection)?;
