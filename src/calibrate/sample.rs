@@ -27,6 +27,20 @@ pub enum SampleError {
         /// Shard count.
         count: usize,
     },
+    /// `--shard` text that is not `i/N`.
+    #[error("shard `{text}`: expected i/N, e.g. 0/4")]
+    ShardSyntax {
+        /// The text given.
+        text: String,
+    },
+    /// `--shard` with a part that is not a number.
+    #[error("shard `{text}`: `{part}` is not a number")]
+    ShardNumber {
+        /// The text given.
+        text: String,
+        /// The part that did not parse.
+        part: String,
+    },
 }
 
 /// Indices of `n` texts drawn from `0..available` with `seed`.
@@ -62,12 +76,13 @@ pub struct Shard {
 
 impl Shard {
     /// Parses `i/N`.
-    pub fn parse(s: &str) -> Result<Shard, String> {
-        let (a, b) = s.split_once('/').ok_or_else(|| format!("shard `{s}`: expected i/N, e.g. 0/4"))?;
-        let index = a.trim().parse().map_err(|_| format!("shard `{s}`: `{a}` is not a number"))?;
-        let count = b.trim().parse().map_err(|_| format!("shard `{s}`: `{b}` is not a number"))?;
+    pub fn parse(s: &str) -> Result<Shard, SampleError> {
+        let (a, b) = s.split_once('/').ok_or_else(|| SampleError::ShardSyntax { text: s.to_string() })?;
+        let number = |part: &str| part.trim().parse().map_err(|_| SampleError::ShardNumber { text: s.to_string(), part: part.to_string() });
+        let index = number(a)?;
+        let count = number(b)?;
         if count == 0 || index >= count {
-            return Err(SampleError::BadShard { index, count }.to_string());
+            return Err(SampleError::BadShard { index, count });
         }
         Ok(Shard { index, count })
     }

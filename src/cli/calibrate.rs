@@ -136,7 +136,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let ckpt = checkpoint::checkpoint_path(&args.output);
     args.plan(&ckpt).check()?;
     let set = calibration::load(&args.data, args.data_dir.as_deref())?;
-    let shard = args.shard.as_deref().map(Shard::parse).transpose().map_err(anyhow::Error::msg)?;
+    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     let sampling = Sampling { samples: args.samples, seed: args.seed, replacement: !args.no_replacement, shard, chat: args.chat };
     let resolved = crate::modelref::resolve(&args.model)?;
     let model = Model::load(&resolved.path)?;
