@@ -752,3 +752,54 @@ fn real_model_header_truncations_are_errors() {
         assert!(matches!(err, GgufError::Malformed { .. }), "cut at {len}: {err}");
     }
 }
+
+/// Hex sha256 of `bytes`.
+fn digest_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resident KiB of the mappings of `path` in this process (from /proc/self/smaps).
+fn mapped_rss_kib(path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.to_str().unwrap();
+    let mut in_map = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(first) = line.split_whitespace().next()
+            && first.contains('-')
+            && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        {
+            in_map = line.ends_with(name);
+        } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
+            kib += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
+#[test]
+fn released_tensors_leave_the_resident_set_and_read_back_the_same() {
+    // Big tensors (1 MiB each, F32) in a file of its own, so its map is this test's alone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.gguf");
+    let mut m = SynthModel::new("llama");
+    for i in 0..8 {
+        m = m.tensor(&format!("blk.{i}.ffn_up.weight"), &[512, 512], GgmlType::F32, i);
+    }
+    m.write(&path, &encode_plain).unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    let before: Vec<String> = f.tensors.iter().map(|t| digest_hex(f.tensor_data(t))).collect();
+    let touched = mapped_rss_kib(&path);
+    assert!(touched >= 8 * 1024, "every tensor read: {touched} KiB resident");
+    for t in &f.tensors {
+        f.release(t);
+    }
+    let released = mapped_rss_kib(&path);
+    assert!(released <= 64, "after release: {released} KiB still resident of {touched}");
+    let after: Vec<String> = f.tensors.iter().map(|t| digest_hex(f.tensor_data(t))).collect();
+    assert_eq!(before, after, "released tensors read back the same bytes");
+    // An owned (unmapped) file ignores the call.
+    let owned = GgufFile::from_bytes("owned", std::fs::read(&path).unwrap()).unwrap();
+    owned.release(&owned.tensors[0]);
+    assert_eq!(digest_hex(owned.tensor_data(&owned.tensors[0])), before[0]);
+}

@@ -221,6 +221,21 @@ impl GgufFile {
         &bytes[start..start + t.n_bytes() as usize]
     }
 
+    /// Lets the resident set drop the pages of `t`'s data once it has been read (a mapped input
+    /// only; see `ffi::mmap::release`). Reading `t` again still works and gives the same bytes.
+    /// Long jobs over big models call this after each tensor, so peak memory stays near the
+    /// working set instead of growing to the whole file.
+    pub fn release(&self, t: &TensorInfo) {
+        let backing = match self.shard_of.get(&t.name).map(|&i| &self.shards[i]) {
+            Some(s) => (&s.backing, s.data_offset),
+            None => (&self.backing, self.data_offset),
+        };
+        if let (Backing::Mapped(map), data_offset) = backing {
+            let start = (data_offset + t.offset) as usize;
+            crate::ffi::mmap::release(map, start..start + t.n_bytes() as usize);
+        }
+    }
+
     /// The bytes of rows `rows` of tensor `t` (a row is `dims[0]` elements, whole blocks; rows
     /// count over all outer dimensions). An empty range gives an empty slice. Rows past the end
     /// of the tensor, or an info whose data does not lie in this file, are an error.

@@ -232,6 +232,8 @@ pub fn select_matched(
             let a_math = &check::stats_for("math", math, t)?.norm_sum;
             let a_general = &check::stats_for("general", general, t)?.norm_sum;
             let selected = matrix::select_tensor(model, t, a_math, a_general, options);
+            // Read once here; the rewrite reads it again from the page cache.
+            model.release(t);
             done();
             selected
         })

@@ -120,9 +120,22 @@ pub fn one_pass<E>(
         let (math, general) = &mut *c.borrow_mut();
         math.clear();
         general.clear();
-        collect_and_select(n_rows, n_in, &mut row, a_math, a_general, k, cap, (lo_math, lo_general), &mut w, math, general)
+        let result = collect_and_select(n_rows, n_in, &mut row, a_math, a_general, k, cap, (lo_math, lo_general), &mut w, math, general);
+        // A huge matrix (an untied head) would leave hundreds of MB held by this thread for the
+        // rest of the run: buffers beyond the cap are given back instead of kept for reuse.
+        if math.capacity() > KEPT_CANDIDATES {
+            *math = Vec::new();
+        }
+        if general.capacity() > KEPT_CANDIDATES {
+            *general = Vec::new();
+        }
+        result
     })
 }
+
+/// Largest candidate buffer a worker thread keeps for the next matrix (4 Mi entries, 64 MiB):
+/// every FFN or attention matrix of a 1–2B model fits; only a head-sized one is freed after use.
+const KEPT_CANDIDATES: usize = 1 << 22;
 
 /// A worker thread's candidate buffers: math candidates, and (index, score) general ones.
 type CandidateBuffers = (Vec<MathCandidate>, Vec<(u64, f32)>);

@@ -231,9 +231,7 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
         return Err(ApplyError::NothingSelected(why));
     }
     let select_seconds = t0.elapsed().as_secs_f64();
-    let mut report = rewrite(model, &selection, math, general, opts, plan)?;
-    report.select_seconds = select_seconds;
-    Ok(report)
+    rewrite(model, &selection, math, general, opts, plan, select_seconds)
 }
 
 /// Rewrites `model` for a selection already made (the STATS give provenance and the importance
@@ -251,7 +249,7 @@ pub fn apply_selection(
     if plan.is_none() {
         select::check::check_all(model, math, general)?;
     }
-    rewrite(model, selection, math, general, opts, plan)
+    rewrite(model, selection, math, general, opts, plan, 0.0)
 }
 
 /// What happens to one tensor of the model.
@@ -287,7 +285,8 @@ fn jobs<'a>(model: &GgufFile, selection: &'a Selection, edit: EditMode, plan: Op
 }
 
 /// The rewrite proper (the STATS were checked by the caller): metadata, then every tensor in
-/// file order.
+/// file order. `select_seconds` (the caller's selection time) goes into the report before the
+/// side files are written.
 fn rewrite(
     model: &GgufFile,
     selection: &Selection,
@@ -295,6 +294,7 @@ fn rewrite(
     general: &ActivationStats,
     opts: &ApplyOptions,
     plan: Option<master::MasterPlan>,
+    select_seconds: f64,
 ) -> Result<ApplyReport, ApplyError> {
     let t0 = Instant::now();
     let fingerprint = crate::model::fingerprint(model);
@@ -312,6 +312,7 @@ fn rewrite(
         select::maskfile::MaskFile::from_selection(selection, &fingerprint).save(mask_path, Some(model.path()))?;
         report.mask = Some(mask_path.clone());
     }
+    report.select_seconds = select_seconds;
     report.rewrite_seconds = t0.elapsed().as_secs_f64();
     outputs::write_side_files(&mut report, opts)?;
     Ok(report)
@@ -408,12 +409,17 @@ fn write_tensors(model: &GgufFile, w: &GgufWriter, jobs: &[Job], math: &Activati
         let result = w.write_atomic(&opts.output, Some(model.path()), |i, _spec, sink| {
             let info = &model.tensors[i];
             bar.inc(1);
+            // Once written, a tensor's input pages leave the resident set (the re-encoding thread
+            // has finished with it too): peak memory stays near the tensors in flight.
             if matches!(jobs[i], Job::Copy) {
-                return sink.write_all(model.tensor_data(info));
+                let written = sink.write_all(model.tensor_data(info));
+                model.release(info);
+                return written;
             }
             match rx.recv() {
                 Ok(Ok((bytes, report))) => {
                     reports.extend(report);
+                    model.release(info);
                     sink.write_all(&bytes)
                 }
                 Ok(Err(e)) => {
