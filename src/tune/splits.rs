@@ -7,8 +7,9 @@
 //!   and the other half of ARC-Easy.
 //!
 //! An item is dropped from dev or test when its question text occurs inside any calibration
-//! text (a substring test, so it holds whatever format the calibration texts use), and dev items
-//! whose question equals a test question are dropped; [`Splits::check`] then asserts, by SHA-256
+//! text (a substring test, so it holds whatever format the calibration texts use), GSM8K dev
+//! items whose question equals a test question are dropped, and general test items whose
+//! question equals a dev item's are dropped; [`Splits::check`] then asserts, by SHA-256
 //! of the whitespace-normalised question, that no two splits share an item.
 
 use std::collections::HashSet;
@@ -128,17 +129,17 @@ impl Splits {
         let mut arc_order: Vec<usize> = (0..arc.len()).collect();
         arc_order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xa2c));
         let (arc_dev_idx, arc_test_idx) = arc_order.split_at(arc.len() / 2);
-        let pick_arc = |idx: &[usize], n: usize| -> Vec<(McItem, String)> {
-            let mut idx: Vec<usize> = idx.iter().copied().filter(|&i| !in_calibration(cal, &arc[i].query)).collect();
+        let pick_arc = |idx: &[usize], n: usize, exclude: &HashSet<[u8; 32]>| -> Vec<(McItem, String)> {
+            let mut idx: Vec<usize> =
+                idx.iter().copied().filter(|&i| !in_calibration(cal, &arc[i].query) && !exclude.contains(&content_hash(&arc[i].query))).collect();
             idx.truncate(n);
             idx.into_iter().map(|i| arc_item(i, &arc[i])).collect()
         };
         let mmlu_d = shuffled(mmlu_dev.iter().enumerate().collect(), seed ^ 0x33d, Some(sizes.dev_general), |(_, r)| !in_calibration(cal, &r.question));
-        let mmlu_t = shuffled(mmlu_test.iter().enumerate().collect(), seed ^ 0x33e, Some(sizes.test_general), |(_, r)| !in_calibration(cal, &r.question));
 
-        let side = |gsm8k: Vec<(usize, Gsm8kRecord)>, mmlu: Vec<(usize, &MmluRecord)>, arc_idx: &[usize], n_arc: usize| {
+        let side = |gsm8k: Vec<(usize, Gsm8kRecord)>, mmlu: Vec<(usize, &MmluRecord)>, arc_idx: &[usize], n_arc: usize, exclude: &HashSet<[u8; 32]>| {
             let mut mmlu = mmlu.into_iter().map(|(i, r)| (true, mmlu_item(i, r)));
-            let mut arc = pick_arc(arc_idx, n_arc).into_iter().map(|x| (false, x));
+            let mut arc = pick_arc(arc_idx, n_arc, exclude).into_iter().map(|x| (false, x));
             let mut general = Vec::new();
             loop {
                 let (a, b) = (mmlu.next(), arc.next());
@@ -151,8 +152,16 @@ impl Splits {
             let (general, general_questions) = pairs.into_iter().unzip();
             Side { gsm8k, general, general_questions, general_is_mmlu }
         };
-        let dev = side(gsm8k_dev, mmlu_d, arc_dev_idx, sizes.dev_general);
-        let test = side(gsm8k_test, mmlu_t, arc_test_idx, sizes.test_general);
+        let dev = side(gsm8k_dev, mmlu_d, arc_dev_idx, sizes.dev_general, &HashSet::new());
+        // The data files repeat a few questions (ARC-Easy holds the same question under two
+        // ids): a test item equal to a dev item is dropped from test, not from dev, so the dev
+        // set (and every journaled dev score) does not depend on the test size, and a larger
+        // test N still extends a smaller one.
+        let dev_hashes: HashSet<[u8; 32]> = dev.general_questions.iter().map(|q| content_hash(q)).collect();
+        let mmlu_t = shuffled(mmlu_test.iter().enumerate().collect(), seed ^ 0x33e, Some(sizes.test_general), |(_, r)| {
+            !in_calibration(cal, &r.question) && !dev_hashes.contains(&content_hash(&r.question))
+        });
+        let test = side(gsm8k_test, mmlu_t, arc_test_idx, sizes.test_general, &dev_hashes);
         Ok(Splits { calibration, dev, test })
     }
 
