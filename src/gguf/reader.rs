@@ -33,6 +33,15 @@ enum Backing {
     Owned(Vec<u8>),
 }
 
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
 /// A further shard of a split model: its own map and data section.
 struct Shard {
     path: PathBuf,
@@ -179,23 +188,26 @@ impl GgufFile {
 
     /// Bytes of all files the model is read from.
     pub fn total_bytes(&self) -> u64 {
-        self.bytes().len() as u64 + self.shards.iter().map(|s| s.bytes().len() as u64).sum::<u64>()
+        self.bytes().len() as u64 + self.shards.iter().map(|s| s.backing.bytes().len() as u64).sum::<u64>()
+    }
+
+    /// The backing and data-section offset of the file holding `t`.
+    fn backing_of(&self, t: &TensorInfo) -> (&Backing, u64) {
+        match self.shard_of.get(&t.name).map(|&i| &self.shards[i]) {
+            Some(s) => (&s.backing, s.data_offset),
+            None => (&self.backing, self.data_offset),
+        }
     }
 
     /// The bytes and data-section offset of the file holding `t`.
     fn data_of(&self, t: &TensorInfo) -> (&[u8], u64) {
-        match self.shard_of.get(&t.name).map(|&i| &self.shards[i]) {
-            Some(s) => (s.bytes(), s.data_offset),
-            None => (self.bytes(), self.data_offset),
-        }
+        let (backing, data_offset) = self.backing_of(t);
+        (backing.bytes(), data_offset)
     }
 
     /// The whole (first) file's bytes.
     pub fn bytes(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Mapped(m) => m,
-            Backing::Owned(v) => v,
-        }
+        self.backing.bytes()
     }
 
     /// A metadata value by key.
@@ -226,11 +238,7 @@ impl GgufFile {
     /// Long jobs over big models call this after each tensor, so peak memory stays near the
     /// working set instead of growing to the whole file.
     pub fn release(&self, t: &TensorInfo) {
-        let backing = match self.shard_of.get(&t.name).map(|&i| &self.shards[i]) {
-            Some(s) => (&s.backing, s.data_offset),
-            None => (&self.backing, self.data_offset),
-        };
-        if let (Backing::Mapped(map), data_offset) = backing {
+        if let (Backing::Mapped(map), data_offset) = self.backing_of(t) {
             let start = (data_offset + t.offset) as usize;
             crate::ffi::mmap::release(map, start..start + t.n_bytes() as usize);
         }
@@ -268,11 +276,3 @@ impl GgufFile {
     }
 }
 
-impl Shard {
-    fn bytes(&self) -> &[u8] {
-        match &self.backing {
-            Backing::Mapped(m) => m,
-            Backing::Owned(v) => v,
-        }
-    }
-}
