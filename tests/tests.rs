@@ -19,6 +19,7 @@ mod experiments_real;
 mod fuzz_gguf;
 mod gguf_format;
 mod own_model;
+mod protocol_cli;
 mod quant_codecs;
 mod qwen_real;
 mod reliability;

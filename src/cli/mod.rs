@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod inspect;
 pub mod mask;
 pub mod openmp;
+pub mod protocol;
 pub mod run;
 pub mod stats;
 pub mod tune;
@@ -50,11 +51,13 @@ pub enum Command {
     Experiments(experiments::ExperimentsArgs),
     /// Search edits on dev data for one that improves math; test it once on held-out questions.
     Tune(tune::TuneArgs),
+    /// The paper's GSM8K protocol (first 200 questions) beside the full paired test, for edits of a model.
+    Protocol(protocol::ProtocolArgs),
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_) | Command::Protocol(_));
     if runs_llama {
         openmp::exec_with_passive_openmp()?;
     }
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a),
         Command::Experiments(a) => experiments::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Protocol(a) => protocol::run(a),
     }
 }
 

@@ -26,6 +26,8 @@ pub mod logits;
 pub mod mc;
 pub mod perplexity;
 pub mod plot;
+pub mod protocol;
+pub mod protocol_report;
 pub mod report;
 pub mod requests;
 pub mod stats;
