@@ -125,7 +125,8 @@ pub fn markdown(r: &ProtocolReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# The paper's protocol beside the full paired test\n");
     let _ = writeln!(s, "- base: `{}` (evaluated in {:.1} min in this run)", r.base.display(), r.base_wall_seconds / 60.0);
-    let _ = writeln!(s, "- GSM8K: 8-shot CoT (lm-eval `gsm8k_cot`), greedy, N = {} test questions; general tasks: N = {} each", r.gsm8k_n, r.general_n.map_or("all".into(), |n| n.to_string()));
+    let general = r.general_n.map_or("none".to_string(), |n| format!("N = {n} each"));
+    let _ = writeln!(s, "- GSM8K: 8-shot CoT (lm-eval `gsm8k_cot`), greedy, N = {} test questions; general tasks: {general}", r.gsm8k_n);
     let _ = writeln!(
         s,
         "- paper protocol: the first {} test questions in file order (lm-eval `limit`); subsets: {} random draws of {} questions, seed {}; paired bootstrap {} resamples",
@@ -137,7 +138,7 @@ pub fn markdown(r: &ProtocolReport) -> String {
         gsm8k_section(&mut s, e, k);
     }
     if !r.paper_average.is_empty() {
-        let _ = writeln!(s, "## The paper's averaging of calibration draws (first {} questions)\n", r.settings.paper_n);
+        let _ = writeln!(s, "## The edits averaged, as the paper's code averages its calibration draws (first {} questions)\n", r.settings.paper_n);
         let _ = writeln!(s, "| metric | draws | base | each draw | mean | relative (mean) | single-draw range |");
         let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for a in &r.paper_average {
