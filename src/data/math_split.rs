@@ -75,7 +75,7 @@ pub fn quotas(counts: &BTreeMap<String, usize>, size: usize) -> BTreeMap<String,
     let mut out: BTreeMap<String, usize> = counts.iter().map(|(c, &n)| (c.clone(), size * n / total)).collect();
     let mut by_remainder: Vec<(&String, usize)> = counts.iter().map(|(c, &n)| (c, size * n % total)).collect();
     // Largest remainder first; the sort is stable, so ties stay in name order.
-    by_remainder.sort_by(|a, b| b.1.cmp(&a.1));
+    by_remainder.sort_by_key(|c| std::cmp::Reverse(c.1));
     let missing = size - out.values().sum::<usize>();
     for (c, _) in by_remainder.into_iter().take(missing) {
         *out.get_mut(c).expect("known category") += 1;
