@@ -15,6 +15,7 @@ mod cli_inspect;
 mod eval_end_to_end;
 mod eval_gsm8k_prompt;
 mod eval_loglik;
+mod eval_math;
 mod experiments_real;
 mod fuzz_gguf;
 mod gguf_format;

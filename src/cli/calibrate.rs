@@ -22,8 +22,9 @@ pub struct CalibrateArgs {
     /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
     /// Calibration data: gsm8k, math, mmlu, race, embedded-math, embedded-general, FILE.jsonl (a
-    /// `text` field per line) or FILE.txt (blank-line-separated texts). `math` (MATH problems +
-    /// solutions) reads DATA/math/train.jsonl, which the project's data copy does not have. To
+    /// `text` field per line) or FILE.txt (blank-line-separated texts). `math` (MATH problem +
+    /// solution) takes the ~4 500 MATH problems outside the 500 test problems of the one seeded
+    /// split that `eval --tasks math` scores (docs/math.md). To
     /// isolate a skill other than math, calibrate once on texts of that skill and once on
     /// contrasting texts, e.g. `--data code.jsonl` and `--data prose.txt`, then pass them to
     /// `apply --math code.gguf --general prose.gguf` (the "math" side is the skill kept or removed).

@@ -20,7 +20,8 @@ pub struct EvalArgs {
     /// A second model to compare with MODEL on identical items (same forms as MODEL).
     #[arg(long, value_name = "OTHER")]
     pub compare: Option<PathBuf>,
-    /// Comma-separated tasks: gsm8k, gsm8k_nll, gsm8k_ppl, mmlu, race, hellaswag, arc_easy,
+    /// Comma-separated tasks: gsm8k, gsm8k_nll, gsm8k_ppl, math (the 500 MATH test problems of
+    /// the seeded split, Minerva 4-shot; see docs/math.md), mmlu, race, hellaswag, arc_easy,
     /// arc_challenge, piqa, boolq, wikitext, or all [default:
     /// gsm8k,gsm8k_nll,mmlu,hellaswag,arc_easy,piqa,boolq,wikitext; none with --task-file].
     #[arg(long)]
@@ -31,7 +32,7 @@ pub struct EvalArgs {
     /// `task_file`; see docs/task-file.md.
     #[arg(long, value_name = "FILE.jsonl")]
     pub task_file: Option<PathBuf>,
-    /// Wrap generation prompts (GSM8K, task-file generation items) in the model's chat template
+    /// Wrap generation prompts (GSM8K, MATH, task-file generation items) in the model's chat template
     /// (few-shot as multi-turn), for instruction-tuned models.
     #[arg(long)]
     pub chat: bool,
@@ -67,7 +68,7 @@ pub struct EvalArgs {
     /// Decode GSM8K one question at a time with its whole prompt (benchmark baseline).
     #[arg(long, hide = true)]
     pub naive: bool,
-    /// Most new tokens per GSM8K answer (the harness uses 256).
+    /// Most new tokens per GSM8K or MATH answer (the harness uses 256 for both).
     #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Perplexity window in tokens.

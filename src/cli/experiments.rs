@@ -25,6 +25,9 @@ pub struct ExperimentsArgs {
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Math calibration data (as `calibrate --data`, e.g. `math`); MMLU is the general side.
+    #[arg(long, default_value = "gsm8k")]
+    pub math: String,
     /// CPU threads (default: all).
     #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
@@ -119,6 +122,7 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         model: crate::modelref::resolve(&args.model)?.path,
         out: args.out.clone(),
         data_dir,
+        math_data: args.math.clone(),
         threads: crate::cli::args::threads(args.threads),
         plan,
     };

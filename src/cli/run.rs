@@ -28,8 +28,8 @@ pub struct RunArgs {
     /// Studio) or hf:org/name[/file.gguf] (Hugging Face cache).
     pub model: PathBuf,
     /// Math calibration data (default: gsm8k when a data directory is found, else embedded-math).
-    /// Same forms as `calibrate --data` (also `math`: MATH problems + solutions from
-    /// DATA/math/train.jsonl, not in the project's data copy). Any other skill works the same
+    /// Same forms as `calibrate --data` (also `math`: MATH problems + solutions outside the
+    /// 500 test problems of `eval --tasks math`). Any other skill works the same
     /// way: `--math code.jsonl --general prose.txt` selects the code-specific weights.
     #[arg(long)]
     pub math: Option<String>,

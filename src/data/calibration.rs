@@ -1,8 +1,8 @@
 //! Calibration sets: a `--data` SPEC turned into texts, one text per calibration sample.
 //!
 //! SPEC is a named set read from the data directory — `gsm8k` (train: question + worked answer),
-//! `math` (MATH train: problem + solution, from `math/train.jsonl` when the directory has it;
-//! the project's copy does not),
+//! `math` (problem + solution of the MATH problems outside the test part of the one seeded
+//! split, `super::math_split`: never one of the 500 test problems),
 //! `mmlu` (test: question + correct choice), `race` (middle validation: article + question +
 //! correct option) — or the built-in `embedded-math` / `embedded-general`, or a path: a `.jsonl`
 //! file with a `text` field per line, or a `.txt` file with one text per blank-line-separated
@@ -49,6 +49,9 @@ pub enum DataError {
         /// Why no directory was found.
         reason: super::dir::DataDirError,
     },
+    /// The MATH file is missing or malformed.
+    #[error(transparent)]
+    Math(#[from] crate::eval::datasets::DatasetError),
     /// Neither a known name nor a .jsonl/.txt path.
     #[error("unknown data set `{0}`: use gsm8k, math, mmlu, race, embedded-math, embedded-general, a .jsonl file with a `text` field, or a .txt file")]
     Unknown(String),
@@ -97,10 +100,8 @@ pub const NAMED_SETS: [&str; 6] = ["gsm8k", "math", "mmlu", "race", "embedded-ma
 
 /// Loads SPEC. `data_dir` is consulted only for named sets (`--data-dir` flag value).
 pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataError> {
-    let named = |file: &str| -> Result<PathBuf, DataError> {
-        let dir = super::dir::resolve_data_dir(data_dir).map_err(|reason| DataError::NoDataDir { name: spec.to_string(), reason })?;
-        Ok(dir.join(file))
-    };
+    let dir = || super::dir::resolve_data_dir(data_dir).map_err(|reason| DataError::NoDataDir { name: spec.to_string(), reason });
+    let named = |file: &str| -> Result<PathBuf, DataError> { Ok(dir()?.join(file)) };
     let set = match spec {
         "embedded-math" => plain(spec.into(), "{text}", embedded::MATH.iter().map(|s| s.to_string()).collect()),
         "embedded-general" => plain(spec.into(), "{text}", embedded::GENERAL.iter().map(|s| s.to_string()).collect()),
@@ -110,12 +111,12 @@ pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataE
             pairs(spec, "{question}\n{answer}", records)
         }
         "math" => {
-            // Hendrycks et al.'s MATH (the paper's second math set), as JSONL with `problem` and
-            // `solution`. The project's data copy does not include it; users who have it put it
-            // at DATA/math/train.jsonl.
-            let path = named("math/train.jsonl")?;
-            let records = read_jsonl(&path, |v| Ok((field(v, "problem")?.to_string(), field(v, "solution")?.to_string())))?;
-            pairs(spec, "{problem}\n{solution}", records)
+            // Hendrycks et al.'s MATH (the paper's second math set). The data copy holds only its
+            // test problems: the calibration texts are the part of the seeded split that is not
+            // the evaluation's test part.
+            let split = super::math_split::MathSplit::load(&dir()?)?;
+            let records = split.rest.iter().map(|&i| (split.records[i].context.clone(), split.records[i].chain_of_thought.clone())).collect();
+            pairs(spec, "{context}\n{chain_of_thought} (MATH, outside the 500 test problems of the seeded split)", records)
         }
         "mmlu" => {
             let path = named("mmlu/test.jsonl")?;

@@ -38,6 +38,7 @@ pub fn file_sha256(path: &Path) -> Result<String, DatasetError> {
 fn data_subdir(task: Task) -> Option<&'static str> {
     Some(match task {
         Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => "gsm8k",
+        Task::Math => "math",
         Task::Mmlu => "mmlu",
         Task::Race => "race",
         Task::Hellaswag => "hellaswag",

@@ -52,23 +52,65 @@ pub fn run_gsm8k_with(
     mode: Gsm8kMode,
     max_new_tokens: usize,
     chat: Option<&ChatFormat>,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<TaskOutcome, EngineError> {
-    let (prefix, shared, alone) = split_prompts(session.model(), records, mode, chat)?;
+    let prefix = match chat {
+        Some(f) => f.gsm8k_prefix()?,
+        None => cot_prefix(),
+    };
+    let prompts = records
+        .iter()
+        .map(|(_, r)| match chat {
+            Some(f) => Ok(f.gsm8k_prompt(&r.question)?),
+            None => Ok(cot_prompt(&r.question)),
+        })
+        .collect::<Result<Vec<String>, EngineError>>()?;
+    let fewshot = FewShot { prefix: &prefix, prompts: &prompts, special: chat.is_some(), stop: &STOP, max_new_tokens };
+    let outputs = generate_fewshot(session, &fewshot, mode, progress)?;
+    let items = records.iter().zip(outputs).map(|((index, r), text)| score_generation(*index, r, &text)).collect();
+    Ok(TaskOutcome {
+        metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
+        items,
+        n_available,
+        setting: gsm8k_setting(chat.is_some(), max_new_tokens),
+    })
+}
+
+/// Few-shot prompts for greedy generation: the whole prompt texts and the few-shot part they
+/// share, how they are tokenized and where generation stops.
+pub struct FewShot<'a> {
+    /// The shared few-shot part every prompt starts with.
+    pub prefix: &'a str,
+    /// One whole prompt per item.
+    pub prompts: &'a [String],
+    /// Tokenize special tokens (chat-template prompts).
+    pub special: bool,
+    /// Stop strings.
+    pub stop: &'a [&'a str],
+    /// Most new tokens per answer.
+    pub max_new_tokens: usize,
+}
+
+/// Generates greedily for every prompt of `fewshot` (GSM8K's engine path, shared by the other
+/// generation tasks): in batched mode the prompts whose tokens start with the prefix's tokens
+/// decode together on the prefix in the KV cache, the others with their whole prompt; in naive
+/// mode one at a time. Returns the generated texts in prompt order.
+pub fn generate_fewshot(session: &mut Session<'_>, fewshot: &FewShot<'_>, mode: Gsm8kMode, mut progress: impl FnMut(usize)) -> Result<Vec<String>, EngineError> {
+    let (prefix, shared, alone) = split_prompts(session.model(), fewshot, mode)?;
     let parallel = match mode {
         Gsm8kMode::Batched { parallel } => parallel,
         Gsm8kMode::Naive => 1,
     };
     let options = GenerateOptions {
-        max_new_tokens,
-        stop: STOP.iter().map(|s| s.to_string()).collect(),
+        max_new_tokens: fewshot.max_new_tokens,
+        stop: fewshot.stop.iter().map(|s| s.to_string()).collect(),
         parallel,
     };
-    let mut generations: Vec<Option<Generation>> = vec![None; records.len()];
+    let mut generations: Vec<Option<Generation>> = vec![None; fewshot.prompts.len()];
     let mut done = 0;
     if !shared.is_empty() {
         let prompts: Vec<Vec<Token>> = shared.iter().map(|(_, p)| p.clone()).collect();
-        let out = session.generate(&prefix.tokens, &prompts, &options, |_, _| {
+        let out = session.generate(&prefix, &prompts, &options, |_, _| {
             done += 1;
             progress(done);
         })?;
@@ -98,46 +140,26 @@ pub fn run_gsm8k_with(
             }
         }
     }
-    let items = records
-        .iter()
-        .zip(generations)
-        .map(|((index, r), g)| score_generation(*index, r, &g.expect("every question generated").text))
-        .collect();
-    Ok(TaskOutcome {
-        metrics: vec![MetricSpec::accuracy("strict-match"), MetricSpec::accuracy("flexible-extract")],
-        items,
-        n_available,
-        setting: gsm8k_setting(chat.is_some(), max_new_tokens),
-    })
+    Ok(generations.into_iter().map(|g| g.expect("every prompt generated").text).collect())
 }
 
-/// Questions as token prompts, (question index, tokens): those whose prompt starts with the
-/// shared few-shot prefix hold only the tokens after it (batched mode), the others their whole
+/// Prompts as tokens, (prompt index, tokens): those whose prompt starts with the shared
+/// few-shot prefix hold only the tokens after it (batched mode), the others their whole
 /// prompt.
-type SplitPrompts = (Prefix, Vec<(usize, Vec<Token>)>, Vec<(usize, Vec<Token>)>);
+type SplitPrompts = (Vec<Token>, Vec<(usize, Vec<Token>)>, Vec<(usize, Vec<Token>)>);
 
-/// Tokenizes the few-shot prefix and every question's prompt, and splits the prompts into those
-/// sharing the prefix and those decoded alone.
-fn split_prompts(model: &Model, records: &[(usize, Gsm8kRecord)], mode: Gsm8kMode, chat: Option<&ChatFormat>) -> Result<SplitPrompts, EngineError> {
-    let tokenize = |text: &str| if chat.is_some() { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
-    let prefix_text = match chat {
-        Some(f) => f.gsm8k_prefix()?,
-        None => cot_prefix(),
-    };
-    let prefix = Prefix { tokens: tokenize(&prefix_text)?, text: prefix_text };
+/// Tokenizes the few-shot prefix and every prompt, and splits the prompts into those sharing
+/// the prefix and those decoded alone.
+fn split_prompts(model: &Model, fewshot: &FewShot<'_>, mode: Gsm8kMode) -> Result<SplitPrompts, EngineError> {
+    let tokenize = |text: &str| if fewshot.special { model.tokenize_special(text, true) } else { model.tokenize(text, true) };
+    let prefix = tokenize(fewshot.prefix)?;
     let mut shared: Vec<(usize, Vec<Token>)> = Vec::new();
     let mut alone: Vec<(usize, Vec<Token>)> = Vec::new();
-    for (k, (_, r)) in records.iter().enumerate() {
-        let text = match chat {
-            Some(f) => f.gsm8k_prompt(&r.question)?,
-            None => cot_prompt(&r.question),
-        };
-        let full = tokenize(&text)?;
-        let splits = matches!(mode, Gsm8kMode::Batched { .. })
-            && full.len() > prefix.tokens.len()
-            && full.starts_with(&prefix.tokens);
+    for (k, text) in fewshot.prompts.iter().enumerate() {
+        let full = tokenize(text)?;
+        let splits = matches!(mode, Gsm8kMode::Batched { .. }) && full.len() > prefix.len() && full.starts_with(&prefix);
         if splits {
-            shared.push((k, full[prefix.tokens.len()..].to_vec()));
+            shared.push((k, full[prefix.len()..].to_vec()));
         } else {
             alone.push((k, full));
         }

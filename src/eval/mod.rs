@@ -7,7 +7,10 @@
 //! - `engine`: batched llama.cpp scoring and generation with KV-cache prefix sharing (on
 //!   `crate::ffi::llama`'s model and context).
 //! - `task`, `datasets`, `subset`: task names and metrics, data loading, `--limit` subsets.
-//! - `gsm8k_prompt`, `answer`, `gsm8k`: the GSM8K prompts, answer extraction, task runners.
+//! - `gsm8k_prompt`, `answer`, `gsm8k`: the GSM8K prompts, answer extraction, task runners
+//!   (and the few-shot generation path the other generation tasks share).
+//! - `math_prompt`, `math_answer`, `math`: the MATH task (Minerva prompt, the harness's answer
+//!   normalisation, the runner) on the test part of `crate::data::math_split`.
 //! - `mc`, `requests`: multiple-choice tasks and their tokenization.
 //! - `perplexity`: strided-window perplexity (WikiText, GSM8K solutions).
 //! - `stats`, `report`: bootstrap intervals, McNemar, report rendering and files.
@@ -23,6 +26,9 @@ pub mod gsm8k;
 pub mod gsm8k_prompt;
 pub mod itemlog;
 pub mod logits;
+pub mod math;
+pub mod math_answer;
+pub mod math_prompt;
 pub mod mc;
 pub mod perplexity;
 pub mod plot;
@@ -274,7 +280,7 @@ fn chunk_size(task: Task, options: &EvalOptions) -> usize {
         return n.max(1);
     }
     match task {
-        Task::Gsm8k | Task::TaskFile => match options.gsm8k_mode {
+        Task::Gsm8k | Task::Math | Task::TaskFile => match options.gsm8k_mode {
             Gsm8kMode::Batched { parallel } => (4 * parallel).max(32),
             Gsm8kMode::Naive => 32,
         },
@@ -289,6 +295,7 @@ fn run_task(session: &mut Session<'_>, task: Task, options: &EvalOptions, ctx: &
         Task::TaskFile => run.task_file(session, ctx, log),
         Task::Gsm8k | Task::Gsm8kNll | Task::Gsm8kPpl => run.gsm8k(session, ctx, log),
         Task::Wikitext => run.wikitext(session, log),
+        Task::Math => run.math(session, ctx, log),
         _ => {
             let (items, n_available, with_norm, setting) = mc_items(task, options)?;
             let bar = run.bar(items.len());
@@ -366,6 +373,20 @@ impl TaskRun<'_> {
                     tick,
                 )?,
             })
+        })?;
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// MATH generation on the split's test problems (the `--limit` subset of them).
+    fn math(&self, session: &mut Session<'_>, ctx: &TaskContext<'_>, log: &mut itemlog::ItemLog) -> Result<TaskOutcome, EvalError> {
+        let options = self.options;
+        let test = crate::data::math_split::MathSplit::load(&options.data_dir)?.test_records();
+        let records: Vec<_> = self.select(test.len()).into_iter().map(|k| test[k].clone()).collect();
+        let bar = self.bar(records.len());
+        let out = itemlog::run_chunked(records.len(), self.chunk, log, |r| -> Result<TaskOutcome, EvalError> {
+            let tick = |d: usize| bar.set_position((r.start + d) as u64);
+            Ok(math::run_math(session, &records[r.clone()], test.len(), options.gsm8k_mode, options.max_new_tokens, ctx.chat, tick)?)
         })?;
         bar.finish_and_clear();
         Ok(out)

@@ -17,6 +17,8 @@ pub enum Task {
     Gsm8kNll,
     /// Perplexity of the gold GSM8K solutions (rolling windows).
     Gsm8kPpl,
+    /// MATH: the 500 test problems of the seeded split, lm-eval `minerva_math` 4-shot greedy.
+    Math,
     /// MMLU test (0-shot, or k-shot from dev with `--fewshot`).
     Mmlu,
     /// RACE middle-school test (one item per article, lm-eval format).
@@ -40,10 +42,11 @@ pub enum Task {
 
 impl Task {
     /// Every task, in report order.
-    pub const ALL: [Task; 11] = [
+    pub const ALL: [Task; 12] = [
         Task::Gsm8k,
         Task::Gsm8kNll,
         Task::Gsm8kPpl,
+        Task::Math,
         Task::Mmlu,
         Task::Race,
         Task::Hellaswag,
@@ -60,6 +63,7 @@ impl Task {
             Task::Gsm8k => "gsm8k",
             Task::Gsm8kNll => "gsm8k_nll",
             Task::Gsm8kPpl => "gsm8k_ppl",
+            Task::Math => "math",
             Task::Mmlu => "mmlu",
             Task::Race => "race",
             Task::Hellaswag => "hellaswag",

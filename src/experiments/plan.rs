@@ -140,6 +140,8 @@ impl Plan {
 pub fn seconds_per_item(task: Task) -> f64 {
     match task {
         Task::Gsm8k => 4.0,
+        // Minerva solutions run longer than GSM8K's (up to 256 tokens after a ~900-token prefix).
+        Task::Math => 8.0,
         Task::Gsm8kNll | Task::Gsm8kPpl => 1.0,
         Task::Race => 1.5,
         Task::Hellaswag => 0.6,

@@ -34,6 +34,8 @@ pub struct RunnerOptions {
     pub out: PathBuf,
     /// The data directory (already resolved).
     pub data_dir: PathBuf,
+    /// The math calibration set (`gsm8k`, `math`, … as `calibrate --data`).
+    pub math_data: String,
     /// CPU threads.
     pub threads: usize,
     /// What to run.
@@ -46,10 +48,10 @@ fn minutes(s: f64) -> String {
     format!("{:.1} min", s / 60.0)
 }
 
-/// Calibrates every (samples, seed) of the plan on GSM8K and MMLU, loading the model only if
-/// something is not cached.
+/// Calibrates every (samples, seed) of the plan on the math set (GSM8K unless asked otherwise)
+/// and MMLU, loading the model only if something is not cached.
 fn calibrate_all(opts: &RunnerOptions, results: &mut Results) -> anyhow::Result<BTreeMap<(usize, u64), StatsPair>> {
-    let math_set = calibration::load("gsm8k", Some(&opts.data_dir))?;
+    let math_set = calibration::load(&opts.math_data, Some(&opts.data_dir))?;
     let general_set = calibration::load("mmlu", Some(&opts.data_dir))?;
     let mut out = BTreeMap::new();
     let needed = opts.plan.calibrations();
