@@ -3,6 +3,8 @@
 //! report to stdout and writes report.json, report.md and `<task>.jsonl` into `--out`.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::data::dir::resolve_data_dir;
@@ -85,18 +87,26 @@ pub struct EvalArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Overwrite an existing output (never an input).
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl EvalArgs {
-    /// What `eval` reads and writes: the model(s) and the `--out` directory. The directory is
-    /// eval's own (its report files are replaced on every run); it must not be a file.
-    pub fn plan(&self) -> OutputPlan {
-        let plan = OutputPlan::new("eval", false).input(&self.model);
-        match &self.compare {
-            Some(other) => plan.input(other),
-            None => plan,
+    /// What `eval` reads and writes: the model(s), the task file and the data files of the
+    /// tasks; the `--out` directory and every file eval writes there (`eval::outputs`).
+    pub fn plan(&self) -> anyhow::Result<OutputPlan> {
+        let mut plan = OutputPlan::new("eval", self.force).input(&self.model);
+        if let Some(other) = &self.compare {
+            plan = plan.input(other);
         }
-        .dir(&self.out)
+        let options = self.options()?;
+        for task in options.tasks.iter().copied().chain(self.task_file.is_some().then_some(Task::TaskFile)) {
+            for f in crate::eval::content::task_files(&options.data_dir, task, self.task_file.as_deref()) {
+                plan = plan.input(f);
+            }
+        }
+        Ok(crate::eval::outputs::plan(plan, &self.out, self.resume))
     }
 
     /// The library options these arguments describe.
@@ -137,7 +147,10 @@ pub fn run(mut args: EvalArgs) -> anyhow::Result<ExitCode> {
     // Model references (ollama:, LM Studio, hf:) become the files they name first.
     args.model = crate::modelref::resolve(&args.model)?.path;
     args.compare = args.compare.as_deref().map(crate::modelref::resolve).transpose()?.map(|m| m.path);
-    args.plan().check()?;
+    args.plan()?.check()?;
+    if args.force && !args.resume {
+        crate::eval::outputs::clear(&args.out).with_context(|| format!("clearing the earlier evaluation in {}", args.out.display()))?;
+    }
     let options = args.options()?;
     let markdown = crate::pipeline::evaluate(&args.model, args.compare.as_deref(), &options, &args.out)?;
     print_report(&markdown, &args.out)?;

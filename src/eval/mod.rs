@@ -24,6 +24,7 @@ pub mod gsm8k_prompt;
 pub mod itemlog;
 pub mod logits;
 pub mod mc;
+pub mod outputs;
 pub mod perplexity;
 pub mod plot;
 pub mod report;
