@@ -73,10 +73,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Perplexity window in tokens.
-    #[arg(long, default_value_t = Windows::DEFAULT.window)]
+    #[arg(long, default_value_t = Windows::DEFAULT.window, value_parser = crate::cli::args::at_least_one)]
     pub ppl_window: usize,
     /// Perplexity stride in tokens.
-    #[arg(long, default_value_t = Windows::DEFAULT.stride)]
+    #[arg(long, default_value_t = Windows::DEFAULT.stride, value_parser = crate::cli::args::at_least_one)]
     pub ppl_stride: usize,
     /// KV cache size in tokens (shared by all sequences).
     #[arg(long, default_value_t = DEFAULT_N_CTX)]
@@ -117,6 +117,12 @@ impl EvalArgs {
             (None, None) => Task::parse_list(DEFAULT_TASKS)?,
         };
         anyhow::ensure!(!tasks.is_empty() || self.task_file.is_some(), "--tasks names no task");
+        anyhow::ensure!(
+            self.ppl_stride <= self.ppl_window,
+            "--ppl-stride {} is larger than --ppl-window {}: tokens between windows would never be scored; give a stride of at most the window",
+            self.ppl_stride,
+            self.ppl_window
+        );
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
         engine.threads = crate::cli::args::threads(self.threads);

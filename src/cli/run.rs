@@ -156,6 +156,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.progress = !args.no_progress;
     args.model = resolved.path.clone();
     let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    crate::model::ensure_model(&model_file)?;
     let delivery = crate::cli::deliver::Delivery::new(&model_file, &args.surgery, &opts)?;
     delivery.prepare(&mut opts);
     drop(model_file);
