@@ -10,10 +10,15 @@ use std::path::{Path, PathBuf};
 use super::Task;
 use crate::safety::OutputPlan;
 
+/// Every task, the task file's included (`Task::ALL` lists the named ones).
+fn all_tasks() -> impl Iterator<Item = Task> {
+    Task::ALL.into_iter().chain([Task::TaskFile])
+}
+
 /// The report files of `out` (replaced on every run).
 fn report_files(out: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = ["report.json", "report.md", "diff.svg"].iter().map(|n| out.join(n)).collect();
-    files.extend(Task::ALL.iter().map(|t| out.join(format!("{}.jsonl", t.name()))));
+    files.extend(all_tasks().map(|t| out.join(format!("{}.jsonl", t.name()))));
     files
 }
 
@@ -25,7 +30,7 @@ fn item_dirs(out: &Path) -> [PathBuf; 3] {
 
 /// The per-item files of `out` (resumed from with `--resume`).
 fn item_files(out: &Path) -> Vec<PathBuf> {
-    item_dirs(out)[..2].iter().flat_map(|d| Task::ALL.iter().map(move |t| d.join(format!("{}.jsonl", t.name())))).collect()
+    item_dirs(out)[..2].iter().flat_map(|d| all_tasks().map(move |t| d.join(format!("{}.jsonl", t.name())))).collect()
 }
 
 /// Adds the evaluation's directory and every file it may write there to `plan` (see the module

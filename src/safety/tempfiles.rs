@@ -146,10 +146,15 @@ impl TempFile {
         let k = key(target);
         let mut reg = lock();
         let result = inner.persist(target).map(drop).map_err(|e| e.error);
-        if result.is_ok() && reg.watched.contains(&k) && !reg.renamed.contains(&target.to_path_buf()) {
+        let watched = result.is_ok() && reg.watched.contains(&k);
+        if watched && !reg.renamed.contains(&target.to_path_buf()) {
             reg.renamed.push(target.to_path_buf());
         }
         reg.temps.retain(|p| *p != self.path);
+        drop(reg);
+        if watched {
+            pause_for_tests();
+        }
         result
     }
 }
@@ -159,6 +164,14 @@ impl Drop for TempFile {
         // Dropping the NamedTempFile removes the file; then it no longer needs cleaning up.
         drop(self.inner.take());
         unregister(&self.path);
+    }
+}
+
+/// Test hook: `MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS=N` sleeps N ms after each output is renamed
+/// into place, so a test can interrupt or break a command between two outputs on cue.
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var("MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
     }
 }
 
