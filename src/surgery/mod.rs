@@ -217,7 +217,7 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
     let largest = crate::model::target_weights(model).iter().map(|t| t.n_elements()).max().unwrap_or(0);
     if largest > 0 && select::matrix::top_k_count(largest, opts.select.top_k_percent) == 0 {
         return Err(ApplyError::NothingSelected(format!(
-            "--top-k {} is below one weight of the largest target matrix ({largest} weights): give --top-k of at least {:.3e} (percent)",
+            "--top-k {:e} is below one weight of the largest target matrix ({largest} weights): give --top-k of at least {:.3e} (percent)",
             opts.select.top_k_percent,
             100.0 / largest as f64
         )));
