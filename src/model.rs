@@ -54,7 +54,21 @@ pub fn target_weights(file: &GgufFile) -> Vec<&TensorInfo> {
 /// any bad file only as a null model, while the reader names the problem (not a regular file,
 /// truncated, bad magic, a tensor past the end, …). Both llama.cpp loaders call this first.
 pub fn check_loadable(path: &std::path::Path) -> Result<(), crate::gguf::GgufError> {
-    GgufFile::open(path).map(drop)
+    ensure_model(&GgufFile::open(path)?)
+}
+
+/// Refuses a GGUF that is not a model: a mathneuro STATS file (`mathneuro.kind = stats`, to be
+/// given as `--math`/`--general`) or a llama.cpp imatrix, so a mix-up is named as such rather
+/// than as an unsupported architecture or STATS measured on another model.
+pub fn ensure_model(file: &GgufFile) -> Result<(), crate::gguf::GgufError> {
+    let what = if file.get_str("mathneuro.kind") == Some(crate::stats::file::KIND_STATS) {
+        "mathneuro STATS (give it as --math or --general of apply)"
+    } else if file.get_str("general.type") == Some("imatrix") {
+        "llama.cpp imatrix"
+    } else {
+        return Ok(());
+    };
+    Err(crate::gguf::GgufError::NotAModel { path: file.path().to_path_buf(), what })
 }
 
 /// True when the model has no `output.weight`, so the head reuses `token_embd.weight`.

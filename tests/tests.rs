@@ -19,6 +19,7 @@ mod eval_math;
 mod experiments_real;
 mod fuzz_gguf;
 mod gguf_format;
+mod issue27_outputs;
 mod own_model;
 mod protocol_cli;
 mod quant_codecs;

@@ -150,6 +150,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     );
     let pool = rayon::ThreadPoolBuilder::new().num_threads(crate::cli::args::threads(args.threads)).build().context("starting worker threads")?;
     let model = GgufFile::open(&resolved.path).with_context(|| format!("reading model {}", resolved.path.display()))?;
+    crate::model::ensure_model(&model)?;
     let plan = super::deliver::Delivery::new(&model, &args.surgery, &opts)?;
     plan.prepare(&mut opts);
     let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;

@@ -82,22 +82,23 @@ pub struct CalibrateArgs {
     pub force: bool,
 }
 
-/// The files `--data SPEC` reads, when it names a file rather than a set.
-pub fn data_inputs(spec: &str) -> Option<PathBuf> {
-    (spec.ends_with(".jsonl") || spec.ends_with(".txt")).then(|| PathBuf::from(spec))
+/// The file `--data SPEC` reads: the `.jsonl`/`.txt` file, or a named set's file in the data
+/// directory (none for the built-in sets).
+pub fn data_inputs(spec: &str, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    crate::data::calibration::input_file(spec, data_dir)
 }
 
 impl CalibrateArgs {
     /// Everything `calibrate` reads and writes, checked before any work.
     fn plan(&self, ckpt: &std::path::Path) -> OutputPlan {
         let mut plan = OutputPlan::new("calibrate", self.force).input(&self.model).file(&self.output);
-        if let Some(data) = data_inputs(&self.data) {
+        if let Some(data) = data_inputs(&self.data, self.data_dir.as_deref()) {
             plan = plan.input(data);
         }
         if self.resume {
             plan = plan.input(ckpt);
         } else if self.checkpoint_every > 0 {
-            plan = plan.file(ckpt);
+            plan = plan.file(ckpt).kept();
         }
         plan
     }

@@ -3,6 +3,8 @@
 //! report to stdout and writes report.json, report.md and `<task>.jsonl` into `--out`.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::data::dir::resolve_data_dir;
@@ -72,10 +74,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Perplexity window in tokens.
-    #[arg(long, default_value_t = Windows::DEFAULT.window)]
+    #[arg(long, default_value_t = Windows::DEFAULT.window, value_parser = crate::cli::args::at_least_one)]
     pub ppl_window: usize,
     /// Perplexity stride in tokens.
-    #[arg(long, default_value_t = Windows::DEFAULT.stride)]
+    #[arg(long, default_value_t = Windows::DEFAULT.stride, value_parser = crate::cli::args::at_least_one)]
     pub ppl_stride: usize,
     /// KV cache size in tokens (shared by all sequences).
     #[arg(long, default_value_t = DEFAULT_N_CTX)]
@@ -86,18 +88,26 @@ pub struct EvalArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Overwrite an existing output (never an input).
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl EvalArgs {
-    /// What `eval` reads and writes: the model(s) and the `--out` directory. The directory is
-    /// eval's own (its report files are replaced on every run); it must not be a file.
-    pub fn plan(&self) -> OutputPlan {
-        let plan = OutputPlan::new("eval", false).input(&self.model);
-        match &self.compare {
-            Some(other) => plan.input(other),
-            None => plan,
+    /// What `eval` reads and writes: the model(s), the task file and the data files of the
+    /// tasks; the `--out` directory and every file eval writes there (`eval::outputs`).
+    pub fn plan(&self) -> anyhow::Result<OutputPlan> {
+        let mut plan = OutputPlan::new("eval", self.force).input(&self.model);
+        if let Some(other) = &self.compare {
+            plan = plan.input(other);
         }
-        .dir(&self.out)
+        let options = self.options()?;
+        for task in options.tasks.iter().copied().chain(self.task_file.is_some().then_some(Task::TaskFile)) {
+            for f in crate::eval::content::task_files(&options.data_dir, task, self.task_file.as_deref()) {
+                plan = plan.input(f);
+            }
+        }
+        Ok(crate::eval::outputs::plan(plan, &self.out, self.resume))
     }
 
     /// The library options these arguments describe.
@@ -108,6 +118,12 @@ impl EvalArgs {
             (None, None) => Task::parse_list(DEFAULT_TASKS)?,
         };
         anyhow::ensure!(!tasks.is_empty() || self.task_file.is_some(), "--tasks names no task");
+        anyhow::ensure!(
+            self.ppl_stride <= self.ppl_window,
+            "--ppl-stride {} is larger than --ppl-window {}: tokens between windows would never be scored; give a stride of at most the window",
+            self.ppl_stride,
+            self.ppl_window
+        );
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
         engine.threads = crate::cli::args::threads(self.threads);
@@ -138,7 +154,10 @@ pub fn run(mut args: EvalArgs) -> anyhow::Result<ExitCode> {
     // Model references (ollama:, LM Studio, hf:) become the files they name first.
     args.model = crate::modelref::resolve(&args.model)?.path;
     args.compare = args.compare.as_deref().map(crate::modelref::resolve).transpose()?.map(|m| m.path);
-    args.plan().check()?;
+    args.plan()?.check()?;
+    if args.force && !args.resume {
+        crate::eval::outputs::clear(&args.out).with_context(|| format!("clearing the earlier evaluation in {}", args.out.display()))?;
+    }
     let options = args.options()?;
     let markdown = crate::pipeline::evaluate(&args.model, args.compare.as_deref(), &options, &args.out)?;
     print_report(&markdown, &args.out)?;

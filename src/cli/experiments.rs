@@ -2,7 +2,9 @@
 //! with baselines, data efficiency, seed consistency, the layer map), results in
 //! `DIR/results.json`, `DIR/results.md` and SVG plots. See `crate::experiments`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::data::dir::resolve_data_dir;
@@ -58,6 +60,9 @@ pub struct ExperimentsArgs {
     /// Only redraw the plots of experiments 1 and 2 from `--out DIR/results.json`.
     #[arg(long)]
     pub replot: bool,
+    /// Overwrite an existing output (never an input).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The plan the arguments describe.
@@ -101,6 +106,22 @@ pub fn plan(args: &ExperimentsArgs) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// What `experiments` reads (the model, the calibration and task data) and writes: the `--out`
+/// directory with its results and plots (replaced only with `--force`) and its STATS cache
+/// (reused).
+fn output_plan(args: &ExperimentsArgs, model: &Path, data_dir: &Path, plan: &Plan) -> OutputPlan {
+    let mut out = OutputPlan::new("experiments", args.force).input(model);
+    for file in ["gsm8k", "mmlu"].into_iter().filter_map(|spec| crate::data::calibration::input_file(spec, Some(data_dir))) {
+        out = out.input(file);
+    }
+    for (task, _) in &plan.tasks {
+        for f in crate::eval::content::task_files(data_dir, *task, None) {
+            out = out.input(f);
+        }
+    }
+    crate::experiments::outputs::plan(out, &args.out, plan)
+}
+
 /// Runs `mathneuro experiments`.
 pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
     if args.replot {
@@ -115,11 +136,14 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         println!("estimated wall time: {:.0} min", plan.estimate_seconds() / 60.0);
         return Ok(ExitCode::SUCCESS);
     }
-    // The directory is the experiments' own: its STATS cache is reused and results replaced.
-    OutputPlan::new("experiments", false).input(&args.model).dir(&args.out).check()?;
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
+    let model = crate::modelref::resolve(&args.model)?.path;
+    output_plan(&args, &model, &data_dir, &plan).check()?;
+    if args.force {
+        crate::experiments::outputs::clear(&args.out).with_context(|| format!("clearing the earlier results in {}", args.out.display()))?;
+    }
     let opts = RunnerOptions {
-        model: crate::modelref::resolve(&args.model)?.path,
+        model,
         out: args.out.clone(),
         data_dir,
         math_data: args.math.clone(),

@@ -83,13 +83,18 @@ fn plan(args: &RunArgs, opts: &crate::surgery::ApplyOptions) -> OutputPlan {
     let mut plan = crate::surgery::outputs::plan("run", &args.model, opts)
         .file(side_path(output, ".math-stats.gguf"))
         .file(side_path(output, ".general-stats.gguf"));
-    for spec in [&args.math, &args.general].into_iter().flatten() {
-        if let Some(data) = crate::cli::calibrate::data_inputs(spec) {
+    for spec in [args.math.as_deref().unwrap_or("gsm8k"), args.general.as_deref().unwrap_or("mmlu")] {
+        if let Some(data) = crate::cli::calibrate::data_inputs(spec, args.data_dir.as_deref()) {
             plan = plan.input(data);
         }
     }
-    if args.eval.is_some() {
-        plan = plan.dir(eval_dir(args, output));
+    if let Some(tasks) = &args.eval {
+        if let (Ok(tasks), Ok(dir)) = (Task::parse_list(tasks), resolve_data_dir(args.data_dir.as_deref())) {
+            for f in tasks.into_iter().flat_map(|t| crate::eval::content::task_files(&dir, t, None)) {
+                plan = plan.input(f);
+            }
+        }
+        plan = crate::eval::outputs::plan(plan, &eval_dir(args, output), false);
     }
     plan
 }
@@ -151,11 +156,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     opts.progress = !args.no_progress;
     args.model = resolved.path.clone();
     let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
+    crate::model::ensure_model(&model_file)?;
     let delivery = crate::cli::deliver::Delivery::new(&model_file, &args.surgery, &opts)?;
     delivery.prepare(&mut opts);
     drop(model_file);
     let output = opts.output.clone();
     plan(&args, &opts).check()?;
+    if args.eval.is_some() && args.surgery.force {
+        let dir = eval_dir(&args, &output);
+        crate::eval::outputs::clear(&dir).with_context(|| format!("clearing the earlier evaluation in {}", dir.display()))?;
+    }
     let (math_set, general_set) = calibration_sets(&args)?;
     let threads = crate::cli::args::threads(args.threads);
     let t0 = std::time::Instant::now();

@@ -98,6 +98,27 @@ fn pairs(name: &str, template: &str, records: Vec<(String, String)>) -> Calibrat
 /// Names of the built-in sets and the sets read from the data directory.
 pub const NAMED_SETS: [&str; 6] = ["gsm8k", "math", "mmlu", "race", "embedded-math", "embedded-general"];
 
+/// The file of the data directory a named set reads (relative to the directory).
+fn named_file(spec: &str) -> Option<&'static str> {
+    Some(match spec {
+        "gsm8k" => "gsm8k/train.jsonl",
+        "math" => "math/test.jsonl",
+        "mmlu" => "mmlu/test.jsonl",
+        "race" => "race/middle_validation.jsonl",
+        _ => return None,
+    })
+}
+
+/// The file SPEC reads (a named set's file in the data directory, or the `.jsonl`/`.txt` file
+/// itself); `None` for the built-in sets, an unknown spec or a data directory not found. Writing
+/// commands name it as an input, so no output replaces it.
+pub fn input_file(spec: &str, data_dir: Option<&Path>) -> Option<PathBuf> {
+    match named_file(spec) {
+        Some(file) => super::dir::resolve_data_dir(data_dir).ok().map(|dir| dir.join(file)),
+        None => (spec.ends_with(".jsonl") || spec.ends_with(".txt")).then(|| PathBuf::from(spec)),
+    }
+}
+
 /// Loads SPEC. `data_dir` is consulted only for named sets (`--data-dir` flag value).
 pub fn load(spec: &str, data_dir: Option<&Path>) -> Result<CalibrationSet, DataError> {
     let dir = || super::dir::resolve_data_dir(data_dir).map_err(|reason| DataError::NoDataDir { name: spec.to_string(), reason });

@@ -50,12 +50,10 @@ fn data_subdir(task: Task) -> Option<&'static str> {
     })
 }
 
-/// One digest over every regular file a task reads: the files of its data folder (names and
-/// bytes, in name order), or the task file. A folder that is missing hashes as empty: the task
-/// itself then stops with the missing file's name.
-pub fn task_data_sha256(data_dir: &Path, task: Task, task_file: Option<&Path>) -> Result<String, DatasetError> {
-    let mut h = Sha256::new();
-    let files = match (data_subdir(task), task_file) {
+/// Every regular file a task reads: the files of its data folder (in name order), or the task
+/// file. Writing commands name them as inputs, so no output replaces them.
+pub fn task_files(data_dir: &Path, task: Task, task_file: Option<&Path>) -> Vec<std::path::PathBuf> {
+    match (data_subdir(task), task_file) {
         (Some(sub), _) => {
             let dir = data_dir.join(sub);
             let mut files: Vec<_> = match std::fs::read_dir(&dir) {
@@ -67,7 +65,15 @@ pub fn task_data_sha256(data_dir: &Path, task: Task, task_file: Option<&Path>) -
         }
         (None, Some(file)) => vec![file.to_path_buf()],
         (None, None) => Vec::new(),
-    };
+    }
+}
+
+/// One digest over every regular file a task reads: the files of its data folder (names and
+/// bytes, in name order), or the task file. A folder that is missing hashes as empty: the task
+/// itself then stops with the missing file's name.
+pub fn task_data_sha256(data_dir: &Path, task: Task, task_file: Option<&Path>) -> Result<String, DatasetError> {
+    let mut h = Sha256::new();
+    let files = task_files(data_dir, task, task_file);
     for f in files {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         h.update((name.len() as u64).to_le_bytes());

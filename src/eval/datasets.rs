@@ -104,7 +104,9 @@ pub struct QueryRecord {
 /// Opens `relative` under `dir`, or says which file is missing.
 fn read(dir: &Path, relative: &str) -> Result<(PathBuf, String), DatasetError> {
     let path = dir.join(relative);
-    if !path.is_file() {
+    // Anything that exists but is no regular file (a FIFO, a device) is named as what it is
+    // by `read_text` below, not reported missing.
+    if std::fs::symlink_metadata(&path).is_err() || std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
         return Err(DatasetError::Missing { path, relative: relative.to_string(), dir: dir.to_path_buf() });
     }
     let text = crate::safety::inputs::read_text(&path).map_err(|source| DatasetError::Io { path: path.clone(), source })?;

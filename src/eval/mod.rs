@@ -30,6 +30,7 @@ pub mod math;
 pub mod math_answer;
 pub mod math_prompt;
 pub mod mc;
+pub mod outputs;
 pub mod perplexity;
 pub mod plot;
 pub mod protocol;

@@ -13,6 +13,7 @@
 //! - `runner`: ties them together ([`run_experiments`]).
 
 pub mod markdown;
+pub mod outputs;
 pub mod overlap;
 pub mod plan;
 pub mod plot;

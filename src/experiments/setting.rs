@@ -47,7 +47,7 @@ impl SettingSpec {
     }
 
     /// A file-name-safe form of the label.
-    fn slug(&self) -> String {
+    pub fn slug(&self) -> String {
         format!("{}-k{}-f{}-n{}-s{}", self.method.name(), self.k, self.factor, self.samples, self.seed)
     }
 }

@@ -39,6 +39,14 @@ pub enum GgufError {
     /// The atomic write of an output failed (or was refused: it is the input).
     #[error(transparent)]
     Atomic(#[from] crate::atomic::AtomicWriteError),
+    /// A GGUF that is not a model (a mathneuro STATS file, an imatrix) was given as the model.
+    #[error("{}: is a {what} file, not a model; give the GGUF model itself here", path.display())]
+    NotAModel {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
     /// A writer was asked for something it cannot produce.
     #[error("{}: {problem}", path.display())]
     Write {

@@ -7,7 +7,15 @@
 //! - already exists and `--force` was not given (except files this tool marks as its own, such
 //!   as the Modelfile);
 //! - is named twice, or is a directory where a file is written (or the other way round);
+//! - exists and is not a regular file (a device node, FIFO or socket), even with `--force`;
 //! - lies in a directory that does not exist or cannot be written to.
+//!
+//! A plan that passes is then held for the rest of the process: its main output (the first one
+//! named) and its directories are locked against a second mathneuro (`safety::lock`), and its
+//! files are watched so that, if the command fails or is interrupted, the ones this run already
+//! renamed into place are removed again (`safety::tempfiles::roll_back`): a command's outputs
+//! appear together or not at all. Outputs marked [`OutputPlan::kept`] (checkpoints, journals)
+//! stay, since a rerun resumes from them.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), mathneuro::safety::OutputError> {
@@ -25,7 +33,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Why a plan of outputs was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// The output is one of the command's inputs.
     #[error("{}: is the input {} (same file); {} never writes onto its inputs, choose another output path", output.display(), input.display(), command)]
@@ -56,6 +64,17 @@ pub enum OutputError {
         /// What it is and what was wanted.
         problem: &'static str,
     },
+    /// The output exists and is not a regular file (a device, FIFO or socket): never replaced.
+    #[error("{}: {what}; mathneuro writes only regular files and never replaces anything else, --force or not; choose another output path", path.display())]
+    NotRegular {
+        /// The output.
+        path: PathBuf,
+        /// What it is.
+        what: String,
+    },
+    /// Another mathneuro holds the lock of this output.
+    #[error(transparent)]
+    Locked(#[from] crate::safety::lock::LockError),
     /// The directory the output goes into is missing or not writable.
     #[error("{}: cannot write into {}: {problem}", path.display(), dir.display())]
     Directory {
@@ -77,6 +96,18 @@ enum Kind {
     Marked(&'static str),
     /// A directory that is created when missing; files are written inside it.
     Dir,
+    /// A file the command reuses when it exists (a cache or the journal it resumes from): no
+    /// `--force` needed, but never an input and never anything but a regular file.
+    Reused,
+}
+
+/// One output of a plan.
+#[derive(Clone, Debug)]
+struct Output {
+    path: PathBuf,
+    kind: Kind,
+    /// Left in place when the command fails (a checkpoint or journal a rerun resumes from).
+    kept: bool,
 }
 
 /// The inputs and outputs of one command, checked together once (see the module docs).
@@ -86,7 +117,7 @@ pub struct OutputPlan {
     command: &'static str,
     force: bool,
     inputs: Vec<PathBuf>,
-    outputs: Vec<(PathBuf, Kind)>,
+    outputs: Vec<Output>,
 }
 
 impl OutputPlan {
@@ -102,32 +133,74 @@ impl OutputPlan {
     }
 
     /// Adds a file the command writes.
-    pub fn file(mut self, path: impl AsRef<Path>) -> OutputPlan {
-        self.outputs.push((path.as_ref().to_path_buf(), Kind::File));
+    pub fn file(self, path: impl AsRef<Path>) -> OutputPlan {
+        self.push(path, Kind::File)
+    }
+
+    fn push(mut self, path: impl AsRef<Path>, kind: Kind) -> OutputPlan {
+        self.outputs.push(Output { path: path.as_ref().to_path_buf(), kind, kept: false });
+        self
+    }
+
+    /// Adds a file the command reuses when it exists (see `Kind::Reused`); it stays when the
+    /// command fails.
+    pub fn reused_file(self, path: impl AsRef<Path>) -> OutputPlan {
+        self.push(path, Kind::Reused).kept()
+    }
+
+    /// Leaves the output added last in place when the command fails or is interrupted (a
+    /// checkpoint or journal that a rerun resumes from).
+    pub fn kept(mut self) -> OutputPlan {
+        if let Some(last) = self.outputs.last_mut() {
+            last.kept = true;
+        }
         self
     }
 
     /// Adds a file the command writes that it may replace without `--force` when the existing
     /// file starts with `marker` (it wrote that file itself).
-    pub fn marked_file(mut self, path: impl AsRef<Path>, marker: &'static str) -> OutputPlan {
-        self.outputs.push((path.as_ref().to_path_buf(), Kind::Marked(marker)));
-        self
+    pub fn marked_file(self, path: impl AsRef<Path>, marker: &'static str) -> OutputPlan {
+        self.push(path, Kind::Marked(marker))
     }
 
     /// Adds a directory the command writes into (created when missing).
-    pub fn dir(mut self, path: impl AsRef<Path>) -> OutputPlan {
-        self.outputs.push((path.as_ref().to_path_buf(), Kind::Dir));
-        self
+    pub fn dir(self, path: impl AsRef<Path>) -> OutputPlan {
+        self.push(path, Kind::Dir).kept()
     }
 
     /// Checks every output against the rules in the module docs; the first violation is the
-    /// error. Nothing is written except a probe file that is removed at once.
+    /// error. Then locks the plan's main output and directories and watches its files for the
+    /// rest of the process (see the module docs). Nothing is written except a probe file that is
+    /// removed at once and the lock files.
     pub fn check(&self) -> Result<(), OutputError> {
+        self.check_paths()?;
+        self.hold()
+    }
+
+    /// Locks the main output and every directory; watches the files that are not kept.
+    fn hold(&self) -> Result<(), OutputError> {
+        for (i, o) in self.outputs.iter().enumerate() {
+            // A directory whose parent does not exist yet is created by this run: nobody else
+            // can be writing there.
+            let parent_exists = std::fs::metadata(parent(&o.path)).is_ok_and(|m| m.is_dir());
+            let top_dir = matches!(o.kind, Kind::Dir) && !self.outputs.iter().any(|d| matches!(d.kind, Kind::Dir) && d.path != o.path && o.path.starts_with(&d.path));
+            if (i == 0 || top_dir) && parent_exists {
+                crate::safety::lock::lock(&o.path)?;
+            }
+            if !o.kept {
+                crate::safety::tempfiles::watch(&o.path);
+            }
+        }
+        Ok(())
+    }
+
+    // Long because each rule of the module docs is one arm, checked in order.
+    fn check_paths(&self) -> Result<(), OutputError> {
         let inputs: Vec<(&PathBuf, FileId)> = self.inputs.iter().filter_map(|p| identity(p).map(|id| (p, id))).collect();
         // Outputs so far: as given, as compared (see `lexical`), and the file they name now.
         let mut seen: Vec<(&PathBuf, PathBuf, Option<FileId>)> = Vec::new();
         let mut probed: HashSet<PathBuf> = HashSet::new();
-        for (path, kind) in &self.outputs {
+        for Output { path, kind, .. } in &self.outputs {
             let id = identity(path);
             if let Some((input, _)) = inputs.iter().find(|(p, iid)| Some(*iid) == id || lexical(p) == lexical(path)) {
                 return Err(OutputError::IsInput { command: self.command, output: path.clone(), input: (*input).clone() });
@@ -138,6 +211,13 @@ impl OutputPlan {
             }
             seen.push((path, key, id));
             let existing = std::fs::symlink_metadata(path).ok();
+            if let (Some(_), Err(e)) = (&existing, crate::safety::inputs::check_regular(path))
+                && !matches!(kind, Kind::Dir)
+                && !std::fs::metadata(path).is_ok_and(|m| m.is_dir())
+                && e.kind() == std::io::ErrorKind::InvalidInput
+            {
+                return Err(OutputError::NotRegular { path: path.clone(), what: e.to_string() });
+            }
             match (kind, &existing) {
                 (Kind::Dir, Some(m)) if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) && !m.is_dir() => {
                     return Err(OutputError::WrongKind { path: path.clone(), problem: "exists and is not a directory (an output directory is wanted here)" });
@@ -150,9 +230,12 @@ impl OutputPlan {
                 (Kind::File, Some(_)) if !self.force => return Err(OutputError::Exists(path.clone())),
                 _ => {}
             }
+            let in_planned_dir = self.outputs.iter().any(|o| matches!(o.kind, Kind::Dir) && path.starts_with(&o.path));
             let dir = match kind {
-                // A missing output directory is created (with its parents) where it can be.
+                // A missing output directory is created (with its parents) where it can be, and
+                // so are the folders of the files planned inside it.
                 Kind::Dir => nearest_existing(path),
+                _ if in_planned_dir => nearest_existing(&parent(path)),
                 _ => parent(path),
             };
             if probed.insert(dir.clone()) {
@@ -236,9 +319,9 @@ mod tests {
             assert!(matches!(plan(out, true), Err(OutputError::IsInput { .. })), "{out}");
         }
         std::fs::write(p("old.gguf"), b"y").unwrap();
-        assert_eq!(plan("old.gguf", false), Err(OutputError::Exists(p("old.gguf"))));
-        assert_eq!(plan("old.gguf", true), Ok(()));
-        assert_eq!(plan("new.gguf", false), Ok(()));
+        assert!(matches!(plan("old.gguf", false), Err(OutputError::Exists(p)) if p.ends_with("old.gguf")));
+        assert!(plan("old.gguf", true).is_ok());
+        assert!(plan("new.gguf", false).is_ok());
         let twice = OutputPlan::new("t", true).file(p("a")).file(d.path().join(".").join("a")).check();
         assert!(matches!(twice, Err(OutputError::Twice { .. })), "{twice:?}");
         let missing = OutputPlan::new("t", false).file(p("no/such/s.gguf")).check();
@@ -246,9 +329,9 @@ mod tests {
         std::fs::create_dir(p("dir")).unwrap();
         assert!(matches!(plan("dir", true), Err(OutputError::WrongKind { .. })));
         assert!(matches!(OutputPlan::new("t", false).dir(p("old.gguf")).check(), Err(OutputError::WrongKind { .. })));
-        assert_eq!(OutputPlan::new("t", false).dir(p("dir")).dir(p("fresh/sub")).check(), Ok(()));
+        assert!(OutputPlan::new("t", false).dir(p("dir")).dir(p("fresh/sub")).check().is_ok());
         std::fs::write(p("Modelfile"), b"# mine\nFROM x").unwrap();
-        assert_eq!(OutputPlan::new("t", false).marked_file(p("Modelfile"), "# mine").check(), Ok(()));
+        assert!(OutputPlan::new("t", false).marked_file(p("Modelfile"), "# mine").check().is_ok());
         assert!(OutputPlan::new("t", false).marked_file(p("Modelfile"), "# theirs").check().is_err());
     }
 }

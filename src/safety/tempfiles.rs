@@ -3,7 +3,13 @@
 //! remove the registered files and end the process with status 128 + signal. A `kill -9` cannot
 //! be caught, so the next write into the same directory removes the temporary files of processes
 //! that no longer exist (the pid in the name says whose a file is).
+//!
+//! A command's outputs appear together or not at all: the outputs its plan names are
+//! [`watch`]ed, and each one this run renames into place is remembered. When the command fails
+//! ([`roll_back`], called by the binary) or is interrupted by a signal, those files are removed
+//! again: only files this run wrote, so a rerun needs no `--force`.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -13,15 +19,52 @@ pub const PREFIX: &str = ".mathneuro-";
 /// Name suffix of every temporary file this tool creates.
 pub const SUFFIX: &str = ".tmp";
 
-/// Paths of the temporary files that exist now (created here and not yet renamed or removed).
-fn live() -> &'static Mutex<Vec<PathBuf>> {
-    static LIVE: OnceLock<Mutex<Vec<PathBuf>>> = OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(Vec::new()))
+/// What a signal or a failure cleans up.
+#[derive(Debug, Default)]
+struct Registry {
+    /// Temporary files that exist now (created here and not yet renamed or removed).
+    temps: Vec<PathBuf>,
+    /// Outputs of the running command (as [`key`] gives them), removed again on failure.
+    watched: HashSet<PathBuf>,
+    /// Watched outputs this run renamed into place.
+    renamed: Vec<PathBuf>,
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+fn registry() -> &'static Mutex<Registry> {
+    static LIVE: OnceLock<Mutex<Registry>> = OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(Registry::default()))
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Registry> {
     // A panic while the lock was held leaves a list that is still correct.
-    live().lock().unwrap_or_else(|e| e.into_inner())
+    registry().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The form outputs are compared in: the directory made canonical where it exists.
+fn key(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    match path.file_name() {
+        Some(name) => dir.join(name),
+        None => dir,
+    }
+}
+
+/// Marks `path` as an output of the running command: once renamed into place by this run, it is
+/// removed again if the command fails or is interrupted (see the module docs).
+pub fn watch(path: &Path) {
+    let k = key(path);
+    lock().watched.insert(k);
+}
+
+/// Removes the watched outputs this run renamed into place (the command failed); returns them.
+pub fn roll_back() -> Vec<PathBuf> {
+    let mut reg = lock();
+    let renamed = std::mem::take(&mut reg.renamed);
+    renamed.into_iter().filter(|p| std::fs::remove_file(p).is_ok()).collect()
 }
 
 /// Installs the handler for SIGINT, SIGTERM and SIGHUP (once per process; later calls do
@@ -36,7 +79,9 @@ pub fn install_signal_cleanup() -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new().name("mathneuro-signals".into()).spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            let removed = remove_all();
+            let mut removed = remove_all();
+            removed.extend(roll_back());
+            crate::safety::lock::release_all();
             let name = match sig {
                 SIGINT => "SIGINT",
                 SIGTERM => "SIGTERM",
@@ -53,9 +98,9 @@ pub fn install_signal_cleanup() -> io::Result<()> {
 
 /// Removes every registered temporary file; returns those removed.
 fn remove_all() -> Vec<PathBuf> {
-    let mut list = lock();
-    let removed = list.iter().filter(|p| std::fs::remove_file(p).is_ok()).cloned().collect();
-    list.clear();
+    let mut reg = lock();
+    let removed = reg.temps.iter().filter(|p| std::fs::remove_file(p).is_ok()).cloned().collect();
+    reg.temps.clear();
     removed
 }
 
@@ -70,7 +115,7 @@ pub struct TempFile {
 impl TempFile {
     /// Creates `.mathneuro-<pid>-XXXXXX.tmp` (mode 0644) in `dir`.
     pub fn new_in(dir: &Path) -> io::Result<TempFile> {
-        let mut list = lock();
+        let mut reg = lock();
         // Registered under the lock, so a signal's cleanup either sees the file or runs before
         // it exists.
         let inner = tempfile::Builder::new()
@@ -79,7 +124,7 @@ impl TempFile {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .tempfile_in(dir)?;
         let path = inner.path().to_path_buf();
-        list.push(path.clone());
+        reg.temps.push(path.clone());
         Ok(TempFile { inner: Some(inner), path })
     }
 
@@ -93,12 +138,23 @@ impl TempFile {
         &self.path
     }
 
-    /// fsyncs, then renames the file to `target`.
+    /// fsyncs, then renames the file to `target` (remembering a watched target, under the
+    /// registry's lock so a signal sees either the temporary file or the renamed output).
     pub fn persist(mut self, target: &Path) -> io::Result<()> {
         let inner = self.inner.take().expect("present until persisted");
         inner.as_file().sync_all()?;
+        let k = key(target);
+        let mut reg = lock();
         let result = inner.persist(target).map(drop).map_err(|e| e.error);
-        unregister(&self.path);
+        let watched = result.is_ok() && reg.watched.contains(&k);
+        if watched && !reg.renamed.contains(&target.to_path_buf()) {
+            reg.renamed.push(target.to_path_buf());
+        }
+        reg.temps.retain(|p| *p != self.path);
+        drop(reg);
+        if watched {
+            pause_for_tests();
+        }
         result
     }
 }
@@ -111,8 +167,16 @@ impl Drop for TempFile {
     }
 }
 
+/// Test hook: `MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS=N` sleeps N ms after each output is renamed
+/// into place, so a test can interrupt or break a command between two outputs on cue.
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var("MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
+    }
+}
+
 fn unregister(path: &Path) {
-    lock().retain(|p| p != path);
+    lock().temps.retain(|p| p != path);
 }
 
 /// Creates and removes a temporary file in `dir` (can outputs be written there?).
@@ -165,11 +229,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let t = TempFile::new_in(d.path()).unwrap();
         let path = t.path().to_path_buf();
-        assert!(lock().contains(&path));
+        assert!(lock().temps.contains(&path));
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with(&format!(".mathneuro-{}-", std::process::id())) && name.ends_with(".tmp"), "{name}");
         drop(t);
-        assert!(!path.exists() && !lock().contains(&path));
+        assert!(!path.exists() && !lock().temps.contains(&path));
 
         // A file of a dead process (pid beyond pid_max) goes; one of a live process stays.
         let dead = d.path().join(".mathneuro-4294967295-abc.tmp");
@@ -191,6 +255,6 @@ mod tests {
         let path = t.path().to_path_buf();
         t.persist(&d.path().join("out")).unwrap();
         assert_eq!(std::fs::read(d.path().join("out")).unwrap(), b"hello");
-        assert!(!lock().contains(&path));
+        assert!(!lock().temps.contains(&path));
     }
 }

@@ -217,7 +217,17 @@ fn test_models(chosen: Option<&CandidateRecord>) -> Vec<(String, Option<Candidat
 fn prepare(o: &TuneOptions) -> anyhow::Result<PathBuf> {
     // The policy every writing command shares: never onto the model, `--force` for an existing
     // BEST, both checked before any calibration.
-    crate::safety::outputs::OutputPlan::new("tune", o.force).input(&o.model).file(&o.output).dir(&o.work).check()?;
+    let mut plan = crate::safety::outputs::OutputPlan::new("tune", o.force).input(&o.model);
+    // The calibration sets and the data of the dev and test questions are inputs too.
+    for file in [&o.math, &o.general].into_iter().filter_map(|spec| crate::data::calibration::input_file(spec, Some(&o.data_dir))) {
+        plan = plan.input(file);
+    }
+    for task in [crate::eval::Task::Gsm8k, crate::eval::Task::Mmlu] {
+        for f in crate::eval::content::task_files(&o.data_dir, task, None) {
+            plan = plan.input(f);
+        }
+    }
+    plan.file(&o.output).dir(&o.work).check()?;
     let journal = o.work.join("journal.jsonl");
     if journal.exists() && !o.resume && !o.force {
         anyhow::bail!("{} holds an earlier tune run; pass --resume to continue it or --force to start over", o.work.display());
