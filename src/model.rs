@@ -54,7 +54,7 @@ pub fn target_weights(file: &GgufFile) -> Vec<&TensorInfo> {
 /// any bad file only as a null model, while the reader names the problem (not a regular file,
 /// truncated, bad magic, a tensor past the end, …). Both llama.cpp loaders call this first.
 pub fn check_loadable(path: &std::path::Path) -> Result<(), crate::gguf::GgufError> {
-    GgufFile::open(path).map(drop)
+    crate::gguf::hparams::check(&GgufFile::open(path)?)
 }
 
 /// True when the model has no `output.weight`, so the head reuses `token_embd.weight`.

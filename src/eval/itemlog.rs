@@ -81,7 +81,7 @@ impl ItemLog {
         }
         let mut log = ItemLog { path: path.to_path_buf(), key: key.to_string(), header: None, done: BTreeMap::new(), file: None };
         if resume && path.exists() {
-            let text = std::fs::read_to_string(path).map_err(io)?;
+            let text = crate::safety::inputs::read_text(path).map_err(io)?;
             let mut lines = text.lines();
             if let Some(h) = lines.next().and_then(|l| serde_json::from_str::<Header>(l).ok()) {
                 if h.key != key {

@@ -57,7 +57,7 @@ pub struct TaskFile {
 impl TaskFile {
     /// Reads and checks `path`: every line a generation item or every line a choice item.
     pub fn load(path: &Path) -> Result<TaskFile, DatasetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
+        let text = crate::safety::inputs::read_text(path).map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
         let mut items = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {

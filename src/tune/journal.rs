@@ -97,7 +97,7 @@ impl Journal {
     /// (the run died while writing it) is dropped.
     pub fn resume(path: &Path, config: &str) -> Result<Journal, JournalError> {
         let io = |source| JournalError::Io { path: path.to_path_buf(), source };
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = crate::safety::inputs::read_text(path).map_err(io)?;
         let mut lines = text.split_inclusive('\n');
         let header: Header = lines
             .next()
