@@ -34,12 +34,21 @@ pub enum EngineError {
     #[error(transparent)]
     Llama(#[from] LlamaError),
     /// A request does not fit into the context window.
-    #[error("a request of {tokens} tokens does not fit into the context of {n_ctx} tokens")]
+    #[error("a request of {tokens} tokens does not fit into the context of {n_ctx} tokens (raise --ctx-size)")]
     TooLong {
         /// Tokens the request needs in the KV cache at once.
         tokens: usize,
         /// The usable context size.
         n_ctx: usize,
+    },
+    /// A KV cache smaller than one decode batch: llama.cpp would shrink its batch under ours
+    /// and abort on the first decode (issue 27 case 7).
+    #[error("a context of {n_ctx} tokens is too small: one decode batch and its padding need {min}; raise --ctx-size")]
+    ContextTooSmall {
+        /// The context asked for.
+        n_ctx: usize,
+        /// The least that works.
+        min: usize,
     },
     /// A decode whose padding would overflow the batch (a bug in the batch filling).
     #[error("a decode of {rows} rows ({outputs} outputs) pads to {padded} rows, more than the batch of {batch}")]
@@ -140,6 +149,9 @@ impl<'m> Session<'m> {
         // One decode call is one micro-batch: llama.cpp splitting a larger batch changes the
         // numbers of some rows, as measured on Gemma 3 (see MAX_UBATCH).
         let rows = batch_rows(options.batch_tokens);
+        if (options.n_ctx as usize) < rows + PAD_CELLS {
+            return Err(EngineError::ContextTooSmall { n_ctx: options.n_ctx as usize, min: rows + PAD_CELLS });
+        }
         let params = ContextParams {
             n_ctx: options.n_ctx,
             n_batch: rows as u32,
