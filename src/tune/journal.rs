@@ -70,7 +70,7 @@ pub enum JournalError {
         reason: String,
     },
     /// The journal was written with other settings.
-    #[error("{}: written by a tune run with other settings; use the same options, or --force to start over", .0.display())]
+    #[error("{}: written by a tune run with other settings, another model (or this one changed since) or other data; use the same options, or --force to start over", .0.display())]
     OtherConfig(PathBuf),
 }
 
