@@ -50,6 +50,15 @@ pub enum EngineError {
         /// The least that works.
         min: usize,
     },
+    /// The model's logits hold NaN: its weights (or activations) are not numbers, and every
+    /// score from here on would be meaningless (issue 27 case 12).
+    #[error("{}: the model produced NaN logits (request {request} of this batch of requests); its weights hold NaN or its activations overflow", model.display())]
+    NanLogits {
+        /// The model file.
+        model: std::path::PathBuf,
+        /// Which request of the engine call (group, prompt or position) met it first.
+        request: usize,
+    },
     /// A decode whose padding would overflow the batch (a bug in the batch filling).
     #[error("a decode of {rows} rows ({outputs} outputs) pads to {padded} rows, more than the batch of {batch}")]
     PaddedTooLarge {
@@ -198,6 +207,16 @@ impl<'m> Session<'m> {
         Ok(prefix.len())
     }
 
+    /// The logits of batch row `row`, refused when any is NaN (`request` names what the row
+    /// served, for the error).
+    fn logits(&self, row: usize, request: usize) -> Result<&[f32], EngineError> {
+        let logits = self.ctx.logits(row)?;
+        if logits.iter().any(|x| x.is_nan()) {
+            return Err(EngineError::NanLogits { model: self.ctx.model().path().to_path_buf(), request });
+        }
+        Ok(logits)
+    }
+
     /// Every position's logits for one sequence, decoded alone: the naive reference path.
     /// Long inputs go in consecutive calls of up to a batch each, padded like every decode;
     /// with that padding the numbers do not depend on where the calls split (see
@@ -216,7 +235,7 @@ impl<'m> Session<'m> {
             }
             self.batch.decode_padded(&mut self.ctx)?;
             for i in 0..chunk.len() {
-                rows.push(self.ctx.logits(i)?.to_vec());
+                rows.push(self.logits(i, start + i)?.to_vec());
             }
         }
         self.clear_all();
