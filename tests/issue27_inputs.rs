@@ -188,18 +188,27 @@ fn eval_items(model: &Path, out: &Path, extra: &[&str]) -> String {
     std::fs::read_to_string(out.join(name)).unwrap()
 }
 
+/// `eval --resume` after an input changed: refused, naming the item file and the digest that
+/// changed (the old items are never reported); the run without `--resume` that the error asks
+/// for equals a fresh run elsewhere.
+fn resume_is_refused_then_recomputed(model: &Path, out: &Path, fresh: &Path, args: &[&str], changed: &str) {
+    let o = within(bin().arg("eval").arg(model).args(["--limit", "3", "--threads", "2", "--no-progress", "--out"]).arg(out).args(args).arg("--resume"), 120);
+    fails_with(&o, 1, &["items/base/", "other settings", changed, "drop --resume"]);
+    assert_eq!(eval_items(model, out, args), eval_items(model, fresh, args), "the rerun reused the old items");
+}
+
 #[test]
 fn issue27_case08_eval_resume_recomputes_a_model_rewritten_in_place() {
     let d = tempfile::tempdir().unwrap();
     let m = model_copy(d.path(), "m.gguf");
     let out = d.path().join("out");
-    let before = eval_items(&m, &out, &["--tasks", "arc_easy"]);
+    let args = ["--tasks", "arc_easy"];
+    let before = eval_items(&m, &out, &args);
     // The same path and size, other weights: layer 0's attention output zeroed.
     edit_tensor(&m, "blk.0.attn_output.weight", |b| b.fill(0));
-    let resumed = eval_items(&m, &out, &["--tasks", "arc_easy", "--resume", "--force"]);
-    let fresh = eval_items(&m, &d.path().join("fresh"), &["--tasks", "arc_easy"]);
-    assert_ne!(before, fresh, "zeroing a weight must change the log-probabilities");
-    assert_eq!(resumed, fresh, "the resumed run reused the old model's items");
+    let sha = mathneuro::eval::content::file_sha256(&m).unwrap();
+    resume_is_refused_then_recomputed(&m, &out, &d.path().join("fresh"), &args, &format!("now model_sha256={sha}"));
+    assert_ne!(before, eval_items(&m, &out, &args), "zeroing a weight must change the log-probabilities");
 }
 
 #[test]
@@ -214,12 +223,12 @@ fn issue27_case08_eval_resume_recomputes_a_task_file_whose_answers_changed() {
     };
     std::fs::write(&tf, items([1, 1, 1])).unwrap();
     let out = d.path().join("out");
-    let before = eval_items(&m, &out, &["--task-file", s(&tf)]);
+    let args = ["--task-file", s(&tf)];
+    let before = eval_items(&m, &out, &args);
     std::fs::write(&tf, items([0, 2, 0])).unwrap();
-    let resumed = eval_items(&m, &out, &["--task-file", s(&tf), "--resume", "--force"]);
-    let fresh = eval_items(&m, &d.path().join("fresh"), &["--task-file", s(&tf)]);
-    assert_ne!(before, fresh);
-    assert_eq!(resumed, fresh, "the resumed run kept the old answers' scores");
+    let data = mathneuro::eval::content::task_data_sha256(&data_dir(), mathneuro::eval::Task::TaskFile, Some(&tf)).unwrap();
+    resume_is_refused_then_recomputed(&m, &out, &d.path().join("fresh"), &args, &format!("data_sha256={data}"));
+    assert_ne!(before, eval_items(&m, &out, &args), "the edited answers must change the scores");
 }
 
 #[test]
@@ -252,6 +261,12 @@ fn calibrate(model: &Path, out: &Path, extra: &[&str]) -> Output {
     within(bin().arg("calibrate").arg(model).args(["--data", "embedded-math", "--samples", "6", "--max-tokens", "32", "--threads", "2", "--checkpoint-every", "2", "-o"]).arg(out).args(extra), 120)
 }
 
+/// The run stopped at `--stop-after 2`, leaving its checkpoint.
+fn stopped(o: &Output) {
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("stopped after 2 of 6 samples"), "{:?}: {e}", o.status);
+}
+
 #[test]
 fn issue27_case10_calibrate_resume_refuses_another_models_checkpoint() {
     let d = tempfile::tempdir().unwrap();
@@ -259,7 +274,7 @@ fn issue27_case10_calibrate_resume_refuses_another_models_checkpoint() {
     // Same shapes and types (so the same fingerprint), other weights.
     edit_tensor(&b, "blk.0.ffn_down.weight", |x| x.fill(0));
     let out = d.path().join("s.gguf");
-    ok(&calibrate(&a, &out, &["--stop-after", "2"]));
+    stopped(&calibrate(&a, &out, &["--stop-after", "2"]));
     let o = calibrate(&b, &out, &["--resume"]);
     fails_with(&o, 1, &["s.gguf.partial.gguf", "other settings"]);
     assert!(!out.exists());
@@ -274,7 +289,7 @@ fn issue27_case10_calibrate_resume_refuses_a_corrupted_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let m = common::real_model_path();
     let out = d.path().join("s.gguf");
-    ok(&calibrate(&m, &out, &["--stop-after", "2"]));
+    stopped(&calibrate(&m, &out, &["--stop-after", "2"]));
     let cp = d.path().join("s.gguf.partial.gguf");
     // One total doubled: finite, plausible, wrong.
     edit_tensor(&cp, "blk.0.attn_q.weight.norm_sum", |b| {
@@ -295,6 +310,6 @@ fn issue27_case12_nan_weights_stop_eval_and_calibrate_by_name() {
     fails_with(&o, 1, &["task arc_easy", "nan.gguf", "NaN logits"]);
     let out = d.path().join("s.gguf");
     let o = within(bin().arg("calibrate").arg(&m).args(["--data", "embedded-math", "--samples", "2", "--max-tokens", "32", "--threads", "2", "-o"]).arg(&out), 120);
-    fails_with(&o, 1, &["nan.gguf", "forward pass 0", "blk.0.attn_q.weight", "not finite", "no STATS are written"]);
+    fails_with(&o, 1, &["nan.gguf", "forward pass 0", "forward pass 0: blk.0.attn_", "not finite", "no STATS are written"]);
     assert!(!out.exists(), "NaN STATS were written");
 }
