@@ -135,7 +135,7 @@ mod tests {
         assert!(with("llama.attention.layer_norm_epsilon", MetaValue::F32(-1.0)).contains("llama.attention.layer_norm_epsilon"));
         assert!(with("llama.attention.head_count_kv", MetaValue::U32(0)).contains("head_count_kv: is 0 for layer 0"));
         assert!(with("llama.attention.head_count_kv", MetaValue::U32(3)).contains("does not divide head_count 4"));
-        assert!(with("llama.attention.head_count", MetaValue::U32(5)).contains("does not divide embedding_length 64"));
+        assert!(with("llama.attention.head_count", MetaValue::U32(6)).contains("is 6, which does not divide embedding_length 64"));
         assert!(with("llama.context_length", MetaValue::U32(0)).contains("llama.context_length: is 0"));
         assert!(with("llama.expert_used_count", MetaValue::U32(2)).contains("more than expert_count 0"));
         assert!(with("llama.rope.scaling.type", MetaValue::string("cubic")).contains("llama.rope.scaling.type"));
