@@ -54,7 +54,9 @@ pub fn target_weights(file: &GgufFile) -> Vec<&TensorInfo> {
 /// any bad file only as a null model, while the reader names the problem (not a regular file,
 /// truncated, bad magic, a tensor past the end, …). Both llama.cpp loaders call this first.
 pub fn check_loadable(path: &std::path::Path) -> Result<(), crate::gguf::GgufError> {
-    ensure_model(&GgufFile::open(path)?)
+    let file = GgufFile::open(path)?;
+    ensure_model(&file)?;
+    crate::gguf::hparams::check(&file)
 }
 
 /// Refuses a GGUF that is not a model: a mathneuro STATS file (`mathneuro.kind = stats`, to be

@@ -123,7 +123,10 @@ pub fn calibrate_set(cal: &mut Calibrator<'_>, set: &CalibrationSet, sampling: &
     let mut run = Run { cal, set, tok: &tok, key: String::new(), start: 0 };
     if let Some(c) = checkpoints {
         let every = chunk_size(c.every, texts.len());
-        run.key = format!("model={} data={} texts_sha256={} {} every={every}", run.cal.fingerprint(), set.name, texts_hash(&texts), c.settings);
+        // The model's content, not its tensor table: another model with the same shapes, or
+        // this one rewritten in place, does not resume this checkpoint (issue 27 case 10).
+        let model_sha = crate::eval::content::file_sha256(run.cal.model().path())?;
+        run.key = format!("model={} model_sha256={model_sha} data={} texts_sha256={} {} every={every}", run.cal.fingerprint(), set.name, texts_hash(&texts), c.settings);
         run.resume(c, &mut acc)?;
     }
     let Some(throughput) = run.measure(&mut acc, progress, checkpoints)? else {

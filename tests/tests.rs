@@ -20,6 +20,7 @@ mod experiments_real;
 mod fuzz_gguf;
 mod gguf_format;
 mod issue27_outputs;
+mod issue27_inputs;
 mod own_model;
 mod protocol_cli;
 mod quant_codecs;

@@ -93,6 +93,13 @@ impl Totals {
 /// What an activation report got wrong (the graph does not match the tensor table).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AccumulateError {
+    /// An input activation is NaN or infinite: the model's weights hold NaN or its activations
+    /// overflow, and STATS from it would be NaN (issue 27 case 12).
+    #[error("{weight}: its input activations are not finite (NaN or infinite); the model's weights hold NaN or its activations overflow, so no STATS are written")]
+    NotFinite {
+        /// The first weight (in tensor-table order) whose input was not finite.
+        weight: String,
+    },
     /// Input rows of another width than the weight's columns (or a plain matmul of an expert
     /// weight).
     #[error("{weight}: input rows have {got} values, the weight has {columns} columns")]
@@ -227,6 +234,12 @@ impl Accumulator {
     pub fn end_decode(&mut self) -> Result<(), AccumulateError> {
         if let Some(e) = self.error.take() {
             return Err(e);
+        }
+        for acc in &self.slots {
+            if let Some(i) = acc.iter().position(|v| !v.is_finite()) {
+                let w = self.offsets.iter().rposition(|off| *off <= i).unwrap_or(0);
+                return Err(AccumulateError::NotFinite { weight: self.shapes[w].name.clone() });
+            }
         }
         let missing: Vec<&str> = self.shapes.iter().zip(&self.seen).filter(|(_, s)| !**s).map(|(w, _)| w.name.as_str()).collect();
         if !missing.is_empty() {

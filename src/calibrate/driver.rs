@@ -53,6 +53,16 @@ pub enum CalibrateError {
         /// Texts per decode.
         texts_per_decode: usize,
     },
+    /// More tokens per text than the model has context (issue 27 case 6).
+    #[error("{model}: --max-tokens {max_tokens} is more than the model's context of {context} tokens")]
+    TooManyTokens {
+        /// The model file.
+        model: String,
+        /// Tokens kept per text, as asked.
+        max_tokens: usize,
+        /// The model's `context_length`.
+        context: u64,
+    },
     /// Samples could not be drawn from the set.
     #[error("data set {set}: {source}")]
     Sample {
@@ -161,6 +171,20 @@ impl Throughput {
     }
 }
 
+/// Bytes per token beyond any vocabulary's longest piece: a text longer than `max_tokens`
+/// times this is clipped before tokenizing, which cannot change its first `max_tokens` tokens
+/// but one at the cut.
+const MAX_BYTES_PER_TOKEN: usize = 64;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip_bytes(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Measures activation statistics of one model. Create once per model; call `run` for each
 /// data set (the math set, then the general set) — the context is reused.
 pub struct Calibrator<'m> {
@@ -187,6 +211,10 @@ impl<'m> Calibrator<'m> {
             });
         }
         let file = GgufFile::open(model.path())?;
+        let context = file.architecture().and_then(|a| file.get(&format!("{a}.context_length"))).and_then(|v| v.as_u64());
+        if let Some(context) = context.filter(|c| opts.max_tokens as u64 > *c) {
+            return Err(CalibrateError::TooManyTokens { model: model.path().display().to_string(), max_tokens: opts.max_tokens, context });
+        }
         let shapes: Vec<WeightShape> = model::target_weights(&file)
             .into_iter()
             .map(|t| WeightShape { name: t.name.clone(), n_in: t.dims[0] as usize, n_groups: model::n_groups(t) })
@@ -250,6 +278,9 @@ impl<'m> Calibrator<'m> {
     pub fn tokenize(&self, texts: &[String]) -> Result<Tokenized, CalibrateError> {
         let mut out = Tokenized::default();
         for t in texts {
+            // A text is clipped to a generous byte budget first, so a 50 MB line is not
+            // tokenized whole to keep its first tokens (issue 27 case 5).
+            let t = clip_bytes(t, self.opts.max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
             let mut toks = if self.opts.parse_special { self.model.tokenize_special(t, true)? } else { self.model.tokenize(t, true)? };
             if toks.len() > self.opts.max_tokens {
                 out.truncated += 1;
@@ -335,5 +366,18 @@ impl<'m> Calibrator<'m> {
         let mut acc = self.new_accumulator();
         self.measure(&mut acc, &tok, &mut |_| {})?;
         Ok(acc.totals.to_stats(&self.shapes, &self.fingerprint))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip_bytes("abcdef", 4), "abcd");
+        assert_eq!(clip_bytes("ab", 64), "ab");
+        // "é" is two bytes: a cut inside it moves back before it.
+        assert_eq!(clip_bytes("aé", 2), "a");
     }
 }

@@ -34,7 +34,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Samples (texts) to draw (at least 1).
-    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::at_least_one)]
+    #[arg(long, default_value_t = 500, value_parser = crate::cli::args::samples_value)]
     pub samples: usize,
     /// Sampling seed.
     #[arg(long, default_value_t = 42)]
@@ -43,17 +43,17 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub no_replacement: bool,
     /// Tokens kept per text (BOS included); longer texts are truncated and counted.
-    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_tokens: usize,
     /// CPU threads (default: all).
     #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// Tokens per forward pass (llama.cpp micro-batch).
-    #[arg(long, default_value_t = DEFAULT_MICRO_BATCH)]
+    #[arg(long, default_value_t = DEFAULT_MICRO_BATCH, value_parser = crate::cli::args::tokens_value)]
     pub micro_batch: usize,
     /// Texts packed into one forward pass (1: each text alone, as the reference; more was not
     /// faster in our measurements and adds ~1e-3 numerical noise in late layers).
-    #[arg(long, default_value_t = DEFAULT_PACK)]
+    #[arg(long, default_value_t = DEFAULT_PACK, value_parser = crate::cli::args::parallel_value)]
     pub pack: usize,
     /// Compute the output head anyway (slower; for speed comparisons).
     #[arg(long)]
@@ -62,13 +62,13 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub shard: Option<String>,
     /// Save a checkpoint every K samples (OUT.partial.gguf).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count_value)]
     pub checkpoint_every: usize,
     /// Continue from OUT.partial.gguf when it exists.
     #[arg(long)]
     pub resume: bool,
     /// Stop after this many samples, leaving the checkpoint (simulates an interruption; tests).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = crate::cli::args::count_value)]
     pub stop_after: Option<usize>,
     /// The STATS file to write.
     #[arg(short, long)]

@@ -3,9 +3,9 @@
 //! report to stdout and writes report.json, report.md and `<task>.jsonl` into `--out`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
-use std::process::ExitCode;
 
 use crate::data::dir::resolve_data_dir;
 use crate::eval::engine::DEFAULT_N_CTX;
@@ -43,17 +43,17 @@ pub struct EvalArgs {
     #[arg(long)]
     pub resume: bool,
     /// Items per chunk of the per-item files (default 64; 4 × --parallel for generation).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = crate::cli::args::positive_count)]
     pub items_per_chunk: Option<usize>,
     /// Evaluate a seeded random subset of at most N items per task (documents for wikitext,
     /// articles for race).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::args::count_value)]
     pub limit: Option<usize>,
     /// Seed of the --limit subset and of the bootstrap intervals.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
     /// MMLU exemplars from the dev split (the harness uses 0 or 5).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::cli::args::count_value)]
     pub fewshot: usize,
     /// Output directory for report.json, report.md and <task>.jsonl.
     #[arg(long, value_name = "DIR", default_value = "eval-out")]
@@ -65,13 +65,13 @@ pub struct EvalArgs {
     #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
     /// GSM8K questions decoding at once.
-    #[arg(long, default_value_t = DEFAULT_PARALLEL)]
+    #[arg(long, default_value_t = DEFAULT_PARALLEL, value_parser = crate::cli::args::parallel_value)]
     pub parallel: usize,
     /// Decode GSM8K one question at a time with its whole prompt (benchmark baseline).
     #[arg(long, hide = true)]
     pub naive: bool,
     /// Most new tokens per GSM8K or MATH answer (the harness uses 256 for both).
-    #[arg(long, default_value_t = MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = MAX_NEW_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_new_tokens: usize,
     /// Perplexity window in tokens.
     #[arg(long, default_value_t = Windows::DEFAULT.window, value_parser = crate::cli::args::at_least_one)]
@@ -80,10 +80,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = Windows::DEFAULT.stride, value_parser = crate::cli::args::at_least_one)]
     pub ppl_stride: usize,
     /// KV cache size in tokens (shared by all sequences).
-    #[arg(long, default_value_t = DEFAULT_N_CTX)]
+    #[arg(long, default_value_t = DEFAULT_N_CTX, value_parser = crate::cli::args::ctx_value)]
     pub ctx_size: u32,
     /// Bootstrap resamples for the 95% intervals.
-    #[arg(long, default_value_t = DEFAULT_BOOTSTRAP)]
+    #[arg(long, default_value_t = DEFAULT_BOOTSTRAP, value_parser = crate::cli::args::count_value)]
     pub bootstrap: usize,
     /// Do not draw progress bars.
     #[arg(long)]
@@ -124,6 +124,10 @@ impl EvalArgs {
             self.ppl_stride,
             self.ppl_window
         );
+        if let Some(f) = &self.task_file {
+            // A FIFO would block the read forever and /dev/zero fill memory (issue 27 case 5).
+            crate::safety::inputs::check_regular(f).with_context(|| format!("--task-file {}", f.display()))?;
+        }
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
         engine.threads = crate::cli::args::threads(self.threads);

@@ -37,10 +37,10 @@ pub struct ExperimentsArgs {
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
     /// Override: calibration samples per set.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::samples_value)]
     pub samples: Option<usize>,
     /// Override: seeds compared in experiment 4.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::seeds_value)]
     pub seeds: Option<usize>,
     /// Override: experiment 1's K values (percent), e.g. `1,5,10,15`.
     #[arg(long, value_name = "LIST")]

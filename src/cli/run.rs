@@ -42,13 +42,13 @@ pub struct RunArgs {
     pub data_dir: Option<PathBuf>,
     /// Samples drawn from each set, with replacement (the paper's code uses 500; 100 gives the
     /// same ≈1.2% selection on Gemma 3 270M in a fifth of the time).
-    #[arg(long, default_value_t = 100, value_parser = crate::cli::args::at_least_one)]
+    #[arg(long, default_value_t = 100, value_parser = crate::cli::args::samples_value)]
     pub samples: usize,
     /// Seed for sampling (and for `--method random`).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Tokens kept per calibration text.
-    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS)]
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_tokens: usize,
     /// What to select and how to change it (default ×1.1), and where the result goes.
     #[command(flatten)]
@@ -58,7 +58,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "TASKS")]
     pub eval: Option<String>,
     /// Items per evaluation task (seeded subset).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli::args::count_value)]
     pub eval_limit: Option<usize>,
     /// Where the evaluation reports go [default: OUT.eval/ beside the output].
     #[arg(long, value_name = "DIR")]

@@ -29,32 +29,32 @@ pub struct TuneArgs {
     #[arg(long)]
     pub work: Option<PathBuf>,
     /// Calibration samples per set, with replacement.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::cli::args::samples_value)]
     pub samples: usize,
     /// Tokens kept per calibration text.
-    #[arg(long, default_value_t = crate::calibrate::DEFAULT_MAX_TOKENS)]
+    #[arg(long, default_value_t = crate::calibrate::DEFAULT_MAX_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_tokens: usize,
     /// Seed of calibration, splits and the candidate draw.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Candidates searched; the paper's ×1.1 K=5 % is always the first.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cli::args::positive_count)]
     pub candidates: usize,
     /// Candidate dev answers to spend over all rounds (the base's are extra): with 8
     /// candidates and 3 rounds, 768 gives 8 × 32, 4 × 64 and 2 × 128 questions.
-    #[arg(long, default_value_t = 768)]
+    #[arg(long, default_value_t = 768, value_parser = crate::cli::args::count_value)]
     pub budget: usize,
     /// Successive-halving rounds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::cli::args::positive_count)]
     pub rounds: usize,
     /// Dev questions of the gold-solution NLL guard.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::cli::args::count_value)]
     pub guard_items: usize,
     /// Discard a candidate whose dev NLL per token rises by more than this.
     #[arg(long, default_value_t = 0.05)]
     pub guard_nll: f64,
     /// Dev items per general task (MMLU dev, ARC-Easy dev half).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::cli::args::count_value)]
     pub general_items: usize,
     /// Largest fall of general dev accuracy the winner may have (absolute, e.g. 0.03 = 3 points).
     #[arg(long, default_value_t = 0.03)]
@@ -66,13 +66,13 @@ pub struct TuneArgs {
     #[arg(long, default_value = "200")]
     pub test_items: String,
     /// Test items per general task (MMLU test, ARC-Easy test half).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count_value)]
     pub test_general_items: usize,
     /// Most new tokens per GSM8K answer (the harness: 256).
-    #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS)]
+    #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_new_tokens: usize,
     /// GSM8K questions decoding at once.
-    #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL)]
+    #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL, value_parser = crate::cli::args::parallel_value)]
     pub parallel: usize,
     /// Continue an interrupted run from the journal in the work directory.
     #[arg(long)]
@@ -81,13 +81,13 @@ pub struct TuneArgs {
     #[arg(long)]
     pub force: bool,
     /// Stop after this many evaluation chunks (to test --resume).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = crate::cli::args::count_value)]
     pub stop_after: Option<usize>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
     /// CPU threads (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
     pub threads: Option<usize>,
 }
 

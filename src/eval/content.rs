@@ -16,6 +16,7 @@ fn hex(digest: &[u8]) -> String {
 
 fn feed_file(h: &mut Sha256, path: &Path) -> Result<(), DatasetError> {
     let io = |source| DatasetError::Io { path: path.to_path_buf(), source };
+    crate::safety::inputs::check_regular(path).map_err(io)?;
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -174,6 +174,14 @@ pub enum EvalError {
     /// The per-item file cannot be used.
     #[error(transparent)]
     Items(#[from] itemlog::ItemLogError),
+    /// The model produced NaN on a task (its first request with NaN named in `source`).
+    #[error("task {task}: {source}")]
+    Nan {
+        /// The task that met it first.
+        task: Task,
+        /// The engine's error, naming the model.
+        source: EngineError,
+    },
     /// `--chat` cannot be used with this model.
     #[error(transparent)]
     Chat(#[from] crate::chat::ChatFormatError),
@@ -216,7 +224,10 @@ pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport
             None => itemlog::ItemLog::none(),
         };
         let ctx = TaskContext { chat: chat.as_ref(), task_file: task_file.as_ref() };
-        let outcome = run_task(&mut session, task, options, &ctx, &mut log)?;
+        let outcome = run_task(&mut session, task, options, &ctx, &mut log).map_err(|e| match e {
+            EvalError::Engine(source @ EngineError::NanLogits { .. }) => EvalError::Nan { task, source },
+            e => e,
+        })?;
         tasks.push(summarise(task, outcome, t0.elapsed().as_secs_f64(), options));
     }
     Ok(EvalReport {

@@ -167,7 +167,7 @@ fn write_plots(results: &Results, samples: usize, dir: &Path) -> anyhow::Result<
 /// Redraws the plots of experiments 1 and 2 from an earlier run's `DIR/results.json`.
 pub fn replot(dir: &Path) -> anyhow::Result<Vec<String>> {
     let path = dir.join("results.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = crate::safety::inputs::read_text(&path).with_context(|| format!("reading {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     let rows: Vec<super::results::Row> = serde_json::from_value(v["rows"].clone()).with_context(|| format!("{}: rows", path.display()))?;
     let base: Vec<super::results::BaseMetric> = serde_json::from_value(v["base"].clone()).with_context(|| format!("{}: base", path.display()))?;

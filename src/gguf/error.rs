@@ -26,6 +26,16 @@ pub enum GgufError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A hyperparameter llama.cpp would abort on (see `gguf::hparams`).
+    #[error("{}: {key}: {problem}", path.display())]
+    Hparam {
+        /// The model file.
+        path: PathBuf,
+        /// The metadata key, e.g. `llama.block_count`.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
     /// A caller asked for tensor data the file does not hold (rows past the end of a tensor).
     #[error("{}: tensor {tensor:?}: {problem}", path.display())]
     OutOfRange {

@@ -4,6 +4,7 @@
 mod cursor;
 pub mod error;
 mod header;
+pub mod hparams;
 pub mod reader;
 pub mod split;
 pub mod synth;

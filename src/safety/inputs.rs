@@ -1,8 +1,10 @@
 //! Input files are checked with `stat` before they are opened: opening a FIFO blocks until a
 //! writer appears (forever, for a hostile input) and a character device such as `/dev/zero`
-//! reads as an endless stream, so anything but a regular file is refused by name.
+//! reads as an endless stream, so anything but a regular file is refused by name. A file read
+//! whole into memory is capped ([`MAX_INPUT_BYTES`]): a larger one is refused with its size
+//! before it is read, and a file that grows while read stops at the cap (issue 27 case 5).
 
-use std::io;
+use std::io::{self, Read as _};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
@@ -29,10 +31,31 @@ pub fn check_regular(path: &Path) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::InvalidInput, format!("is {what}, not a regular file")))
 }
 
-/// Reads a whole regular file (refusing FIFOs and devices first, see [`check_regular`]).
+/// The largest text input read whole (data sets, task files, item logs, journals): 256 MiB,
+/// thirty times the largest data file the tool ships for.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads a whole regular file of at most [`MAX_INPUT_BYTES`] (refusing FIFOs and devices
+/// first, see [`check_regular`]).
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    read_capped(path, MAX_INPUT_BYTES)
+}
+
+/// Reads a whole regular file of at most `max` bytes; a larger one is an `InvalidData` error
+/// saying its size and the cap, raised before anything is read.
+pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     check_regular(path)?;
-    std::fs::read(path)
+    let too_big = |len: u64| io::Error::new(io::ErrorKind::InvalidData, format!("is {len} bytes, more than the {} MiB an input read whole may have", max >> 20));
+    let len = std::fs::metadata(path)?.len();
+    if len > max {
+        return Err(too_big(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(too_big(out.len() as u64));
+    }
+    Ok(out)
 }
 
 /// Reads a whole regular file as UTF-8 text; invalid UTF-8 is an `InvalidData` error naming
@@ -63,6 +86,18 @@ mod tests {
         std::fs::write(d.path().join("f"), b"x").unwrap();
         assert!(check_regular(&d.path().join("f")).is_ok());
         assert_eq!(check_regular(&d.path().join("missing")).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_before_reading() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("big.jsonl");
+        std::fs::File::create(&f).unwrap().set_len(MAX_INPUT_BYTES + 1).unwrap();
+        let err = read_regular(&f).unwrap_err().to_string();
+        assert!(err.contains(&format!("is {} bytes", MAX_INPUT_BYTES + 1)) && err.contains("256 MiB"), "{err}");
+        std::fs::write(&f, b"0123456789").unwrap();
+        assert_eq!(read_capped(&f, 10).unwrap(), b"0123456789");
+        assert!(read_capped(&f, 9).is_err());
     }
 
     #[test]

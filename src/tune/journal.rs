@@ -70,7 +70,7 @@ pub enum JournalError {
         reason: String,
     },
     /// The journal was written with other settings.
-    #[error("{}: written by a tune run with other settings; use the same options, or --force to start over", .0.display())]
+    #[error("{}: written by a tune run with other settings, another model (or this one changed since) or other data; use the same options, or --force to start over", .0.display())]
     OtherConfig(PathBuf),
 }
 
@@ -97,7 +97,7 @@ impl Journal {
     /// (the run died while writing it) is dropped.
     pub fn resume(path: &Path, config: &str) -> Result<Journal, JournalError> {
         let io = |source| JournalError::Io { path: path.to_path_buf(), source };
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = crate::safety::inputs::read_text(path).map_err(io)?;
         let mut lines = text.split_inclusive('\n');
         let header: Header = lines
             .next()

@@ -115,6 +115,15 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     let journal_path = prepare(o)?;
     let math_set = calibration::load(&o.math, Some(&o.data_dir))?;
     let general_set = calibration::load(&o.general, Some(&o.data_dir))?;
+    // The journal is checked before anything is calibrated or reused: its key holds the
+    // model's content and the data's (issue 27 case 9).
+    let model_file = GgufFile::open(&o.model).with_context(|| format!("reading {}", o.model.display()))?;
+    let config = config_key(o, &model_file, &[&math_set, &general_set])?;
+    let journal = if o.resume && journal_path.is_file() {
+        Journal::resume(&journal_path, &config)?
+    } else {
+        Journal::create(&journal_path, &config)?
+    };
     let (math, general) = calibrate(o, &math_set, &general_set)?;
     let calibrate_s = t0.elapsed().as_secs_f64();
 
@@ -125,16 +134,9 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     let splits = Splits::build(&o.data_dir, cal_texts, sizes, o.seed)?;
     splits.check()?;
 
-    let model_file = GgufFile::open(&o.model).with_context(|| format!("reading {}", o.model.display()))?;
     let (space, candidates) = candidates(&model_file, o);
     let rounds = search::schedule(candidates.len(), o.rounds, o.budget, splits.dev.gsm8k.len(), MIN_ROUND_ITEMS);
 
-    let config = config_key(o, &model_file);
-    let journal = if o.resume && journal_path.is_file() {
-        Journal::resume(&journal_path, &config)?
-    } else {
-        Journal::create(&journal_path, &config)?
-    };
     let engine = EngineOptions { threads: o.threads, ..EngineOptions::default() };
     let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after };
     let mut ctx = Ctx {
@@ -269,15 +271,23 @@ fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<Stri
     crate::pipeline::Sampling::new(o.samples, o.seed).texts(set, &o.model)
 }
 
-/// What a journaled score means, hashed: the model, the calibration (hence the splits), the
-/// seed and the generation settings. A journal is resumed only under the same key. Search and
+/// What a journaled score means, hashed: the model (its tensor table and the sha256 of its
+/// bytes, so weights changed in place give another key), the calibration texts and the data
+/// files of the splits (GSM8K, MMLU, ARC), the seed and the generation settings. A journal is resumed only under the same key. Search and
 /// test sizes are not in it: every item order is fixed and a larger size extends a smaller one
 /// (prefixes), so a resumed run may widen the search or the test and reuse what was scored. A
 /// resumed run with unchanged options ends exactly as an uninterrupted one (tested).
-fn config_key(o: &TuneOptions, model: &GgufFile) -> String {
+fn config_key(o: &TuneOptions, model: &GgufFile, sets: &[&CalibrationSet]) -> anyhow::Result<String> {
+    use crate::eval::{Task, content};
     use sha2::Digest as _;
+    let mut data = vec![content::file_sha256(&o.model)?];
+    data.extend(sets.iter().map(|s| crate::pipeline::texts_hash(&s.texts)));
+    for task in [Task::Gsm8k, Task::Mmlu, Task::ArcEasy] {
+        data.push(content::task_data_sha256(&o.data_dir, task, None)?);
+    }
     let text = format!(
-        "{} {} {} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {} {}",
+        data.join(" "),
         crate::model::fingerprint(model),
         o.math,
         o.general,
@@ -289,7 +299,7 @@ fn config_key(o: &TuneOptions, model: &GgufFile) -> String {
         o.parallel,
         o.threads,
     );
-    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Ok(sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Planned items per measure, for the ETA.

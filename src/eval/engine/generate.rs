@@ -140,7 +140,7 @@ impl Session<'_> {
         let model = self.ctx.model();
         let mut finished = Vec::new();
         for &(si, row) in reads {
-            let next = row_stats(self.ctx.logits(row)?).argmax as Token;
+            let next = row_stats(self.logits(row, slots[si].prompt)?).argmax as Token;
             let s = &mut slots[si];
             let end = model.is_end_of_generation(next);
             if !end {

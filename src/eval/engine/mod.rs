@@ -34,12 +34,30 @@ pub enum EngineError {
     #[error(transparent)]
     Llama(#[from] LlamaError),
     /// A request does not fit into the context window.
-    #[error("a request of {tokens} tokens does not fit into the context of {n_ctx} tokens")]
+    #[error("a request of {tokens} tokens does not fit into the context of {n_ctx} tokens (raise --ctx-size)")]
     TooLong {
         /// Tokens the request needs in the KV cache at once.
         tokens: usize,
         /// The usable context size.
         n_ctx: usize,
+    },
+    /// A KV cache smaller than one decode batch: llama.cpp would shrink its batch under ours
+    /// and abort on the first decode (issue 27 case 7).
+    #[error("a context of {n_ctx} tokens is too small: one decode batch and its padding need {min}; raise --ctx-size")]
+    ContextTooSmall {
+        /// The context asked for.
+        n_ctx: usize,
+        /// The least that works.
+        min: usize,
+    },
+    /// The model's logits hold NaN: its weights (or activations) are not numbers, and every
+    /// score from here on would be meaningless (issue 27 case 12).
+    #[error("{}: the model produced NaN logits (request {request} of this batch of requests); its weights hold NaN or its activations overflow", model.display())]
+    NanLogits {
+        /// The model file.
+        model: std::path::PathBuf,
+        /// Which request of the engine call (group, prompt or position) met it first.
+        request: usize,
     },
     /// A decode whose padding would overflow the batch (a bug in the batch filling).
     #[error("a decode of {rows} rows ({outputs} outputs) pads to {padded} rows, more than the batch of {batch}")]
@@ -140,6 +158,9 @@ impl<'m> Session<'m> {
         // One decode call is one micro-batch: llama.cpp splitting a larger batch changes the
         // numbers of some rows, as measured on Gemma 3 (see MAX_UBATCH).
         let rows = batch_rows(options.batch_tokens);
+        if (options.n_ctx as usize) < rows + PAD_CELLS {
+            return Err(EngineError::ContextTooSmall { n_ctx: options.n_ctx as usize, min: rows + PAD_CELLS });
+        }
         let params = ContextParams {
             n_ctx: options.n_ctx,
             n_batch: rows as u32,
@@ -186,6 +207,16 @@ impl<'m> Session<'m> {
         Ok(prefix.len())
     }
 
+    /// The logits of batch row `row`, refused when any is NaN (`request` names what the row
+    /// served, for the error).
+    fn logits(&self, row: usize, request: usize) -> Result<&[f32], EngineError> {
+        let logits = self.ctx.logits(row)?;
+        if logits.iter().any(|x| x.is_nan()) {
+            return Err(EngineError::NanLogits { model: self.ctx.model().path().to_path_buf(), request });
+        }
+        Ok(logits)
+    }
+
     /// Every position's logits for one sequence, decoded alone: the naive reference path.
     /// Long inputs go in consecutive calls of up to a batch each, padded like every decode;
     /// with that padding the numbers do not depend on where the calls split (see
@@ -204,7 +235,7 @@ impl<'m> Session<'m> {
             }
             self.batch.decode_padded(&mut self.ctx)?;
             for i in 0..chunk.len() {
-                rows.push(self.ctx.logits(i)?.to_vec());
+                rows.push(self.logits(i, start + i)?.to_vec());
             }
         }
         self.clear_all();

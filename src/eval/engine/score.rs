@@ -124,7 +124,7 @@ impl Session<'_> {
             let row_targets = self.fill_from(&mut waves.active)?;
             self.batch.decode_padded(&mut self.ctx)?;
             for (row, targets) in &row_targets {
-                let logits = self.ctx.logits(*row)?;
+                let logits = self.logits(*row, targets.first().map_or(0, |t| t.group))?;
                 let stats: LogSoftmaxRow = row_stats(logits);
                 for t in targets {
                     let score = &mut results[t.group][t.continuation];
