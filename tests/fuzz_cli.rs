@@ -12,7 +12,10 @@
 //! file appears in the repository checkout. Every failing case is printed with its argv.
 //!
 //! `MATHNEURO_FUZZ_CLI_SEED` picks the seed (default 27), `MATHNEURO_FUZZ_CLI_CASES` the cases
-//! per command (default 12).
+//! per command (default 12); `MATHNEURO_FUZZ_CLI_VERBOSE=1` prints every case with its exit code
+//! and first line of stderr.
+
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,9 @@ use rand::{Rng, SeedableRng};
 
 /// A process still running after this is killed and reported as a hang.
 const LIMIT: Duration = Duration::from_secs(20);
+/// The limit of a case on the real model (loading and a forward pass take a few seconds on a
+/// quiet machine, many times that on a shared one).
+const LIMIT_REAL: Duration = Duration::from_secs(60);
 /// Cases run at once (a hang costs wall time, not CPU).
 const WORKERS: usize = 3;
 
@@ -38,8 +44,8 @@ const WORKERS: usize = 3;
 struct Spec {
     /// `["stats", "merge"]`.
     path: Vec<String>,
-    /// Positional argument names (`MODEL`, `STATS`), in order; the last may repeat.
-    positionals: Vec<String>,
+    /// Positional argument names (`MODEL`, `STATS`) in order, and whether each repeats.
+    positionals: Vec<(String, bool)>,
     /// `(--flag, takes a value)`.
     flags: Vec<(String, bool)>,
     /// Flags named on the usage line (required, or one of a required group).
@@ -87,6 +93,9 @@ fn parse(path: Vec<String>, text: &str) -> Spec {
     let mut flags = Vec::new();
     let mut section = "";
     for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
         if !line.starts_with(' ') {
             section = line.trim_end_matches(':');
             continue;
@@ -94,7 +103,8 @@ fn parse(path: Vec<String>, text: &str) -> Spec {
         let t = line.trim_start();
         let indent = line.len() - t.len();
         if section == "Arguments" && indent <= 2 && (t.starts_with('<') || t.starts_with('[')) {
-            positionals.push(t.split_whitespace().next().unwrap().trim_matches(['<', '>', '[', ']', '.']).to_string());
+            let word = t.split_whitespace().next().unwrap();
+            positionals.push((word.trim_matches(['<', '>', '[', ']', '.']).to_string(), word.ends_with("...")));
         }
         if section == "Options" && indent <= 6 && t.starts_with('-') {
             let words: Vec<&str> = t.split_whitespace().collect();
@@ -113,7 +123,6 @@ struct Fixture {
     root: PathBuf,
     model: PathBuf,
     math: PathBuf,
-    general: PathBuf,
     mask: PathBuf,
     hostile_paths: Vec<String>,
 }
@@ -136,6 +145,15 @@ fn fixture(root: &Path) -> Fixture {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A small data directory: the first lines of each shared data file.
+    let shared = std::env::var_os("MATHNEURO_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from);
+    for f in ["gsm8k/train.jsonl", "gsm8k/test.jsonl", "mmlu/test.jsonl", "mmlu/dev.jsonl", "arc/arc_easy_test.jsonl", "boolq/validation.jsonl", "piqa/validation.jsonl"] {
+        let text = std::fs::read_to_string(shared.join(f)).unwrap_or_else(|e| panic!("{}: {e} (the data sets live beside the checkout)", shared.join(f).display()));
+        std::fs::create_dir_all(p("data").join(f).parent().unwrap()).unwrap();
+        std::fs::write(p("data").join(f), text.lines().take(8).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    }
+    // The real model through a link here: outputs written beside MODEL land in this directory.
+    std::os::unix::fs::symlink(common::real_model_path(), p("real.gguf")).unwrap();
     std::fs::write(p("not-gguf.txt"), "hello\n{\"question\": 1}\n").unwrap();
     std::fs::write(p("empty"), "").unwrap();
     std::fs::write(p("truncated.gguf"), &std::fs::read(&model).unwrap()[..200]).unwrap();
@@ -151,7 +169,7 @@ fn fixture(root: &Path) -> Fixture {
     } else {
         hostile.push("/dev/null".into());
     }
-    Fixture { root: root.to_path_buf(), model, math: p("math.gguf"), general: p("general.gguf"), mask: p("mask.gguf"), hostile_paths: hostile }
+    Fixture { root: root.to_path_buf(), model, math: p("math.gguf"), mask: p("mask.gguf"), hostile_paths: hostile }
 }
 
 const NUMBERS: &[&str] = &[
@@ -180,7 +198,7 @@ fn plausible(flag: &str, case: usize, fx: &Fixture) -> String {
     match flag.trim_start_matches('-') {
         "o" | "output" | "save-mask" => fresh(".gguf"),
         "out" | "eval-out" | "work" => fresh(""),
-        "math" | "general" => fx.math.display().to_string().replace("math", flag.trim_start_matches('-')),
+        "math" | "general" => fx.root.join(format!("{}.gguf", flag.trim_start_matches('-'))).display().to_string(),
         "compare" => fx.model.display().to_string(),
         "data-dir" => fx.root.join("data").display().to_string(),
         "task-file" => fx.root.join("not-gguf.txt").display().to_string(),
@@ -203,33 +221,62 @@ fn positional(spec: &Spec, name: &str, fx: &Fixture) -> String {
     p.display().to_string()
 }
 
+/// Flags that keep a command on the real model short, overridden by any random value.
+fn bounds(command: &str) -> &'static [(&'static str, &'static str)] {
+    match command {
+        "calibrate" => &[("--samples", "1"), ("--max-tokens", "8"), ("--threads", "1")],
+        "eval" => &[("--limit", "1"), ("--tasks", "arc_easy"), ("--threads", "1"), ("--bootstrap", "10")],
+        _ => &[],
+    }
+}
+
 /// One case's argv (without the binary).
 fn case(spec: &Spec, case: usize, rng: &mut StdRng, fx: &Fixture) -> Vec<String> {
     let mut argv = spec.path.clone();
-    for (i, name) in spec.positionals.iter().enumerate() {
-        let repeats = if i + 1 == spec.positionals.len() && spec.path.last().is_some_and(|c| c == "merge" || c == "compare") { 2 } else { 1 };
-        for _ in 0..repeats {
-            argv.push(if rng.random_bool(0.75) { positional(spec, name, fx) } else { hostile(rng, fx) });
+    // Now and then the real model, so that llama.cpp's own checks are reached too.
+    let real = matches!(spec.path[0].as_str(), "inspect" | "calibrate" | "eval") && rng.random_bool(0.2);
+    for (name, repeats) in &spec.positionals {
+        for _ in 0..if *repeats { 2 } else { 1 } {
+            argv.push(match rng.random_range(0..4) {
+                0 => hostile(rng, fx),
+                _ if real => fx.root.join("real.gguf").display().to_string(),
+                _ => positional(spec, name, fx),
+            });
         }
     }
-    let mut value = |flag: &str, rng: &mut StdRng| if rng.random_bool(0.5) { plausible(flag, case, fx) } else { hostile(rng, fx) };
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    if real {
+        flags.extend(bounds(&spec.path[0]).iter().map(|(f, v)| (f.to_string(), Some(v.to_string()))));
+    }
+    // Numeric flags (plausible value "2") get a number extreme half the time they go hostile.
+    let value = |flag: &str, rng: &mut StdRng| match (rng.random_bool(0.5), plausible(flag, case, fx)) {
+        (true, v) => v,
+        (false, v) if v == "2" && rng.random_bool(0.5) => NUMBERS.choose(rng).unwrap().to_string(),
+        _ => hostile(rng, fx),
+    };
+    let mut set = |flag: &str, v: Option<String>| match flags.iter_mut().find(|(f, _)| f == flag) {
+        Some(slot) => slot.1 = v,
+        None => flags.push((flag.to_string(), v)),
+    };
     for flag in &spec.required {
         if rng.random_bool(0.85) {
             let takes = spec.flags.iter().any(|(f, v)| f == flag && *v);
-            argv.push(flag.clone());
-            if takes {
-                argv.push(value(flag, rng));
-            }
+            set(flag, takes.then(|| value(flag, rng)));
         }
     }
-    for _ in 0..rng.random_range(0..=4) {
-        let Some((flag, takes)) = spec.flags.choose(rng).cloned() else { break };
-        let times = if rng.random_bool(0.1) { 2 } else { 1 };
-        for _ in 0..times {
-            argv.push(flag.clone());
-            if takes {
-                argv.push(value(&flag, rng));
-            }
+    let n = rng.random_range(0..=4).min(spec.flags.len());
+    for (flag, takes) in spec.flags.choose_multiple(rng, n).cloned().collect::<Vec<_>>() {
+        set(&flag, takes.then(|| value(&flag, rng)));
+    }
+    if let Some(i) = (!flags.is_empty() && rng.random_bool(0.1)).then(|| rng.random_range(0..flags.len())) {
+        flags.push(flags[i].clone());
+    }
+    for (flag, v) in flags {
+        match v {
+            // A value that looks like a flag goes in `--flag=value` form, as a user would write it.
+            Some(v) if v.starts_with('-') || rng.random_bool(0.2) => argv.push(format!("{flag}={v}")),
+            Some(v) => argv.extend([flag, v]),
+            None => argv.push(flag),
         }
     }
     if rng.random_bool(0.1) {
@@ -249,20 +296,24 @@ fn run_case(argv: &[String], n: usize, fx: &Fixture) -> Option<String> {
     c.stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
     let mut child = c.spawn().unwrap();
     let t0 = Instant::now();
+    let limit = if argv.iter().any(|a| a.ends_with("real.gguf")) { LIMIT_REAL } else { LIMIT };
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if t0.elapsed() > LIMIT {
+        if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Some(format!("hang (killed after {LIMIT:?})"));
+            return Some(format!("hang (killed after {limit:?})"));
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();
     let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
     use std::os::unix::process::ExitStatusExt as _;
+    if std::env::var_os("MATHNEURO_FUZZ_CLI_VERBOSE").is_some() {
+        eprintln!("case {n}: {:?} in {:.1} s: {}\n    {}", status.code(), t0.elapsed().as_secs_f64(), stderr.lines().next().unwrap_or(""), show(argv));
+    }
     match (status.code(), status.signal()) {
         (Some(101), _) => Some(format!("panic (exit 101): {tail}")),
         (Some(134), _) => Some(format!("abort (exit 134): {tail}")),

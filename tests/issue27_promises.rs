@@ -141,9 +141,10 @@ fn issue27_mmlu_race_hellaswag_boolq_and_wikitext_score_on_the_real_model() {
         o.engine = EngineOptions { threads: 2, n_ctx: 4096, max_sequences: 8, ..EngineOptions::default() };
         eval::evaluate_model(&model, &o).unwrap()
     };
-    let mc = run(vec![Task::Mmlu, Task::Race, Task::Hellaswag, Task::Boolq], 3);
+    let mc = run(vec![Task::Mmlu, Task::Race, Task::Hellaswag, Task::Boolq], 2);
     for t in &mc.tasks {
-        assert_eq!((t.n, t.items.len()), (3, 3), "{}", t.task);
+        eprintln!("{}: {:.1} s", t.task, t.wall_seconds);
+        assert_eq!((t.n, t.items.len()), (2, 2), "{}", t.task);
         let acc = metric(t, "acc");
         assert!((0.0..=1.0).contains(&acc), "{} acc {acc}", t.task);
         for it in &t.items {
@@ -171,7 +172,11 @@ fn issue27_mmlu_race_hellaswag_boolq_and_wikitext_score_on_the_real_model() {
     for it in &task(Task::Hellaswag).items {
         let r = &hs[it.index];
         assert!(it.prompt.starts_with(&format!("{}: ", r["activity_label"].as_str().unwrap())), "HellaSwag item {}: {:?}", it.index, it.prompt);
-        assert_eq!(it.target, r["label"].to_string().trim_matches('"'), "HellaSwag item {} gold", it.index);
+        let label: usize = r["label"].to_string().trim_matches('"').parse().unwrap();
+        let gold = r["endings"][label].as_str().unwrap();
+        if !gold.contains('[') {
+            assert_eq!(it.target, gold.trim(), "HellaSwag item {}: the gold ending", it.index);
+        }
     }
     let bq = records(&data.join("boolq/validation.jsonl"));
     for it in &task(Task::Boolq).items {
@@ -183,6 +188,7 @@ fn issue27_mmlu_race_hellaswag_boolq_and_wikitext_score_on_the_real_model() {
     }
     let wiki = run(vec![Task::Wikitext], 1);
     let w = wiki.task(Task::Wikitext).unwrap();
+    eprintln!("wikitext: {:.1} s", w.wall_seconds);
     assert_eq!(w.n, 1);
     let wp = metric(w, "word_perplexity");
     assert!((5.0..500.0).contains(&wp), "WikiText word perplexity {wp}");
