@@ -1,5 +1,5 @@
 //! A tiny evaluation on the real model: every kind of task runs, the report is consistent, the
-//! files are written, a model compared with itself shows no difference, and a missing data file
+//! files are written, a model evaluated twice (independently) shows no difference, and a missing data file
 //! is reported by its expected path.
 
 use std::path::Path;
@@ -46,8 +46,13 @@ fn tiny_evaluation_runs_every_kind_of_task() {
     let ppl = report.task(Task::Gsm8kPpl).unwrap();
     assert!(ppl.metrics.iter().any(|m| m.name == "token_perplexity" && m.value > 1.0 && m.value < 100.0));
 
-    // The same model compared with itself: zero difference, McNemar p = 1.
-    let cmp = eval::compare_reports(&report, &report, 100, 1).unwrap();
+    // The same model loaded and evaluated again, independently: the same items, prompts,
+    // outputs and scores, so the comparison shows zero difference and McNemar p = 1.
+    let again = eval::evaluate_model(&Model::load(Path::new(MODEL)).unwrap(), &opts).unwrap();
+    for (a, b) in report.tasks.iter().zip(&again.tasks) {
+        assert_eq!(a.items, b.items, "{}: a second evaluation of the same model differs", a.task);
+    }
+    let cmp = eval::compare_reports(&report, &again, 100, 1).unwrap();
     for t in &cmp.tasks {
         for m in &t.metrics {
             assert_eq!(m.diff, 0.0);

@@ -234,6 +234,22 @@ fn issue14_the_default_model_split_in_two_calibrates_applies_and_evaluates_like_
         .output()
         .unwrap());
     assert!(md.contains("| arc_easy | acc ↑"), "{md}");
+    // … identically to the whole files: the same items, outputs, log-probabilities and scores.
+    ok(bin()
+        .arg("eval")
+        .arg(&real)
+        .arg("--compare")
+        .arg(d.join("whole-mn.gguf"))
+        .args(["--tasks", "arc_easy", "--limit", "3", "--threads", "2", "--no-progress", "--out"])
+        .arg(d.join("ev-whole"))
+        .arg("--data-dir")
+        .arg(shared_data())
+        .output()
+        .unwrap());
+    let items = |dir: &str| std::fs::read_to_string(d.join(dir).join("arc_easy.jsonl")).unwrap();
+    let (split_items, whole_items) = (items("ev"), items("ev-whole"));
+    assert_eq!(split_items.lines().count(), 3);
+    assert_eq!(split_items, whole_items, "the split input/output evaluate differently from the whole files");
 }
 
 #[test]

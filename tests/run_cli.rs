@@ -1,9 +1,12 @@
 //! `mathneuro run` end to end on the default model with a small sample count: calibration on
 //! both sets with one loaded model, selection, the rewritten GGUF with its Modelfile, report,
-//! heat map and STATS files, provenance visible to `inspect`, and the before/after table.
+//! heat map and STATS files, provenance visible to `inspect`, and the before/after table; the
+//! weights are exactly what `apply` writes from the same STATS, and the input is left unchanged.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use mathneuro::gguf::GgufFile;
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
 
@@ -22,6 +25,7 @@ fn shared_data() -> PathBuf {
 fn run_calibrates_selects_writes_and_compares() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("gemma-mathneuro.gguf");
+    let model_before = std::fs::read(MODEL).unwrap();
     let res = bin()
         .args(["run", MODEL, "--samples", "3", "--max-tokens", "96", "--threads", "2", "--eval", "arc_easy", "--eval-limit", "6"])
         .arg("--data-dir")
@@ -42,6 +46,30 @@ fn run_calibrates_selects_writes_and_compares() {
     // The apply summary, then the before/after comparison on identical items.
     assert!(stdout.contains("# mathneuro apply"), "{stdout}");
     assert!(stdout.contains("## Before / after") && stdout.contains("| arc_easy | acc"), "{stdout}");
+
+    // The weights changed exactly as `apply` with the same STATS changes them: every tensor's
+    // bytes equal (the whole file apart from provenance keys), and at least one target changed.
+    let applied = dir.path().join("applied.gguf");
+    let a = bin()
+        .args(["apply", MODEL, "--scale", "1.1", "--no-modelfile", "--math"])
+        .arg(dir.path().join("gemma-mathneuro.math-stats.gguf"))
+        .arg("--general")
+        .arg(dir.path().join("gemma-mathneuro.general-stats.gguf"))
+        .arg("-o")
+        .arg(&applied)
+        .output()
+        .unwrap();
+    assert!(a.status.success(), "apply failed:\n{}", String::from_utf8_lossy(&a.stderr));
+    let (ran, app, base) = (GgufFile::open(&out).unwrap(), GgufFile::open(&applied).unwrap(), GgufFile::open(MODEL).unwrap());
+    assert_eq!(ran.tensors.len(), app.tensors.len());
+    let mut changed = 0;
+    for ((r, p), b) in ran.tensors.iter().zip(&app.tensors).zip(&base.tensors) {
+        assert_eq!((&r.name, r.ggml_type), (&p.name, p.ggml_type));
+        assert!(ran.tensor_data(r) == app.tensor_data(p), "{}: run and apply wrote different bytes", r.name);
+        changed += usize::from(ran.tensor_data(r) != base.tensor_data(b));
+    }
+    assert!(changed > 0, "run left every tensor as it was");
+    assert!(std::fs::read(MODEL).unwrap() == model_before, "run changed its input model");
 
     let inspect = bin().arg("inspect").arg(&out).arg("--json").output().unwrap();
     assert!(inspect.status.success());

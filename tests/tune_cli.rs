@@ -1,10 +1,13 @@
 //! `mathneuro tune` on the default model at a tiny budget: the data splits are disjoint
 //! (asserted on the real data), the same seed gives the same choice and the same output bytes,
-//! and a run interrupted mid-search then resumed ends exactly where an uninterrupted one does.
+//! and a run interrupted mid-search then resumed reuses its journal and ends exactly where an
+//! uninterrupted one does. issue27_promises.rs runs it with the guard, tolerance and no-winner
+//! path on.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mathneuro::gguf::GgufFile;
 use mathneuro::tune::splits::{SplitSizes, Splits, content_hash};
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
@@ -83,17 +86,39 @@ fn tune_is_deterministic_and_resume_equals_an_uninterrupted_run() {
 
     let cut = tune(b.path(), &["--stop-after", "5"]);
     assert!(!cut.status.success() && String::from_utf8_lossy(&cut.stderr).contains("--resume"), "{}", String::from_utf8_lossy(&cut.stderr));
+    let journal = |d: &Path| std::fs::read_to_string(d.join("best.tune/journal.jsonl")).unwrap();
+    let cut_journal = journal(b.path());
+    assert_eq!(cut_journal.lines().count(), 1 + 5, "a header and the 5 chunks before the stop");
     let refused = tune(b.path(), &[]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --resume"), "an earlier run is not silently overwritten");
     let resumed = tune(b.path(), &["--resume"]);
     assert!(resumed.status.success(), "resume failed:\n{}", String::from_utf8_lossy(&resumed.stderr));
+
+    // The resumed run reused the journal: its 5 chunks are kept as written (their timings
+    // included, so none was evaluated again), and only the rest was added — as many chunks in all
+    // as the uninterrupted run.
+    let resumed_journal = journal(b.path());
+    assert!(resumed_journal.starts_with(&cut_journal), "--resume rewrote the journal's finished chunks");
+    assert_eq!(resumed_journal.lines().count(), journal(a.path()).lines().count(), "--resume evaluated a chunk again");
 
     let report = decisions(a.path());
     assert_eq!(report, decisions(b.path()), "same choice, same dev and test scores");
     assert!(report["chosen"].is_object(), "with --min-gain 0 a candidate is written: {}", report["verdict"]);
     let bytes = |d: &Path| std::fs::read(d.join("best.gguf")).unwrap();
     assert!(bytes(a.path()) == bytes(b.path()), "same seed, same output bytes");
-    assert!(bytes(a.path()) != std::fs::read(MODEL).unwrap(), "the chosen edit changed the model");
+    // The chosen edit changed some target tensors and nothing else (whole files always differ
+    // by the provenance keys, so compare tensor data).
+    let (best, base) = (GgufFile::open(a.path().join("best.gguf")).unwrap(), GgufFile::open(MODEL).unwrap());
+    let targets: std::collections::HashSet<String> = mathneuro::model::target_weights(&base).into_iter().map(|t| t.name.clone()).collect();
+    let mut changed = 0;
+    for (t, u) in best.tensors.iter().zip(&base.tensors) {
+        assert_eq!(t.name, u.name);
+        if best.tensor_data(t) != base.tensor_data(u) {
+            assert!(targets.contains(&t.name), "{} is not a target but changed", t.name);
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "the chosen edit changed no target tensor");
     for f in ["report.md", "search.svg", "journal.jsonl"] {
         assert!(a.path().join("best.tune").join(f).exists(), "{f} missing");
     }

@@ -360,3 +360,56 @@ impl ActivationSink for Accumulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(name: &str) -> WeightShape {
+        WeightShape { name: name.into(), n_in: 2, n_groups: 1 }
+    }
+
+    /// Two texts with a known activation matrix pin the statistic: A_j = Σ_s ‖X_s[:,j]‖₂ (per-text
+    /// column norms summed, not the norm of the pooled rows), the pooled Σx², the token and
+    /// sample counts; padding rows count nowhere; weights fed from one tensor (q/k) get the same.
+    #[test]
+    fn statistic_is_the_sum_over_texts_of_per_text_column_norms() {
+        let mut acc = Accumulator::new(vec![shape("q"), shape("k")], 2);
+        // Decode 1: row 0 is text A's first token, row 1 text B's only token, row 2 padding.
+        let rows1 = [3.0, 0.0, 1.0, 2.0, 100.0, 100.0];
+        acc.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }, Segment { slot: 1, start: 1, end: 2 }], 3);
+        for w in 0..2 {
+            acc.matmul(w, 7, &Activations::contiguous(&rows1, 2));
+        }
+        acc.end_decode().unwrap();
+        acc.finish_text(1);
+        // Decode 2: text A's second token.
+        let rows2 = [4.0, 1.0];
+        acc.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }], 1);
+        for w in 0..2 {
+            acc.matmul(w, 3, &Activations::contiguous(&rows2, 2));
+        }
+        acc.end_decode().unwrap();
+        acc.finish_text(0);
+        // A: X = [[3, 0], [4, 1]] → ‖·‖ = [5, 1]; B: X = [[1, 2]] → [1, 2].
+        let t = &acc.totals;
+        for w in 0..2 {
+            assert_eq!(t.norm_sum[w], vec![6.0, 3.0], "A_j = 5 + 1, 1 + 2 (not √26, √5 of the pooled rows)");
+            assert_eq!(t.sum_sq[w], vec![26.0, 5.0], "pooled Σx² = 9 + 1 + 16, 0 + 4 + 1");
+            assert_eq!(t.tokens[w], vec![3]);
+        }
+        assert_eq!((t.samples, t.total_tokens), (2, 3));
+        let stats = t.to_stats(acc.shapes(), "fp");
+        assert_eq!(stats.weights["q"].norm_sum, vec![6.0f32, 3.0]);
+        assert_eq!(stats.weights["k"].sum_sq, vec![26.0f32, 5.0]);
+    }
+
+    /// A weight not multiplied in a decode is an error naming it.
+    #[test]
+    fn an_unseen_weight_is_reported() {
+        let mut acc = Accumulator::new(vec![shape("q"), shape("k")], 1);
+        acc.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }], 1);
+        acc.matmul(0, 0, &Activations::contiguous(&[1.0, 1.0], 2));
+        assert!(acc.end_decode().unwrap_err().to_string().contains("first: k"));
+    }
+}

@@ -73,7 +73,14 @@ pub struct Activations<'a> {
     strides: [usize; 3],
 }
 
-impl Activations<'_> {
+impl<'a> Activations<'a> {
+    /// A contiguous view: `data` holds rows of `n_in` values one after another (how tests hand
+    /// a known activation matrix to a sink).
+    pub fn contiguous(data: &'a [f32], n_in: usize) -> Activations<'a> {
+        let rows = data.len() / n_in.max(1);
+        Activations { data, n_in, ne: [rows, 1, 1], strides: [n_in, rows * n_in, rows * n_in] }
+    }
+
     /// Rows in all (`ne[0]·ne[1]·ne[2]`).
     pub fn n_rows(&self) -> usize {
         self.ne[0] * self.ne[1] * self.ne[2]
