@@ -8,9 +8,11 @@
 //! bit per target entry, and tensors are rewritten one at a time (rows in parallel), so the new
 //! bytes of only one tensor are held at once.
 
+pub mod affine;
 pub mod blocks;
 pub mod dequant;
 pub mod edit;
+pub mod grids;
 pub mod half;
 pub mod layout;
 pub mod master;
