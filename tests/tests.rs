@@ -25,5 +25,6 @@ mod qwen_real;
 mod reliability;
 mod run_cli;
 mod select_reference;
+mod smollm2_real;
 mod structure;
 mod tune_cli;
