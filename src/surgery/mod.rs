@@ -8,9 +8,11 @@
 //! bit per target entry, and tensors are rewritten one at a time (rows in parallel), so the new
 //! bytes of only one tensor are held at once.
 
+pub mod affine;
 pub mod blocks;
 pub mod dequant;
 pub mod edit;
+pub mod grids;
 pub mod half;
 pub mod layout;
 pub mod master;
@@ -201,6 +203,14 @@ pub enum ApplyError {
         /// The master.
         master: PathBuf,
     },
+    /// `--edit keep` on a type without an in-grid edit (the IQ1/IQ2/IQ3 and TQ codebooks).
+    #[error("{tensor} is {ty}: `--edit keep` has no in-grid edit for {ty} (its codes index a codebook that cannot be re-rounded entry by entry); use `--edit promote=q8_0` (or promote=f16) to write the edited targets in that type")]
+    NoInGridEdit {
+        /// Tensor name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
     /// The `--quantize like=` sibling does not have the master's tensors.
     #[error(transparent)]
     Sibling(#[from] quantmix::SiblingMismatch),
@@ -309,6 +319,9 @@ fn rewrite(
     let t0 = Instant::now();
     let fingerprint = crate::model::fingerprint(model);
     check_selection_fits(model, selection)?;
+    if opts.quantize.is_none() && opts.edit == EditMode::Keep {
+        check_in_grid(selection)?;
+    }
     let prov = provenance(selection, math, general, opts, &fingerprint);
     let edit_name = match &opts.quantize {
         Some(q) => format!("master, quantize {}", q.name()),
@@ -326,6 +339,17 @@ fn rewrite(
     report.rewrite_seconds = t0.elapsed().as_secs_f64();
     outputs::write_side_files(&mut report, opts)?;
     Ok(report)
+}
+
+/// Under `--edit keep` every target with a selected entry is a float or has an in-grid edit
+/// (`regrid::GridType`): the IQ1/IQ2/IQ3 and TQ types are refused, naming the flag that works.
+fn check_in_grid(selection: &Selection) -> Result<(), ApplyError> {
+    for ts in selection.tensors.iter().filter(|t| t.selected > 0) {
+        if !edit::is_float(ts.ggml_type) && regrid::GridType::try_from(ts.ggml_type).is_err() {
+            return Err(ApplyError::NoInGridEdit { tensor: ts.name.clone(), ty: ts.ggml_type });
+        }
+    }
+    Ok(())
 }
 
 /// Every tensor the selection names is in the model, with the shape and type it was selected on.

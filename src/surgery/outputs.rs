@@ -85,7 +85,25 @@ pub fn markdown(r: &ApplyReport) -> String {
     let _ = writeln!(s, "| samples (math / general) | {} / {} |", r.samples.0, r.samples.1);
     let _ = writeln!(s, "| selected | {} of {} target entries ({}) |", r.selected, r.target_entries, pct(r.selected_fraction));
     let _ = writeln!(s, "| blocks touched / rewritten | {} / {} of {} |", r.totals.blocks_touched, r.totals.blocks_rewritten, r.totals.blocks);
-    let _ = writeln!(s, "| achieved change | {:.4} of intended ({} of selected entries exactly at the intended value) |", r.achieved_fraction, r.totals.selected_exact);
+    match r.change {
+        // A prune is judged by its exact zeros: an entry a fraction of a step from 0 still
+        // carries its sign and most of a small weight, whatever the projection says.
+        Change::Prune => {
+            let _ = writeln!(s, "| exact zeros | {} of {} selected entries are exactly 0 ({}) |", r.totals.selected_exact, r.totals.selected, pct(r.totals.exact_fraction()));
+            if r.totals.selected_exact < r.totals.selected {
+                let _ = writeln!(
+                    s,
+                    "| not exactly 0 | {} selected entries (largest |value| {:.3e}) sit on the grid value nearest 0 of a block whose type cannot hold 0 there; `--edit promote=q8_0` makes every pruned entry exactly 0 |",
+                    r.totals.selected - r.totals.selected_exact,
+                    r.totals.selected_max_abs_err
+                );
+            }
+            let _ = writeln!(s, "| achieved change | {:.4} of intended (projection onto the intended change) |", r.achieved_fraction);
+        }
+        Change::Scale(_) => {
+            let _ = writeln!(s, "| achieved change | {:.4} of intended ({} of selected entries exactly at the intended value) |", r.achieved_fraction, r.totals.selected_exact);
+        }
+    }
     let _ = writeln!(s, "| collateral RMS change | {:.3e} ({} relative) on {} non-selected entries in touched blocks |", r.collateral_rms, pct(r.collateral_relative), r.totals.collateral_entries);
     let _ = writeln!(s, "| edit | {} |", r.edit);
     let growth = if r.input_bytes == 0 { 0.0 } else { r.output_bytes as f64 / r.input_bytes as f64 - 1.0 };

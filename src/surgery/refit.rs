@@ -11,7 +11,10 @@
 //! quantizer: non-selected entries move only inside a unit whose widening paid for itself.
 
 use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
-use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q6_k};
+use super::layout::{Q8_0_OR_Q5_0_D, q4_1, q4_k, q5_1, q6_k};
+
+// Q4_1 and Q5_1 keep `d` and `m` at the same offsets.
+const _: () = assert!(q4_1::D == q5_1::D && q4_1::M == q5_1::M);
 use super::regrid::{self, GridType, grid, q4k_scale_min, q4k_set_scale_min, round_code, unit_len};
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::GgmlType;
@@ -28,6 +31,8 @@ enum UnitScale {
     Code(i8),
     /// Q4_K: the sub-block's 6-bit scale and min codes.
     ScaleMin(u8, u8),
+    /// Q4_1 / Q5_1: the block's f16 `d` and `m`.
+    HalfMin(u16, u16),
 }
 
 /// Importance-weighted squared error of `dec` against `target` over `range`.
@@ -61,9 +66,13 @@ fn signed_need(t: &[f32], neg: f32, pos: f32) -> (f32, f32) {
 /// covers `t` (the unit's targets), within the type's code range.
 fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale> {
     match ty {
-        GgmlType::Q8_0 | GgmlType::Q5_0 => {
+        GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_0 => {
             let d = half(block, Q8_0_OR_Q5_0_D);
-            let (neg, pos) = if ty == GgmlType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
+            let (neg, pos) = match ty {
+                GgmlType::Q8_0 => (127.0, 127.0),
+                GgmlType::Q5_0 => (16.0, 15.0),
+                _ => (8.0, 7.0),
+            };
             let (positive, negative) = signed_need(t, neg, pos);
             let (need, sign) = if d >= 0.0 { (positive, 1.0) } else { (negative, -1.0) };
             let mut out: Vec<UnitScale> = (1..=STEPS)
@@ -112,8 +121,29 @@ fn candidates(ty: GgmlType, block: &[u8], u: usize, t: &[f32]) -> Vec<UnitScale>
             }
             out
         }
+        GgmlType::Q4_1 | GgmlType::Q5_1 => affine_candidates(ty, block, t),
         _ => Vec::new(),
     }
+}
+
+/// Q4_1 / Q5_1 (value = d·q + m): grids from the current one to the one covering `t`, moving
+/// `d` and `m` together in `STEPS` even steps.
+fn affine_candidates(ty: GgmlType, block: &[u8], t: &[f32]) -> Vec<UnitScale> {
+    let hi = if ty == GgmlType::Q4_1 { 15.0 } else { 31.0 };
+    let (d, m) = (half(block, q4_1::D), half(block, q4_1::M));
+    if !(d > 0.0 && d.is_finite() && m.is_finite()) {
+        return Vec::new();
+    }
+    let lo_t = t.iter().cloned().fold(m, f32::min);
+    let hi_t = t.iter().cloned().fold(m + hi * d, f32::max);
+    let d_need = (hi_t - lo_t) / hi;
+    (1..=STEPS)
+        .filter_map(|k| {
+            let f = k as f32 / STEPS as f32;
+            let (d2, m2) = (d + (d_need - d) * f, m + (lo_t - m) * f);
+            Some(UnitScale::HalfMin(f32_to_f16_up(d2)?, f32_to_f16_up(m2)?))
+        })
+        .collect()
 }
 
 /// The grid (scale, offset, lowest and highest code) a unit has with `scale` set.
@@ -121,8 +151,13 @@ fn candidate_grid(ty: GgmlType, block: &[u8], scale: UnitScale) -> (f32, f32, i3
     match scale {
         UnitScale::Half(h) => {
             let d = f16_to_f32(h);
-            if ty == GgmlType::Q8_0 { (d, 0.0, -127, 127) } else { (d, 16.0 * d, 0, 31) }
+            match ty {
+                GgmlType::Q8_0 => (d, 0.0, -127, 127),
+                GgmlType::Q5_0 => (d, 16.0 * d, 0, 31),
+                _ => (d, 8.0 * d, 0, 15),
+            }
         }
+        UnitScale::HalfMin(d, m) => (f16_to_f32(d), -f16_to_f32(m), 0, if ty == GgmlType::Q4_1 { 15 } else { 31 }),
         UnitScale::Code(c) => {
             let s = half(block, q6_k::D) * c as f32;
             (s, 32.0 * s, 0, 63)
@@ -152,6 +187,10 @@ fn apply(ty: GridType, block: &mut [u8], u: usize, scale: UnitScale, target: &[f
         UnitScale::Half(h) => put_half(block, Q8_0_OR_Q5_0_D, h),
         UnitScale::Code(c) => block[q6_k::SCALES + u] = c as u8,
         UnitScale::ScaleMin(sc, m) => q4k_set_scale_min(&mut block[q4_k::SCALES..q4_k::QS], u, sc, m),
+        UnitScale::HalfMin(d, m) => {
+            put_half(block, q4_1::D, d);
+            put_half(block, q4_1::M, m);
+        }
     }
     let n = unit_len(ty.into());
     let g = grid(ty, block, u * n);
@@ -236,7 +275,7 @@ mod tests {
 
     #[test]
     fn refit_never_raises_the_weighted_error_and_moves_only_widened_units() {
-        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_1] {
             let bs = ty.block_size() as usize;
             let n = unit_len(ty);
             let gt = GridType::try_from(ty).unwrap();

@@ -1,8 +1,10 @@
 //! Editing a quantized block in place on its own grid: the block's scales and mins stay, and only
 //! the quants of the selected entries are re-rounded to the grid value nearest their new target.
 //! Non-selected entries keep their exact bytes (no collateral change), a prune lands on the
-//! grid's zero for the symmetric types (Q8_0, Q5_0, Q6_K) and on the grid value nearest 0 for
-//! Q4_K. When a target lies outside the block's range the entry is clamped and the caller falls
+//! grid's zero for the symmetric types (Q8_0, Q5_0, Q4_0, Q6_K, Q3_K) and on the grid value
+//! nearest 0 for the types with a min (Q4_K, Q5_K, Q2_K, Q4_1, Q5_1) and the IQ4 tables (whose 16
+//! values hold no 0). The types added for issue 25 keep their grids and code positions in
+//! `grids`. When a target lies outside the block's range the entry is clamped and the caller falls
 //! back to a full re-encode.
 //!
 //! Layouts follow ggml-common.h / ggml-quants.c (`block_q8_0`, `block_q5_0`, `block_q6_K`,
@@ -10,6 +12,7 @@
 //! stored code in `[lo, hi]`.
 
 use super::half::{f16_to_f32, f32_to_f16_up, half, put_half};
+use super::grids;
 use super::layout::{Q8_0_OR_Q5_0_D, q4_k, q5_0, q6_k, q8_0};
 use crate::gguf::GgmlType;
 
@@ -33,6 +36,22 @@ pub enum GridType {
     Q6_K,
     /// `block_q4_K`.
     Q4_K,
+    /// `block_q4_0` (`grids`).
+    Q4_0,
+    /// `block_q4_1` (`grids`).
+    Q4_1,
+    /// `block_q5_1` (`grids`).
+    Q5_1,
+    /// `block_q5_K` (`grids`).
+    Q5_K,
+    /// `block_q2_K` (`grids`).
+    Q2_K,
+    /// `block_q3_K` (`grids`).
+    Q3_K,
+    /// `block_iq4_nl` (`grids`: a non-linear table).
+    IQ4_NL,
+    /// `block_iq4_xs` (`grids`: a non-linear table).
+    IQ4_XS,
 }
 
 /// A block type `regrid` cannot edit in place (it is re-encoded by ggml instead).
@@ -48,6 +67,14 @@ impl TryFrom<GgmlType> for GridType {
             GgmlType::Q5_0 => Ok(GridType::Q5_0),
             GgmlType::Q6_K => Ok(GridType::Q6_K),
             GgmlType::Q4_K => Ok(GridType::Q4_K),
+            GgmlType::Q4_0 => Ok(GridType::Q4_0),
+            GgmlType::Q4_1 => Ok(GridType::Q4_1),
+            GgmlType::Q5_1 => Ok(GridType::Q5_1),
+            GgmlType::Q5_K => Ok(GridType::Q5_K),
+            GgmlType::Q2_K => Ok(GridType::Q2_K),
+            GgmlType::Q3_K => Ok(GridType::Q3_K),
+            GgmlType::IQ4_NL => Ok(GridType::IQ4_NL),
+            GgmlType::IQ4_XS => Ok(GridType::IQ4_XS),
             other => Err(UnsupportedGridType(other)),
         }
     }
@@ -60,6 +87,14 @@ impl From<GridType> for GgmlType {
             GridType::Q5_0 => GgmlType::Q5_0,
             GridType::Q6_K => GgmlType::Q6_K,
             GridType::Q4_K => GgmlType::Q4_K,
+            GridType::Q4_0 => GgmlType::Q4_0,
+            GridType::Q4_1 => GgmlType::Q4_1,
+            GridType::Q5_1 => GgmlType::Q5_1,
+            GridType::Q5_K => GgmlType::Q5_K,
+            GridType::Q2_K => GgmlType::Q2_K,
+            GridType::Q3_K => GgmlType::Q3_K,
+            GridType::IQ4_NL => GgmlType::IQ4_NL,
+            GridType::IQ4_XS => GgmlType::IQ4_XS,
         }
     }
 }
@@ -83,6 +118,7 @@ pub fn grid(ty: GridType, b: &[u8], j: usize) -> (f32, f32, i32, i32) {
             let (sc, m) = q4k_scale_min(&b[q4_k::SCALES..q4_k::QS], j / 32);
             (half(b, q4_k::D) * sc as f32, half(b, q4_k::DMIN) * m as f32, 0, 15)
         }
+        other => grids::grid(other, b, j),
     }
 }
 
@@ -123,6 +159,7 @@ pub fn set_code(ty: GridType, b: &mut [u8], j: usize, q: i32) {
             let (byte, within) = (q4_k::code_byte(j), j % 64);
             b[byte] = if within < 32 { (b[byte] & 0xF0) | (q & 0xF) } else { (b[byte] & 0x0F) | ((q & 0xF) << 4) };
         }
+        other => grids::set_code(other, b, j, q),
     }
 }
 
@@ -135,15 +172,15 @@ pub fn regrid(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> b
         if !sel[j] {
             continue;
         }
-        let (s, o, lo, hi) = grid(ty, block, j);
+        let g = grid(ty, block, j);
+        let (s, o) = (g.0, g.1);
         if s == 0.0 || !s.is_finite() {
             clamped |= target[j] != -o;
             continue;
         }
-        let exact = round_code((target[j] + o) / s);
-        let q = exact.clamp(lo as f32, hi as f32);
-        clamped |= q != exact;
-        set_code(ty, block, j, q as i32);
+        let (q, out) = grids::nearest(ty, g, target[j]);
+        clamped |= out;
+        set_code(ty, block, j, q);
     }
     clamped
 }
@@ -163,8 +200,8 @@ pub fn q4k_set_scale_min(q: &mut [u8], j: usize, sc: u8, m: u8) {
 /// Entries sharing one scale: the unit `widen` enlarges.
 pub fn unit_len(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_K => 32,
-        GgmlType::Q6_K => 16,
+        GgmlType::Q8_0 | GgmlType::Q5_0 | GgmlType::Q4_K | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q5_K => 32,
+        GgmlType::Q6_K | GgmlType::Q2_K | GgmlType::Q3_K => 16,
         _ => 0,
     }
 }
@@ -194,8 +231,12 @@ pub fn widen(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
         let min_t = t.iter().cloned().fold(0.0f32, f32::min);
         let ok = match ty {
             // value = d·q (q in ±127) or d·(q−16) (q−16 in −16..15): a signed d may serve either side.
-            GridType::Q8_0 | GridType::Q5_0 => {
-                let (neg_reach, pos_reach) = if ty == GridType::Q8_0 { (127.0, 127.0) } else { (16.0, 15.0) };
+            GridType::Q8_0 | GridType::Q5_0 | GridType::Q4_0 => {
+                let (neg_reach, pos_reach) = match ty {
+                    GridType::Q8_0 => (127.0, 127.0),
+                    GridType::Q5_0 => (16.0, 15.0),
+                    _ => (8.0, 7.0),
+                };
                 // d > 0 reaches [−neg·d, pos·d]; d < 0 reaches [−pos·|d|, neg·|d|].
                 let positive = (max_t / pos_reach).max(-min_t / neg_reach);
                 let negative = (max_t / neg_reach).max(-min_t / pos_reach);
@@ -234,6 +275,8 @@ pub fn widen(ty: GridType, block: &mut [u8], target: &[f32], sel: &[bool]) -> bo
                     true
                 }
             }
+            // No unit widening for these (a prune reaches 0 through `affine` or the quantizer).
+            _ => false,
         };
         if !ok {
             return false;
@@ -259,7 +302,7 @@ pub fn widen_block(ty: GridType, block: &mut [u8], target: &[f32]) -> bool {
     let widened = match ty {
         GridType::Q4_K => widen_q4k_super_scales(block, target, n, units),
         GridType::Q6_K => widen_q6k_super_scale(block, target, n, units),
-        GridType::Q8_0 | GridType::Q5_0 => false,
+        _ => false,
     };
     if widened {
         reround_every_entry(ty, block, target, n, units);

@@ -91,6 +91,12 @@ impl BlockTally {
         if self.intended_sq == 0.0 { 1.0 } else { self.achieved_dot / self.intended_sq }
     }
 
+    /// Selected entries exactly at their intended value, over the selected entries (for a prune:
+    /// the fraction that is exactly 0; 1 when nothing was selected).
+    pub fn exact_fraction(&self) -> f64 {
+        if self.selected == 0 { 1.0 } else { self.selected_exact as f64 / self.selected as f64 }
+    }
+
     /// RMS change of the non-selected entries in touched blocks.
     pub fn collateral_rms(&self) -> f64 {
         if self.collateral_entries == 0 { 0.0 } else { (self.collateral_change_sq / self.collateral_entries as f64).sqrt() }
