@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         openmp::exec_with_passive_openmp()?;
     }
     crate::safety::tempfiles::install_signal_cleanup().map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))?;
+    crate::safety::start_command();
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),

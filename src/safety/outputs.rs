@@ -10,7 +10,8 @@
 //! - exists and is not a regular file (a device node, FIFO or socket), even with `--force`;
 //! - lies in a directory that does not exist or cannot be written to.
 //!
-//! A plan that passes is then held for the rest of the process: its main output (the first one
+//! A plan that passes in a command of the binary (`safety::start_command`) is then held for the
+//! rest of the process: its main output (the first one
 //! named) and its directories are locked against a second mathneuro (`safety::lock`), and its
 //! files are watched so that, if the command fails or is interrupted, the ones this run already
 //! renamed into place are removed again (`safety::tempfiles::roll_back`): a command's outputs
@@ -179,6 +180,9 @@ impl OutputPlan {
 
     /// Locks the main output and every directory; watches the files that are not kept.
     fn hold(&self) -> Result<(), OutputError> {
+        if !crate::safety::in_command() {
+            return Ok(());
+        }
         for (i, o) in self.outputs.iter().enumerate() {
             // A directory whose parent does not exist yet is created by this run: nobody else
             // can be writing there.
@@ -194,7 +198,6 @@ impl OutputPlan {
         Ok(())
     }
 
-    // Long because each rule of the module docs is one arm, checked in order.
     fn check_paths(&self) -> Result<(), OutputError> {
         let inputs: Vec<(&PathBuf, FileId)> = self.inputs.iter().filter_map(|p| identity(p).map(|id| (p, id))).collect();
         // Outputs so far: as given, as compared (see `lexical`), and the file they name now.
