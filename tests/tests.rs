@@ -20,6 +20,7 @@ mod fuzz_gguf;
 mod gguf_format;
 mod own_model;
 mod quant_codecs;
+mod quantize;
 mod qwen_real;
 mod reliability;
 mod run_cli;

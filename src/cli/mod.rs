@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod eval;
 pub mod experiments;
 pub mod inspect;
+pub mod kld;
 pub mod mask;
 pub mod openmp;
 pub mod run;
@@ -44,6 +45,8 @@ pub enum Command {
     Mask(mask::MaskCommand),
     /// Evaluate a model (optionally against another) on math and general tasks.
     Eval(eval::EvalArgs),
+    /// KL divergence of a model from its master on held-out math and general text.
+    Kld(kld::KldArgs),
     /// Calibrate, select, rewrite and (optionally) evaluate in one go.
     Run(run::RunArgs),
     /// Reproduce the paper's experiments (pruning/scaling grids, baselines, overlaps) on a model.
@@ -54,7 +57,7 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Kld(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_));
     if runs_llama {
         openmp::exec_with_passive_openmp()?;
     }
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => apply::run(a),
         Command::Mask(c) => mask::run(c),
         Command::Eval(a) => eval::run(a),
+        Command::Kld(a) => kld::run(a),
         Command::Run(a) => run::run(a),
         Command::Experiments(a) => experiments::run(a),
         Command::Tune(a) => tune::run(a),
