@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod inspect;
 pub mod kld;
 pub mod mask;
+pub mod quantize;
 pub mod openmp;
 pub mod run;
 pub mod stats;
@@ -40,6 +41,8 @@ pub enum Command {
     Stats(stats::StatsCommand),
     /// Select math-specific weights and write a scaled or pruned copy of the model.
     Apply(apply::ApplyArgs),
+    /// Quantize a float master to a llama-quantize mix, with importance and an allocation.
+    Quantize(quantize::QuantizeArgs),
     /// Work with selection masks.
     #[command(subcommand)]
     Mask(mask::MaskCommand),
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calibrate(a) => calibrate::run(a),
         Command::Stats(c) => stats::run(c),
         Command::Apply(a) => apply::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Mask(c) => mask::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Kld(a) => kld::run(a),
