@@ -113,7 +113,7 @@ mod quantizer {
     /// `blk.{layer}.{kind}` of a 16-layer model, written out as a table per mix.
     fn recipe(mix: Mix, kind: &str, layer: usize, gqa: u32) -> GgmlType {
         use GgmlType::*;
-        let more_bits = layer < 2 || layer >= 14 || (layer as i64 - 2) % 3 == 2; // use_more_bits(i, 16)
+        let more_bits = !(2..14).contains(&layer) || (layer as i64 - 2) % 3 == 2; // use_more_bits(i, 16)
         match (mix, kind) {
             (Mix::Q4KM, "attn_v" | "ffn_down") => if more_bits { Q6_K } else { Q4_K },
             (Mix::Q4KM, _) => Q4_K,
