@@ -25,6 +25,7 @@ pub mod model;
 pub mod modelref;
 pub mod pipeline;
 pub mod progress;
+pub mod quantize;
 pub mod safety;
 pub mod select;
 pub mod stats;

@@ -27,6 +27,7 @@ mod issue27_types;
 mod own_model;
 mod protocol_cli;
 mod quant_codecs;
+mod quantize;
 mod qwen_real;
 mod reliability;
 mod run_cli;

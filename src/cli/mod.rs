@@ -12,7 +12,9 @@ pub mod deliver;
 pub mod eval;
 pub mod experiments;
 pub mod inspect;
+pub mod kld;
 pub mod mask;
+pub mod quantize;
 pub mod openmp;
 pub mod protocol;
 pub mod run;
@@ -40,11 +42,15 @@ pub enum Command {
     Stats(stats::StatsCommand),
     /// Select math-specific weights and write a scaled or pruned copy of the model.
     Apply(apply::ApplyArgs),
+    /// Quantize a float master to a llama-quantize mix, with importance and an allocation.
+    Quantize(quantize::QuantizeArgs),
     /// Work with selection masks.
     #[command(subcommand)]
     Mask(mask::MaskCommand),
     /// Evaluate a model (optionally against another) on math and general tasks.
     Eval(eval::EvalArgs),
+    /// KL divergence of a model from its master on held-out math and general text.
+    Kld(kld::KldArgs),
     /// Calibrate, select, rewrite and (optionally) evaluate in one go.
     Run(run::RunArgs),
     /// Reproduce the paper's experiments (pruning/scaling grids, baselines, overlaps) on a model.
@@ -57,7 +63,7 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_) | Command::Protocol(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Kld(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_) | Command::Protocol(_));
     if runs_llama {
         openmp::exec_with_passive_openmp()?;
     }
@@ -68,8 +74,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calibrate(a) => calibrate::run(a),
         Command::Stats(c) => stats::run(c),
         Command::Apply(a) => apply::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Mask(c) => mask::run(c),
         Command::Eval(a) => eval::run(a),
+        Command::Kld(a) => kld::run(a),
         Command::Run(a) => run::run(a),
         Command::Experiments(a) => experiments::run(a),
         Command::Tune(a) => tune::run(a),

@@ -72,18 +72,27 @@ pub fn parse_type(name: &str) -> Option<GgmlType> {
     GgmlType::all().find(|t| t.name().eq_ignore_ascii_case(name))
 }
 
-/// The llama.cpp file-type mixes `--quantize` knows (`llama_ftype`).
+/// The llama.cpp file-type mixes `--quantize` and `quantize` know (`llama_ftype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Mix {
     /// `LLAMA_FTYPE_MOSTLY_Q4_K_M` = 15.
     Q4KM,
+    /// `LLAMA_FTYPE_MOSTLY_Q3_K_M` = 12.
+    Q3KM,
+    /// `LLAMA_FTYPE_MOSTLY_Q2_K` = 10.
+    Q2K,
 }
 
 impl Mix {
+    /// Every mix, in the order of the names in messages.
+    pub const ALL: [Mix; 3] = [Mix::Q4KM, Mix::Q3KM, Mix::Q2K];
+
     /// The `general.file_type` value llama.cpp writes for this mix (llama.h, `llama_ftype`).
     pub fn file_type(self) -> u32 {
         match self {
             Mix::Q4KM => 15,
+            Mix::Q3KM => 12,
+            Mix::Q2K => 10,
         }
     }
 
@@ -91,7 +100,23 @@ impl Mix {
     pub fn name(self) -> &'static str {
         match self {
             Mix::Q4KM => "Q4_K_M",
+            Mix::Q3KM => "Q3_K_M",
+            Mix::Q2K => "Q2_K",
         }
+    }
+
+    /// The mix's default tensor type (`llama_model_quantize_impl`'s `default_type`).
+    pub fn base_type(self) -> GgmlType {
+        match self {
+            Mix::Q4KM => GgmlType::Q4_K,
+            Mix::Q3KM => GgmlType::Q3_K,
+            Mix::Q2K => GgmlType::Q2_K,
+        }
+    }
+
+    /// The mix named `s` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Mix> {
+        Mix::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(s.trim()))
     }
 }
 
@@ -115,10 +140,10 @@ impl FromStr for Quantize {
             }
             return Ok(Quantize::Like(PathBuf::from(path)));
         }
-        if s.eq_ignore_ascii_case("q4_k_m") {
-            return Ok(Quantize::Mix(Mix::Q4KM));
+        if let Some(mix) = Mix::parse(s) {
+            return Ok(Quantize::Mix(mix));
         }
-        Err(format!("`--quantize {s}`: expected like=SIBLING.gguf or Q4_K_M"))
+        Err(format!("`--quantize {s}`: expected like=SIBLING.gguf or Q4_K_M, Q3_K_M, Q2_K"))
     }
 }
 
@@ -156,6 +181,8 @@ mod tests {
         assert_eq!("Q4_K_M".parse::<Quantize>(), Ok(Quantize::Mix(Mix::Q4KM)));
         assert_eq!("like=a.gguf".parse::<Quantize>(), Ok(Quantize::Like("a.gguf".into())));
         assert!("like=".parse::<Quantize>().is_err());
+        assert_eq!("q3_k_m".parse::<Quantize>(), Ok(Quantize::Mix(Mix::Q3KM)));
+        assert_eq!("Q2_K".parse::<Quantize>(), Ok(Quantize::Mix(Mix::Q2K)));
         assert!("Q5_K_S".parse::<Quantize>().unwrap_err().contains("Q4_K_M"));
     }
 }

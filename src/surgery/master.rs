@@ -71,7 +71,7 @@ pub fn plan(master: &GgufFile, math: &ActivationStats, general: &ActivationStats
 
 /// Every target of `master` has a statistic of its shape in both files, and neither file names
 /// a weight that is not a target of `master`.
-fn check_names_and_shapes(master: &GgufFile, math: &ActivationStats, general: &ActivationStats) -> Result<(), ApplyError> {
+pub fn check_names_and_shapes(master: &GgufFile, math: &ActivationStats, general: &ActivationStats) -> Result<(), ApplyError> {
     let targets = crate::model::target_weights(master);
     for t in &targets {
         check::stats_for("math", math, t)?;

@@ -1,7 +1,11 @@
 //! The type each tensor of an edited master is written in: its quantized sibling's type
 //! (`--quantize like=SIBLING.gguf`), or llama-quantize's mix for a file type (`--quantize
-//! Q4_K_M`).
+//! Q4_K_M | Q3_K_M | Q2_K`, and `mathneuro quantize --type`).
 //!
+//! Q3_K_M (default Q3_K): `attn_v` Q5_K in its first two layers, else Q4_K; `ffn_down` Q5_K
+//! in the first sixteenth of the layers, else Q4_K; `attn_output` Q4_K. Q2_K (default Q2_K):
+//! `attn_v` Q4_K when `n_gqa() ≥ 4`, else Q3_K; `ffn_down` and `attn_output` Q3_K; a Q2_K or
+//! Q3_K row that is not whole 256-blocks falls back to Q4_0. The head is Q6_K in all three.
 //! The Q4_K_M rules follow llama.cpp's `src/llama-quant.cpp` (`tensor_allows_quantization`,
 //! `llama_tensor_get_type_impl`, `tensor_type_fallback`) for dense models:
 //! - only tensors of two or more dimensions whose name ends in `weight` are quantized, never the
@@ -43,6 +47,7 @@ fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
         return ty;
     }
     let smaller = match ty {
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
@@ -51,9 +56,44 @@ fn fallback(t: &TensorInfo, ty: GgmlType) -> GgmlType {
     if n.is_multiple_of(smaller.block_size()) { smaller } else { GgmlType::F16 }
 }
 
+/// `n_gqa()`: attention heads per key/value head (`{arch}.attention.head_count` over
+/// `head_count_kv`, 1 when either is missing or not a scalar).
+pub fn n_gqa(model: &GgufFile) -> u64 {
+    let arch = model.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let get = |k: &str| model.get(&format!("{arch}.attention.{k}")).and_then(|v| v.as_u64());
+    match (get("head_count"), get("head_count_kv")) {
+        (Some(h), Some(kv)) if kv > 0 => h / kv,
+        _ => 1,
+    }
+}
+
+/// The type of an `attn_v`-like tensor, the `i`-th of `n`, under `mix`.
+fn attn_v_type(mix: Mix, i: usize, n: usize, gqa: u64) -> GgmlType {
+    match mix {
+        Mix::Q4KM if use_more_bits(i, n) => GgmlType::Q6_K,
+        Mix::Q4KM => GgmlType::Q4_K,
+        Mix::Q3KM if i < 2 => GgmlType::Q5_K,
+        Mix::Q3KM => GgmlType::Q4_K,
+        Mix::Q2K if gqa >= 4 => GgmlType::Q4_K,
+        Mix::Q2K => GgmlType::Q3_K,
+    }
+}
+
+/// The type of the `i`-th of `n` `ffn_down` tensors under `mix` (dense, not Falcon).
+fn ffn_down_type(mix: Mix, i: usize, n: usize) -> GgmlType {
+    match mix {
+        Mix::Q4KM if use_more_bits(i, n) => GgmlType::Q6_K,
+        Mix::Q4KM => GgmlType::Q4_K,
+        Mix::Q3KM if i < n / 16 => GgmlType::Q5_K,
+        Mix::Q3KM => GgmlType::Q4_K,
+        Mix::Q2K => GgmlType::Q3_K,
+    }
+}
+
 /// The type of every tensor of `model` under `mix`, by name.
 pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
-    let Mix::Q4KM = mix;
+    let base = mix.base_type();
+    let gqa = n_gqa(model);
     let tied = model.tensor("output.weight").is_none();
     let attn_v_like = |t: &TensorInfo| ["attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight"].iter().any(|k| t.name.contains(k));
     let n_attn_v = model.tensors.iter().filter(|t| attn_v_like(t)).count();
@@ -65,17 +105,21 @@ pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
             t.ggml_type
         } else if t.name == "output.weight" || (tied && t.name == "token_embd.weight") {
             // The head's rule checks the default type's block first and goes straight to Q8_0.
-            if !t.row_len().is_multiple_of(GgmlType::Q4_K.block_size()) { GgmlType::Q8_0 } else { fallback(t, GgmlType::Q6_K) }
+            if !t.row_len().is_multiple_of(base.block_size()) { GgmlType::Q8_0 } else { fallback(t, GgmlType::Q6_K) }
         } else if attn_v_like(t) {
-            let more = use_more_bits(i_attn_v, n_attn_v);
             i_attn_v += 1;
-            fallback(t, if more { GgmlType::Q6_K } else { GgmlType::Q4_K })
+            fallback(t, attn_v_type(mix, i_attn_v - 1, n_attn_v, gqa))
         } else if t.name.contains("ffn_down") {
-            let more = use_more_bits(i_ffn_down, n_ffn_down);
             i_ffn_down += 1;
-            fallback(t, if more { GgmlType::Q6_K } else { GgmlType::Q4_K })
+            fallback(t, ffn_down_type(mix, i_ffn_down - 1, n_ffn_down))
+        } else if t.name.contains("attn_output.weight") {
+            fallback(t, match mix {
+                Mix::Q4KM => base,
+                Mix::Q3KM => GgmlType::Q4_K,
+                Mix::Q2K => GgmlType::Q3_K,
+            })
         } else {
-            fallback(t, GgmlType::Q4_K)
+            fallback(t, base)
         };
         types.insert(t.name.clone(), ty);
     }

@@ -11,13 +11,15 @@
 //! - [`Session::generate`] (`generate`): greedy generation for many prompts at once, continuous
 //!   batching: a slot that finishes is refilled with the next prompt while the others keep
 //!   decoding.
-//! - [`Session::full_logits`]: every position's logits of one sequence, the naive reference.
+//! - [`Session::full_logits`]: every position's logits of one sequence, the naive reference;
+//!   [`Session::extend`] (`stream`): the same piece by piece, for reading two models in lockstep.
 //!
 //! `batch` builds every decode and owns the padding rule that keeps results batch-invariant.
 
 mod batch;
 mod generate;
 mod score;
+mod stream;
 
 pub use crate::ffi::llama::{Model, ROW_MULTIPLE, Token};
 pub use batch::{MAX_UBATCH, MIN_ROWS, PAD_CELLS, padded_shape};

@@ -1,0 +1,110 @@
+//! `mathneuro kld MODEL --master MASTER [--sets math,general] [--tokens N] [--json OUT.json]`:
+//! the KL divergence of MODEL from MASTER on held-out math text (GSM8K train records the
+//! calibration draw did not use) and general text (WikiText-2 test), as `llama-perplexity
+//! --kl-divergence` reports it; see docs/quantize.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::data::dir::resolve_data_dir;
+use crate::eval::engine::{DEFAULT_N_CTX, EngineOptions};
+use crate::eval::kld_run::{DEFAULT_TOKENS, KldOptions, measure};
+use crate::eval::kld_texts::CalibrationDraw;
+use crate::eval::perplexity::Windows;
+use crate::safety::OutputPlan;
+
+/// Arguments of `mathneuro kld`.
+#[derive(Debug, clap::Args)]
+pub struct KldArgs {
+    /// The model measured (a GGUF path or model reference, as for eval).
+    pub model: PathBuf,
+    /// The reference model (same vocabulary), e.g. the float master MODEL was quantized from.
+    #[arg(long, value_name = "MASTER")]
+    pub master: PathBuf,
+    /// Comma-separated text sets: math (held-out GSM8K train), general (WikiText-2 test).
+    #[arg(long, default_value = "math,general")]
+    pub sets: String,
+    /// Tokens scored per text set.
+    #[arg(long, default_value_t = DEFAULT_TOKENS, value_parser = crate::cli::args::at_least_one)]
+    pub tokens: usize,
+    /// The calibration draw the math texts must avoid, SAMPLES:SEED (calibrate's --samples and
+    /// --seed; drawn with replacement unless --no-replacement).
+    #[arg(long, default_value = "500:42", value_name = "SAMPLES:SEED")]
+    pub calibration_draw: String,
+    /// The calibration draw was made without replacement.
+    #[arg(long)]
+    pub no_replacement: bool,
+    /// Window in tokens (context included).
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+    /// New tokens scored per window after the first.
+    #[arg(long, default_value_t = 256)]
+    pub stride: usize,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
+    /// Overwrite an existing --json file.
+    #[arg(long)]
+    pub force: bool,
+    /// Data directory (default: $MATHNEURO_DATA, else ../shared/data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// llama.cpp threads (default: all available cores).
+    #[arg(long, value_parser = crate::cli::args::threads_value)]
+    pub threads: Option<usize>,
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Parses `SAMPLES:SEED`.
+fn parse_draw(s: &str, replacement: bool) -> anyhow::Result<CalibrationDraw> {
+    let (a, b) = s.split_once(':').with_context(|| format!("--calibration-draw `{s}`: expected SAMPLES:SEED, e.g. 500:42"))?;
+    let samples = a.trim().parse().with_context(|| format!("--calibration-draw `{s}`: `{a}` is not a number"))?;
+    let seed = b.trim().parse().with_context(|| format!("--calibration-draw `{s}`: `{b}` is not a number"))?;
+    Ok(CalibrationDraw { samples, seed, replacement })
+}
+
+/// Runs `mathneuro kld`.
+pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
+    args.model = crate::modelref::resolve(&args.model)?.path;
+    args.master = crate::modelref::resolve(&args.master)?.path;
+    let mut plan = OutputPlan::new("kld", args.force).input(&args.model).input(&args.master);
+    if let Some(j) = &args.json {
+        plan = plan.file(j);
+    }
+    plan.check()?;
+    let window = args.window.max(2);
+    let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(window as u32 * 2), ..EngineOptions::default() };
+    engine.threads = crate::cli::args::threads(args.threads);
+    let opts = KldOptions {
+        sets: args.sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        tokens: args.tokens,
+        draw: parse_draw(&args.calibration_draw, !args.no_replacement)?,
+        windows: Windows { window, stride: args.stride.clamp(1, window - 1) },
+        data_dir: resolve_data_dir(args.data_dir.as_deref())?,
+        engine,
+        progress: !args.no_progress,
+    };
+    let report = measure(&args.master, &args.model, &opts)?;
+    print!("{}", report.markdown());
+    if let Some(j) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        crate::atomic::write_bytes_atomic(j, text.as_bytes()).with_context(|| format!("writing {}", j.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_draw_parses_and_names_the_bad_part() {
+        assert_eq!(parse_draw("500:42", true).unwrap(), CalibrationDraw::DEFAULT);
+        assert!(format!("{:#}", parse_draw("500", true).unwrap_err()).contains("SAMPLES:SEED"));
+        assert!(format!("{:#}", parse_draw("x:1", true).unwrap_err()).contains("`x`"));
+    }
+}

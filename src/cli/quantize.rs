@@ -1,0 +1,133 @@
+//! `mathneuro quantize MASTER --type Q3_K_M -o OUT.gguf [--math STATS] [--general STATS]
+//! [--importance none|math|general|mix=W] [--allocation stock|mathneuro|sensitivity=FILE]`:
+//! quantize a float master to a llama-quantize mix, optionally moving tensors a type up or down
+//! at the stock size (see `quantize` and docs/quantize.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::gguf::GgufFile;
+use crate::quantize::{Allocation, Importance, QuantizeOptions, Scores, quantize};
+use crate::stats::ActivationStats;
+use crate::surgery::Mix;
+
+/// Arguments of `mathneuro quantize`.
+#[derive(Debug, clap::Args)]
+pub struct QuantizeArgs {
+    /// The float master (targets in F16/BF16/F32), e.g. made by `--example float_master`.
+    pub master: PathBuf,
+    /// The stock mix: Q4_K_M, Q3_K_M or Q2_K (llama-quantize's per-tensor recipe).
+    #[arg(long = "type", value_name = "MIX", value_parser = parse_mix)]
+    pub mix: Mix,
+    /// The output GGUF.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Math STATS (matched to the master by tensor name and shape).
+    #[arg(long, value_name = "STATS")]
+    pub math: Option<PathBuf>,
+    /// General STATS.
+    #[arg(long, value_name = "STATS")]
+    pub general: Option<PathBuf>,
+    /// Importance for ggml's quantizer: none, math, general or mix=W (W = the math share)
+    /// [default: general with --general, else math with --math, else none].
+    #[arg(long)]
+    pub importance: Option<Importance>,
+    /// Allocation: stock (the mix as is), mathneuro (rank tensors by the share of their entries
+    /// MathNeuro selects at --top-k) or sensitivity=FILE.json (tensor → score).
+    #[arg(long, default_value = "stock")]
+    pub allocation: String,
+    /// K in percent for --allocation mathneuro.
+    #[arg(long, default_value_t = 5.0)]
+    pub top_k: f64,
+    /// Share of the ranked tensors that are candidates for a step up (0..=1).
+    #[arg(long, default_value_t = 0.25)]
+    pub promote_share: f64,
+    /// Overwrite an existing output (never an input).
+    #[arg(long)]
+    pub force: bool,
+    /// Also write the report (types, bytes, moves) as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Do not draw progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_mix(s: &str) -> Result<Mix, String> {
+    Mix::parse(s).ok_or_else(|| format!("`{s}`: expected Q4_K_M, Q3_K_M or Q2_K"))
+}
+
+/// Parses `--allocation`.
+fn parse_allocation(s: &str, top_k: f64, share: f64) -> anyhow::Result<Option<Allocation>> {
+    let scores = match s.trim() {
+        "stock" => return Ok(None),
+        "mathneuro" => Scores::MathNeuro { top_k_percent: top_k },
+        other => match other.strip_prefix("sensitivity=") {
+            Some(p) if !p.is_empty() => Scores::Sensitivity(PathBuf::from(p)),
+            _ => anyhow::bail!("`--allocation {s}`: expected stock, mathneuro or sensitivity=FILE.json"),
+        },
+    };
+    anyhow::ensure!((0.0..=1.0).contains(&share), "--promote-share {share}: must be in 0..=1");
+    Ok(Some(Allocation { scores, promote_share: share }))
+}
+
+/// Runs `mathneuro quantize`.
+pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
+    let mut plan = crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output);
+    for p in [&args.math, &args.general].into_iter().flatten() {
+        plan = plan.input(p);
+    }
+    if let Some(r) = &args.report {
+        plan = plan.file(r);
+    }
+    plan.check()?;
+    let allocation = parse_allocation(&args.allocation, args.top_k, args.promote_share)?;
+    let master = GgufFile::open(&args.master).with_context(|| format!("reading master {}", args.master.display()))?;
+    let load = |p: &Option<PathBuf>| p.as_ref().map(|p| ActivationStats::load(p).with_context(|| format!("reading STATS {}", p.display()))).transpose();
+    let (math, general) = (load(&args.math)?, load(&args.general)?);
+    let importance = args.importance.unwrap_or(match (&general, &math) {
+        (Some(_), _) => Importance::General,
+        (None, Some(_)) => Importance::Math,
+        _ => Importance::None,
+    });
+    let opts = QuantizeOptions { mix: args.mix, importance, allocation, output: args.output.clone(), force: args.force, progress: !args.no_progress };
+    let report = quantize(&master, math.as_ref(), general.as_ref(), &opts)?;
+    let ex = &report.exchange;
+    println!(
+        "wrote {} ({} bytes): {} from {}, importance {}, allocation {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
+        report.output.display(),
+        report.file_bytes,
+        report.mix,
+        report.input.display(),
+        report.importance,
+        report.allocation,
+        ex.bytes,
+        ex.stock_bytes,
+        100.0 * (ex.bytes as f64 / ex.stock_bytes.max(1) as f64 - 1.0),
+        ex.promoted.len(),
+        ex.demoted.len()
+    );
+    if let Some(r) = &args.report {
+        crate::atomic::write_bytes_atomic(r, serde_json::to_string_pretty(&report)?.as_bytes()).with_context(|| format!("writing {}", r.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_parses_and_names_the_forms() {
+        assert_eq!(parse_allocation("stock", 5.0, 0.25).unwrap(), None);
+        let a = parse_allocation("mathneuro", 5.0, 0.25).unwrap().unwrap();
+        assert_eq!(a.scores, Scores::MathNeuro { top_k_percent: 5.0 });
+        assert!(matches!(parse_allocation("sensitivity=s.json", 5.0, 0.1).unwrap().unwrap().scores, Scores::Sensitivity(_)));
+        assert!(format!("{:#}", parse_allocation("best", 5.0, 0.25).unwrap_err()).contains("stock, mathneuro"));
+        assert!(parse_allocation("mathneuro", 5.0, 2.0).is_err());
+        assert_eq!(parse_mix("q3_k_m"), Ok(Mix::Q3KM));
+        assert!(parse_mix("Q5_K_S").is_err());
+    }
+}

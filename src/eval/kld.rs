@@ -1,0 +1,196 @@
+//! KL divergence of a model against its master, as `llama-perplexity --kl-divergence` reports
+//! it: teacher-forced on the same token sequences, per token KL(P_master ‖ P_model) over the
+//! whole vocabulary, its mean (± a 95 % interval from the per-token standard error), median,
+//! 90th and 99th percentile and maximum, how often both put the same token first (top-1
+//! agreement), and each model's NLL of the real next token.
+//!
+//! The two models are read in lockstep ([`Session::extend`]): each decodes a piece of a window,
+//! the rows are compared in f64 and dropped, so only one piece of rows per model is held (a
+//! Gemma row is 262 144 floats). Windows are the perplexity ones (`perplexity::window_groups`):
+//! every token of a document after its first is scored exactly once.
+
+use super::engine::{EngineError, Session, Token};
+use super::logits::row_stats;
+use super::perplexity::{Windows, window_groups};
+
+/// One scored token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenDivergence {
+    /// KL(P_master ‖ P_model) in nats over the whole vocabulary.
+    pub kl: f64,
+    /// Both rows have the same largest logit.
+    pub same_top1: bool,
+    /// −log P_master(next token).
+    pub master_nll: f64,
+    /// −log P_model(next token).
+    pub model_nll: f64,
+}
+
+/// The divergence of the `model` row from the `master` row (same vocabulary), `next` being the
+/// token that follows. In f64: Σ_i p_i (log p_i − log q_i) with p = softmax(master).
+pub fn row_divergence(master: &[f32], model: &[f32], next: Token) -> TokenDivergence {
+    let (p, q) = (row_stats(master), row_stats(model));
+    let (p_shift, q_shift) = (p.max + p.log_sum_exp, q.max + q.log_sum_exp);
+    let kl: f64 = master
+        .iter()
+        .zip(model)
+        .map(|(&a, &b)| {
+            let log_p = a as f64 - p_shift;
+            let log_q = b as f64 - q_shift;
+            log_p.exp() * (log_p - log_q)
+        })
+        .sum();
+    TokenDivergence {
+        // Rounding can leave a tiny negative sum for identical rows; KL is never below 0.
+        kl: kl.max(0.0),
+        same_top1: p.argmax == q.argmax,
+        master_nll: -p.logprob(master, next),
+        model_nll: -q.logprob(model, next),
+    }
+}
+
+/// The numbers of one text set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KldSummary {
+    /// Tokens scored.
+    pub tokens: usize,
+    /// Mean KL in nats.
+    pub mean: f64,
+    /// Standard error of the mean (per-token, as llama-perplexity reports it).
+    pub stderr: f64,
+    /// mean ± 1.96 · stderr.
+    pub ci95: (f64, f64),
+    /// Median KL.
+    pub median: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest KL.
+    pub max: f64,
+    /// Share of tokens whose top-1 token is the master's.
+    pub top1_agreement: f64,
+    /// Mean NLL of the next token under the master.
+    pub master_nll: f64,
+    /// Mean NLL of the next token under the model (minus master_nll: ln of the PPL ratio).
+    pub model_nll: f64,
+}
+
+/// The `q` quantile of sorted values (nearest rank, `q` in 0..=1).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)]
+}
+
+/// Summarises scored tokens (NaN fields when there are none).
+pub fn summarize(rows: &[TokenDivergence]) -> KldSummary {
+    let n = rows.len();
+    let nf = n.max(1) as f64;
+    let mean = rows.iter().map(|r| r.kl).sum::<f64>() / nf;
+    let var = if n > 1 { rows.iter().map(|r| (r.kl - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    let stderr = (var / nf).sqrt();
+    let mut sorted: Vec<f64> = rows.iter().map(|r| r.kl).collect();
+    sorted.sort_by(f64::total_cmp);
+    let nan_if_empty = |x: f64| if n == 0 { f64::NAN } else { x };
+    KldSummary {
+        tokens: n,
+        mean: nan_if_empty(mean),
+        stderr: nan_if_empty(stderr),
+        ci95: (nan_if_empty(mean - 1.96 * stderr), nan_if_empty(mean + 1.96 * stderr)),
+        median: quantile(&sorted, 0.5),
+        p90: quantile(&sorted, 0.9),
+        p99: quantile(&sorted, 0.99),
+        max: sorted.last().copied().unwrap_or(f64::NAN),
+        top1_agreement: nan_if_empty(rows.iter().filter(|r| r.same_top1).count() as f64 / nf),
+        master_nll: nan_if_empty(rows.iter().map(|r| r.master_nll).sum::<f64>() / nf),
+        model_nll: nan_if_empty(rows.iter().map(|r| r.model_nll).sum::<f64>() / nf),
+    }
+}
+
+/// Why a divergence could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum KldError {
+    /// The two models do not share a vocabulary.
+    #[error("the master has {master} tokens in its vocabulary and the model {model}: KL divergence needs the same vocabulary")]
+    Vocabulary {
+        /// The master's vocabulary size.
+        master: usize,
+        /// The model's.
+        model: usize,
+    },
+    /// Decoding failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Every token of every document (tokenized by the master, without the start token) scored
+/// under both models, window by window; `progress` gets the documents done.
+pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
+    let (nm, nq) = (master.model().n_vocab(), model.model().n_vocab());
+    if nm != nq {
+        return Err(KldError::Vocabulary { master: nm, model: nq });
+    }
+    let bos = master.model().bos();
+    let piece = master.piece_len().min(model.piece_len());
+    let mut out = Vec::new();
+    for (d, doc) in docs.iter().enumerate() {
+        for g in window_groups(bos, doc, windows) {
+            let seq: Vec<Token> = g.context.iter().chain(&g.continuations[0]).copied().collect();
+            // Row i predicts seq[i + 1]; the rows from the last context token on are scored.
+            let first_scored = g.context.len() - 1;
+            master.restart();
+            model.restart();
+            for start in (0..seq.len() - 1).step_by(piece) {
+                let end = (start + piece).min(seq.len() - 1);
+                let p_rows = master.extend(&seq[start..end], start)?;
+                let q_rows = model.extend(&seq[start..end], start)?;
+                for (i, (p, q)) in (start..end).zip(p_rows.iter().zip(&q_rows)) {
+                    if i >= first_scored {
+                        out.push(row_divergence(p, q, seq[i + 1]));
+                    }
+                }
+            }
+        }
+        progress(d + 1);
+    }
+    master.restart();
+    model.restart();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_rows_diverge_by_zero_and_shifted_ones_by_the_direct_sum() {
+        let a = [1.0f32, 2.0, -1.0, 0.5];
+        let d = row_divergence(&a, &a, 1);
+        assert_eq!(d.kl, 0.0);
+        assert!(d.same_top1 && d.master_nll == d.model_nll);
+        let b = [0.0f32, 2.5, -1.0, 3.0];
+        let softmax = |x: &[f32]| {
+            let z: f64 = x.iter().map(|&v| (v as f64).exp()).sum();
+            x.iter().map(|&v| (v as f64).exp() / z).collect::<Vec<f64>>()
+        };
+        let (p, q) = (softmax(&a), softmax(&b));
+        let want: f64 = p.iter().zip(&q).map(|(p, q)| p * (p / q).ln()).sum();
+        let d = row_divergence(&a, &b, 3);
+        assert!((d.kl - want).abs() < 1e-12, "{} vs {want}", d.kl);
+        assert!(!d.same_top1);
+        assert!((d.model_nll + q[3].ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn summary_quantiles_and_interval() {
+        let rows: Vec<TokenDivergence> =
+            (0..100).map(|i| TokenDivergence { kl: i as f64, same_top1: i % 4 != 0, master_nll: 1.0, model_nll: 2.0 }).collect();
+        let s = summarize(&rows);
+        assert_eq!((s.tokens, s.mean, s.max, s.p99, s.p90), (100, 49.5, 99.0, 98.0, 89.0));
+        assert_eq!(s.top1_agreement, 0.75);
+        assert!(s.ci95.0 < 49.5 && s.ci95.1 > 49.5);
+        assert!(summarize(&[]).mean.is_nan());
+    }
+}

@@ -1,0 +1,147 @@
+//! `mathneuro kld`: the KL-divergence metric (`eval::kld`) run on two model files over the
+//! held-out text sets (`eval::kld_texts`), and its report (Markdown table, JSON).
+
+use std::path::{Path, PathBuf};
+
+use super::engine::{EngineOptions, Model, Session};
+use super::kld::{self, KldSummary};
+use super::kld_texts::{self, CalibrationDraw, KldTexts};
+use super::perplexity::Windows;
+use crate::progress::Progress;
+
+/// Which text sets, how many tokens, and the engine settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KldOptions {
+    /// Text sets to score, `math` and/or `general`.
+    pub sets: Vec<String>,
+    /// Tokens scored per set.
+    pub tokens: usize,
+    /// The calibration draw the math texts avoid.
+    pub draw: CalibrationDraw,
+    /// Window geometry (context of the scored tokens).
+    pub windows: Windows,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Context sizes and threads.
+    pub engine: EngineOptions,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// The default token budget per text set (the probe used 10 240).
+pub const DEFAULT_TOKENS: usize = 10_240;
+
+/// The text sets `kld` knows.
+pub const SETS: [&str; 2] = ["math", "general"];
+
+/// The numbers of one text set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KldSet {
+    /// `math` or `general`.
+    pub name: String,
+    /// Where its texts come from.
+    pub source: String,
+    /// Documents scored.
+    pub documents: usize,
+    /// The divergence.
+    pub summary: KldSummary,
+}
+
+/// What `kld` measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KldReport {
+    /// The reference model.
+    pub master: PathBuf,
+    /// The model compared with it.
+    pub model: PathBuf,
+    /// Window and stride in tokens.
+    pub window: (usize, usize),
+    /// One entry per text set.
+    pub sets: Vec<KldSet>,
+}
+
+/// Why `kld` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KldRunError {
+    /// An unknown text set.
+    #[error("unknown text set `{0}`: use math and/or general")]
+    UnknownSet(String),
+    /// A model did not load.
+    #[error("loading {}: {source}", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::ffi::llama::LlamaError,
+    },
+    /// The texts could not be prepared.
+    #[error(transparent)]
+    Texts(#[from] kld_texts::TextsError),
+    /// The measurement failed.
+    #[error(transparent)]
+    Kld(#[from] kld::KldError),
+    /// A context could not be opened.
+    #[error(transparent)]
+    Engine(#[from] super::engine::EngineError),
+}
+
+/// Measures KL(master ‖ model) on each text set of `opts`.
+pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldReport, KldRunError> {
+    if let Some(bad) = opts.sets.iter().find(|s| !SETS.contains(&s.as_str())) {
+        return Err(KldRunError::UnknownSet(bad.clone()));
+    }
+    let load = |p: &Path| Model::load(p).map_err(|source| KldRunError::Load { path: p.to_path_buf(), source });
+    let (m, q) = (load(master)?, load(model)?);
+    let mut texts: Vec<KldTexts> = Vec::new();
+    for set in &opts.sets {
+        texts.push(match set.as_str() {
+            "math" => kld_texts::math(&m, &opts.data_dir, opts.draw, opts.tokens)?,
+            _ => kld_texts::general(&m, &opts.data_dir, opts.tokens)?,
+        });
+    }
+    let (mut sm, mut sq) = (Session::new(&m, &opts.engine)?, Session::new(&q, &opts.engine)?);
+    let mut sets = Vec::new();
+    for t in texts {
+        let bar = Progress::new(&format!("kld {}", t.name), t.docs.len() as u64, "documents", opts.progress);
+        let rows = kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, |d| bar.set_position(d as u64))?;
+        bar.finish_and_clear();
+        sets.push(KldSet { name: t.name.to_string(), source: t.source, documents: t.docs.len(), summary: kld::summarize(&rows) });
+    }
+    Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), sets })
+}
+
+impl KldReport {
+    /// The report as a Markdown table, one row per text set.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "KL(P_master ‖ P_model): master {}, model {} (window {}, stride {})\n\n",
+            self.master.display(),
+            self.model.display(),
+            self.window.0,
+            self.window.1
+        );
+        s.push_str("| text | tokens | mean KLD (95 % CI) | median | p99 | max | top-1 same | NLL master | NLL model |\n|---|---|---|---|---|---|---|---|---|\n");
+        for set in &self.sets {
+            let k = &set.summary;
+            s.push_str(&format!(
+                "| {} | {} | {:.6} ({:.6}–{:.6}) | {:.6} | {:.6} | {:.6} | {:.2} % | {:.4} | {:.4} |\n",
+                set.name,
+                k.tokens,
+                k.mean,
+                k.ci95.0,
+                k.ci95.1,
+                k.median,
+                k.p99,
+                k.max,
+                100.0 * k.top1_agreement,
+                k.master_nll,
+                k.model_nll
+            ));
+        }
+        for set in &self.sets {
+            s.push_str(&format!("\n{}: {}", set.name, set.source));
+        }
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,145 @@
+//! Allocation: which tensors of a stock mix move a type up or down, at the stock mix's size.
+//!
+//! A source of per-tensor **scores** ranks the tensors (higher = needs precision more); the
+//! **greedy exchange** then promotes the highest-scored share one step up the K-quant ladder
+//! (Q2_K → Q3_K → Q4_K → Q5_K → Q6_K → Q8_0) and, for each promotion, demotes the
+//! lowest-scored tensors one step down until the file is no larger than the stock mix. When no
+//! tensor is left to demote, the last promotion is undone and the exchange stops. So the
+//! result is never larger than the stock mix and smaller by at most one demotion's saving.
+//!
+//! Score sources ([`Scores`], the extension point): MathNeuro's statistics (the share of a
+//! tensor's entries selected as math-specific at K, `quantize::mass`) or a measured
+//! sensitivity file (per tensor, how much math KLD rises when it alone goes a step lower;
+//! JSON `{"tensor": score, …}`, written by a separate measuring stage).
+
+use std::collections::HashMap;
+
+use crate::gguf::{GgmlType, GgufFile, TensorInfo};
+
+/// The K-quant ladder the exchange moves along.
+pub const LADDER: [GgmlType; 6] = [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q8_0];
+
+/// One step up (`up`) or down the ladder from `ty`, if there is one.
+pub fn step(ty: GgmlType, up: bool) -> Option<GgmlType> {
+    let i = LADDER.iter().position(|&t| t == ty)?;
+    if up { LADDER.get(i + 1).copied() } else { i.checked_sub(1).map(|j| LADDER[j]) }
+}
+
+/// Bytes of tensor `t` stored as `ty`.
+pub fn bytes_as(t: &TensorInfo, ty: GgmlType) -> u64 {
+    ty.bytes_for(t.n_elements()).unwrap_or_else(|| t.n_bytes())
+}
+
+/// Bytes of all tensor data of `model` under `types`.
+pub fn total_bytes(model: &GgufFile, types: &HashMap<String, GgmlType>) -> u64 {
+    model.tensors.iter().map(|t| bytes_as(t, types.get(&t.name).copied().unwrap_or(t.ggml_type))).sum()
+}
+
+/// Where the per-tensor scores come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scores {
+    /// MathNeuro's statistics: the selected share of each target at K (percent).
+    MathNeuro {
+        /// K in percent.
+        top_k_percent: f64,
+    },
+    /// A measured sensitivity file (JSON object tensor → score).
+    Sensitivity(std::path::PathBuf),
+}
+
+impl Scores {
+    /// The name recorded in the output (`mathneuro-mass@K=5`, `sensitivity=FILE`).
+    pub fn name(&self) -> String {
+        match self {
+            Scores::MathNeuro { top_k_percent } => format!("mathneuro-mass@K={top_k_percent}"),
+            Scores::Sensitivity(p) => format!("sensitivity={}", p.display()),
+        }
+    }
+}
+
+/// What the exchange did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Exchange {
+    /// Tensors moved a step up, highest score first.
+    pub promoted: Vec<String>,
+    /// Tensors moved a step down, lowest score first.
+    pub demoted: Vec<String>,
+    /// Tensor bytes of the stock mix.
+    pub stock_bytes: u64,
+    /// Tensor bytes after the exchange.
+    pub bytes: u64,
+}
+
+/// The greedy exchange on `stock` (see the module doc): `share` (0..=1) of the scored tensors
+/// that can move are candidates for promotion. Tensors without a score, or whose stock type
+/// is off the ladder or whose rows are not whole 256-blocks, keep their stock type.
+pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &HashMap<String, f64>, share: f64) -> (HashMap<String, GgmlType>, Exchange) {
+    let mut types = stock.clone();
+    let stock_bytes = total_bytes(model, stock);
+    let mut movable: Vec<(&TensorInfo, f64)> = model
+        .tensors
+        .iter()
+        .filter(|t| t.row_len().is_multiple_of(256) && stock.get(&t.name).is_some_and(|ty| LADDER.contains(ty)))
+        .filter_map(|t| scores.get(&t.name).filter(|s| s.is_finite()).map(|&s| (t, s)))
+        .collect();
+    // Highest score first; the name breaks ties so the order never depends on the map.
+    movable.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
+    let n_promote = ((share.clamp(0.0, 1.0) * movable.len() as f64).round() as usize).min(movable.len());
+    let mut total = stock_bytes as i64;
+    let mut ex = Exchange { stock_bytes, ..Exchange::default() };
+    // Demotion candidates are taken from the end of the ranking.
+    let mut low = movable.len();
+    'promote: for i in 0..n_promote {
+        let (t, _) = movable[i];
+        let Some(up) = step(types[&t.name], true) else { continue };
+        let gain = bytes_as(t, up) as i64 - bytes_as(t, types[&t.name]) as i64;
+        total += gain;
+        let mut demoted_now = Vec::new();
+        while total > stock_bytes as i64 {
+            if low <= i + 1 {
+                // Nothing left to pay with: undo this promotion and what it demoted, and stop.
+                total -= gain;
+                for (name, ty, saved) in demoted_now.into_iter().rev() {
+                    types.insert(name, ty);
+                    total += saved;
+                    ex.demoted.pop();
+                }
+                break 'promote;
+            }
+            low -= 1;
+            let (d, _) = movable[low];
+            let from = types[&d.name];
+            if let Some(down) = step(from, false) {
+                let saved = bytes_as(d, from) as i64 - bytes_as(d, down) as i64;
+                types.insert(d.name.clone(), down);
+                total -= saved;
+                ex.demoted.push(d.name.clone());
+                demoted_now.push((d.name.clone(), from, saved));
+            } else {
+                demoted_now.push((d.name.clone(), from, 0));
+                ex.demoted.push(d.name.clone());
+            }
+        }
+        types.insert(t.name.clone(), up);
+        ex.promoted.push(t.name.clone());
+    }
+    // Tensors at the bottom of the ladder were passed over, not demoted.
+    ex.demoted.retain(|n| types[n] != stock[n]);
+    ex.bytes = total as u64;
+    debug_assert_eq!(ex.bytes, total_bytes(model, &types));
+    (types, ex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ladder_steps_one_type_and_stops_at_its_ends() {
+        assert_eq!(step(GgmlType::Q3_K, true), Some(GgmlType::Q4_K));
+        assert_eq!(step(GgmlType::Q3_K, false), Some(GgmlType::Q2_K));
+        assert_eq!(step(GgmlType::Q2_K, false), None);
+        assert_eq!(step(GgmlType::Q8_0, true), None);
+        assert_eq!(step(GgmlType::F16, true), None);
+    }
+}

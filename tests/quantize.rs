@@ -1,0 +1,242 @@
+//! `mathneuro quantize` and the KL-divergence metric (issue 24): KLD against itself is 0, against
+//! another model > 0, and equal to a plain full-logits computation; the quantizer's stock mixes
+//! follow llama-quantize's recipe, allocations keep the stock size within 1 %, the same inputs
+//! give the same bytes, a STATS mismatch is refused naming the tensor, and the output loads and
+//! generates in llama.cpp.
+
+use std::path::Path;
+
+use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
+use mathneuro::eval::kld::{divergences, summarize};
+use mathneuro::eval::perplexity::Windows;
+use mathneuro::gguf::{GgmlType, GgufFile};
+use mathneuro::surgery::dequant::write_float_master;
+
+use crate::apply_support;
+
+fn engine() -> EngineOptions {
+    EngineOptions { threads: 2, n_ctx: 1024, max_sequences: 2, ..EngineOptions::default() }
+}
+
+/// KL(P_a ‖ P_b) per token, written plainly: every position's full logits of `[bos] + tokens`
+/// from each model, a softmax over the whole vocabulary in f64, Σ p (ln p − ln q).
+fn naive_kl(a: &Model, b: &Model, tokens: &[Token]) -> Vec<f64> {
+    let seq: Vec<Token> = std::iter::once(a.bos()).chain(tokens.iter().copied()).collect();
+    let la = Session::new(a, &engine()).unwrap().full_logits(&seq[..seq.len() - 1]).unwrap();
+    let lb = Session::new(b, &engine()).unwrap().full_logits(&seq[..seq.len() - 1]).unwrap();
+    let softmax = |row: &[f32]| {
+        let m = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+        let z: f64 = row.iter().map(|&x| (x as f64 - m).exp()).sum();
+        row.iter().map(|&x| (x as f64 - m).exp() / z).collect::<Vec<f64>>()
+    };
+    la.iter()
+        .zip(&lb)
+        .map(|(ra, rb)| {
+            let (p, q) = (softmax(ra), softmax(rb));
+            p.iter().zip(&q).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p.ln() - q.ln())).sum()
+        })
+        .collect()
+}
+
+fn float_master(dir: &Path) -> std::path::PathBuf {
+    let model = GgufFile::open(apply_support::real_model()).unwrap();
+    let path = dir.join("gemma-f16-master.gguf");
+    write_float_master(&model, &path, GgmlType::F16).unwrap();
+    path
+}
+
+#[test]
+fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let master_path = float_master(dir.path());
+    let master = Model::load(&master_path).unwrap();
+    let quant = Model::load(&apply_support::real_model()).unwrap();
+    let tokens = master.tokenize("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell?", false).unwrap();
+    assert!(tokens.len() >= 24, "{}", tokens.len());
+    // Small windows, so the sequence spans several windows and pieces.
+    let windows = Windows { window: 16, stride: 6 };
+    let docs = vec![tokens.clone()];
+
+    let (mut sa, mut sb) = (Session::new(&master, &engine()).unwrap(), Session::new(&master, &engine()).unwrap());
+    let same = divergences(&mut sa, &mut sb, &docs, windows, |_| {}).unwrap();
+    assert_eq!(same.len(), tokens.len());
+    assert!(same.iter().all(|d| d.kl <= 1e-6 && d.same_top1), "{same:?}");
+    assert!(summarize(&same).mean <= 1e-6);
+
+    let mut sq = Session::new(&quant, &engine()).unwrap();
+    let whole = Windows { window: 512, stride: 256 };
+    let diff = divergences(&mut sa, &mut sq, &docs, whole, |_| {}).unwrap();
+    let s = summarize(&diff);
+    assert!(s.mean > 0.0 && s.max > 0.0, "{s:?}");
+    let naive = naive_kl(&master, &quant, &tokens);
+    assert_eq!(naive.len(), diff.len());
+    for (i, (d, n)) in diff.iter().zip(&naive).enumerate() {
+        assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "token {i}: {} vs naive {n}", d.kl);
+    }
+}
+
+mod quantizer {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    use mathneuro::gguf::synth::{SynthModel, encode_plain};
+    use mathneuro::gguf::{GgmlType, GgufFile, MetaValue};
+    use mathneuro::quantize::{Allocation, Importance, QuantizeOptions, Scores, quantize};
+    use mathneuro::select::synth::synthetic_stats;
+    use mathneuro::surgery::Mix;
+    use mathneuro::surgery::quantmix::mix_types;
+
+    use crate::apply_support;
+
+    const LAYERS: usize = 16;
+
+    /// A 16-layer toy master in F16 whose rows are whole 256-blocks; `gqa` heads per KV head.
+    fn toy_master(dir: &Path, name: &str, n_ff: u64, gqa: u32) -> PathBuf {
+        let path = dir.join(name);
+        SynthModel::toy_transformer(LAYERS, 256, n_ff, 512, GgmlType::F16)
+            .meta("toy.attention.head_count", MetaValue::U32(8))
+            .meta("toy.attention.head_count_kv", MetaValue::U32(8 / gqa))
+            .write(&path, &encode_plain)
+            .unwrap();
+        path
+    }
+
+    fn options(mix: Mix, output: PathBuf, allocation: Option<Allocation>) -> QuantizeOptions {
+        QuantizeOptions { mix, importance: Importance::Mix(0.5), allocation, output, force: false, progress: false }
+    }
+
+    fn mathneuro_allocation(share: f64) -> Option<Allocation> {
+        Some(Allocation { scores: Scores::MathNeuro { top_k_percent: 5.0 }, promote_share: share })
+    }
+
+    /// The type llama-quantize's recipe (src/llama-quant.cpp, dense, not Falcon) gives
+    /// `blk.{layer}.{kind}` of a 16-layer model, written out as a table per mix.
+    fn recipe(mix: Mix, kind: &str, layer: usize, gqa: u32) -> GgmlType {
+        use GgmlType::*;
+        let more_bits = !(2..14).contains(&layer) || (layer as i64 - 2) % 3 == 2; // use_more_bits(i, 16)
+        match (mix, kind) {
+            (Mix::Q4KM, "attn_v" | "ffn_down") => if more_bits { Q6_K } else { Q4_K },
+            (Mix::Q4KM, _) => Q4_K,
+            (Mix::Q3KM, "attn_v") => if layer < 2 { Q5_K } else { Q4_K },
+            (Mix::Q3KM, "ffn_down") => if layer < 1 { Q5_K } else { Q4_K },
+            (Mix::Q3KM, "attn_output") => Q4_K,
+            (Mix::Q3KM, _) => Q3_K,
+            (Mix::Q2K, "attn_v") => if gqa >= 4 { Q4_K } else { Q3_K },
+            (Mix::Q2K, "ffn_down" | "attn_output") => Q3_K,
+            (Mix::Q2K, _) => Q2_K,
+        }
+    }
+
+    #[test]
+    fn the_stock_mixes_give_each_tensor_the_type_llama_quantize_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        for gqa in [1, 4] {
+            let master = GgufFile::open(toy_master(dir.path(), &format!("m{gqa}.gguf"), 512, gqa)).unwrap();
+            for mix in Mix::ALL {
+                let types = mix_types(&master, mix);
+                for t in &master.tensors {
+                    let want = if t.name.contains("_norm") {
+                        t.ggml_type
+                    } else if t.name == "token_embd.weight" {
+                        GgmlType::Q6_K // the tied head
+                    } else {
+                        let layer: usize = t.name.split('.').nth(1).unwrap().parse().unwrap();
+                        recipe(mix, t.name.split('.').nth(2).unwrap(), layer, gqa)
+                    };
+                    assert_eq!(types[&t.name], want, "{} {} gqa {gqa}", mix.name(), t.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn allocations_keep_the_stock_size_within_one_percent_and_the_same_inputs_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = toy_master(dir.path(), "master.gguf", 512, 4);
+        let master = GgufFile::open(&path).unwrap();
+        let (math, general) = (synthetic_stats(&master, 1, 100, "synthetic-math"), synthetic_stats(&master, 2, 100, "synthetic-general"));
+        for mix in Mix::ALL {
+            let stock_out = dir.path().join(format!("{}-stock.gguf", mix.name()));
+            let stock = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(mix, stock_out.clone(), None))).unwrap();
+            assert_eq!(stock.exchange.bytes, stock.exchange.stock_bytes);
+            let stock_len = std::fs::metadata(&stock_out).unwrap().len() as f64;
+            for share in [0.1, 0.25, 0.5] {
+                let out = dir.path().join(format!("{}-{share}.gguf", mix.name()));
+                let r = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(mix, out.clone(), mathneuro_allocation(share)))).unwrap();
+                assert!(!r.exchange.promoted.is_empty() && !r.exchange.demoted.is_empty(), "{} {share}: {:?}", mix.name(), r.exchange);
+                assert!(r.exchange.bytes <= r.exchange.stock_bytes);
+                let len = std::fs::metadata(&out).unwrap().len() as f64;
+                assert!((len / stock_len - 1.0).abs() <= 0.01, "{} share {share}: {len} vs stock {stock_len}", mix.name());
+                let written = GgufFile::open(&out).unwrap();
+                assert!(written.get("mathneuro.quantize.allocation").and_then(|v| v.as_str()).unwrap().starts_with("mathneuro-mass@K=5"));
+                assert_eq!(written.get("mathneuro.quantize.importance").and_then(|v| v.as_str()), Some("mix=0.5"));
+                assert_eq!(written.get("general.file_type").and_then(|v| v.as_u64()), Some(mix.file_type() as u64));
+                let moved: HashMap<&str, GgmlType> = written.tensors.iter().map(|t| (t.name.as_str(), t.ggml_type)).collect();
+                for name in &r.exchange.promoted {
+                    assert_ne!(moved[name.as_str()].name(), stock.types[name], "{name} was promoted");
+                }
+            }
+            let again = dir.path().join(format!("{}-again.gguf", mix.name()));
+            apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(mix, again.clone(), mathneuro_allocation(0.25)))).unwrap();
+            let first = dir.path().join(format!("{}-0.25.gguf", mix.name()));
+            assert!(std::fs::read(&first).unwrap() == std::fs::read(&again).unwrap(), "{}: two runs differ", mix.name());
+        }
+    }
+
+    #[test]
+    fn stats_of_another_shape_are_refused_naming_the_tensor_and_outputs_are_guarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = GgufFile::open(toy_master(dir.path(), "master.gguf", 512, 4)).unwrap();
+        let other = GgufFile::open(toy_master(dir.path(), "other.gguf", 768, 4)).unwrap();
+        let (math, general) = (synthetic_stats(&other, 1, 100, "m"), synthetic_stats(&other, 2, 100, "g"));
+        let out = dir.path().join("out.gguf");
+        let err = quantize(&master, Some(&math), Some(&general), &options(Mix::Q3KM, out.clone(), None)).unwrap_err().to_string();
+        assert!(err.contains("blk.0.ffn_down.weight"), "{err}");
+        assert!(!out.exists());
+        let good = synthetic_stats(&master, 1, 100, "m");
+        let err = quantize(&master, Some(&good), None, &options(Mix::Q3KM, out.clone(), mathneuro_allocation(0.25))).unwrap_err().to_string();
+        assert!(err.contains("--general"), "{err}");
+        let onto_input = options(Mix::Q3KM, master.path().to_path_buf(), None);
+        assert!(quantize(&master, Some(&good), None, &QuantizeOptions { importance: Importance::Math, ..onto_input }).is_err());
+        std::fs::write(&out, b"keep").unwrap();
+        let err = quantize(&master, None, None, &QuantizeOptions { importance: Importance::None, ..options(Mix::Q2K, out.clone(), None) }).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    }
+}
+
+#[test]
+fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_generates_and_diverges() {
+    use mathneuro::quantize::{Allocation, Importance, QuantizeOptions, Scores, quantize};
+    use mathneuro::surgery::Mix;
+    let dir = tempfile::tempdir().unwrap();
+    let master_path = float_master(dir.path());
+    let master = GgufFile::open(&master_path).unwrap();
+    // STATS of the quantized sibling, matched to the master by name and shape.
+    let (math, general) = apply_support::stats_pair(&GgufFile::open(apply_support::real_model()).unwrap());
+    let run = |name: &str, allocation: Option<Allocation>| {
+        let output = dir.path().join(name);
+        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::General, allocation, output: output.clone(), force: false, progress: false };
+        let report = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &opts)).unwrap();
+        (output, report)
+    };
+    let (stock_path, stock) = run("stock.gguf", None);
+    let alloc = Allocation { scores: Scores::MathNeuro { top_k_percent: 5.0 }, promote_share: 0.25 };
+    let (out_path, out) = run("mathneuro.gguf", Some(alloc));
+    assert!(!out.exchange.promoted.is_empty(), "{:?}", out.exchange);
+    let (a, b) = (std::fs::metadata(&stock_path).unwrap().len() as f64, std::fs::metadata(&out_path).unwrap().len() as f64);
+    assert!((b / a - 1.0).abs() <= 0.01 && b <= a, "{b} vs stock {a}");
+    // Gemma's rows of 640 are not whole 256-blocks: llama.cpp's fallback makes Q3_K_M's Q5_K
+    // attn_v a Q5_1 and its Q3_K default a Q4_0; ffn_down (rows of 2048) keeps the K-quants.
+    assert_eq!(stock.types["blk.0.attn_v.weight"], "Q5_1");
+    assert_eq!(stock.types["blk.0.attn_q.weight"], "Q4_0");
+    assert_eq!(stock.types["blk.0.ffn_down.weight"], "Q5_K");
+    assert!(!apply_support::generate(&out_path, 6).trim().is_empty());
+
+    let m = Model::load(&master_path).unwrap();
+    let q = Model::load(&out_path).unwrap();
+    let tokens = m.tokenize("Janet has 3 apples and buys 5 more. She gives 2 away, so she has 6 apples left.", false).unwrap();
+    let (mut sm, mut sq) = (Session::new(&m, &engine()).unwrap(), Session::new(&q, &engine()).unwrap());
+    let s = summarize(&divergences(&mut sm, &mut sq, &[tokens], Windows { window: 512, stride: 256 }, |_| {}).unwrap());
+    assert!(s.mean > 0.0 && s.top1_agreement > 0.3, "{s:?}");
+}
