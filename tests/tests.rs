@@ -18,6 +18,7 @@ mod eval_loglik;
 mod experiments_real;
 mod fuzz_gguf;
 mod gguf_format;
+mod interface;
 mod own_model;
 mod quant_codecs;
 mod qwen_real;

@@ -32,9 +32,9 @@ pub struct ApplyArgs {
     /// What to select and how to change it, and where the result goes.
     #[command(flatten)]
     pub surgery: SurgeryArgs,
-    /// Worker threads [default: all cores].
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
     /// Do not write the Ollama Modelfile.
     #[arg(long)]
     pub no_modelfile: bool,
@@ -141,6 +141,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let change = args.surgery.change(None)?;
     let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
     opts.write_modelfile = !args.no_modelfile;
+    opts.progress = args.shared.progress();
     surgery::outputs::plan("apply", &resolved.path, &opts).input(&args.math).input(&args.general).check()?;
     anyhow::ensure!(
         !crate::atomic::same_file(&args.math, &args.general),
@@ -148,7 +149,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         args.math.display(),
         args.general.display()
     );
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(crate::cli::args::threads(args.threads)).build().context("starting worker threads")?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
     let model = GgufFile::open(&resolved.path).with_context(|| format!("reading model {}", resolved.path.display()))?;
     let plan = super::deliver::Delivery::new(&model, &args.surgery, &opts)?;
     plan.prepare(&mut opts);
