@@ -121,3 +121,64 @@ fn no_progress_is_still_accepted_where_it_was() {
         assert!(!out.status.success() && err.contains("no-such-model.gguf") && !err.contains("unexpected argument"), "{cmd}: {err}");
     }
 }
+
+const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+fn shared_data() -> std::path::PathBuf {
+    let p = std::env::var_os("MATHNEURO_DATA").map_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), Into::into);
+    assert!(p.join("gsm8k/train.jsonl").exists(), "{} is missing: the data sets live beside the checkout", p.display());
+    p
+}
+
+/// `tune` at the tiny budget of tests/tune_cli.rs, with `extra` flags.
+fn tune(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    assert!(std::path::Path::new(MODEL).exists(), "{MODEL} is missing: run models/fetch.sh (tests need it and do not skip)");
+    let args = [
+        "tune", MODEL, "--samples", "2", "--max-tokens", "32", "--candidates", "2", "--rounds", "2", "--budget", "16", "--guard-items", "2",
+        "--general-items", "2", "--test-items", "2", "--test-general-items", "2", "--max-new-tokens", "24", "--min-gain", "0", "--threads", "2",
+        "--guard-nll", "10", "--general-tolerance", "1", "-q",
+    ];
+    Command::new(env!("CARGO_BIN_EXE_mathneuro")).args(args).args(extra).arg("--data-dir").arg(shared_data()).arg("-o").arg(dir.join("best.gguf")).output().unwrap()
+}
+
+#[test]
+fn tunes_printed_apply_command_rebuilds_its_output_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tune(dir.path(), &[]);
+    assert!(out.status.success(), "tune failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.starts_with("mathneuro apply ")).unwrap_or_else(|| panic!("no apply command in the report:\n{stdout}"));
+    let tuned = std::fs::read(dir.path().join("best.gguf")).unwrap();
+    // Paths in a temp dir need no quoting; the command is run exactly as printed.
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(words.contains(&"--force") && words.iter().any(|w| w.ends_with("best.gguf")), "{line}");
+    std::fs::remove_file(dir.path().join("best.gguf")).unwrap();
+    let rebuilt = Command::new(env!("CARGO_BIN_EXE_mathneuro")).args(&words[1..]).output().unwrap();
+    assert!(rebuilt.status.success(), "{line}\n{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(std::fs::read(dir.path().join("best.gguf")).unwrap() == tuned, "`{line}` rebuilds tune's output byte for byte");
+}
+
+#[test]
+fn every_tune_region_is_an_apply_restriction() {
+    use mathneuro::select::restrict::{Kind, Layers, Restriction};
+    use mathneuro::tune::space::{Region, Space};
+    let file = mathneuro::gguf::GgufFile::open(MODEL).unwrap();
+    let names: Vec<String> = mathneuro::model::target_weights(&file).iter().map(|t| t.name.clone()).collect();
+    let mut regions = Space::default_for(18, true).regions;
+    regions.push(Region::HeadOnly);
+    for region in regions {
+        let flags = region.restriction().flags();
+        // Parse the flags back as `apply` does.
+        let mut parsed = Restriction::default();
+        for pair in flags.chunks(2) {
+            match pair[0].as_str() {
+                "--only" => parsed.kinds = Some(pair[1].split(',').map(|k| <Kind as clap::ValueEnum>::from_str(k, false).unwrap()).collect()),
+                "--layers" => parsed.layers = Some(pair[1].parse::<Layers>().unwrap()),
+                f => panic!("unknown flag {f}"),
+            }
+        }
+        for n in &names {
+            assert_eq!(region.contains(n), parsed.contains(n), "{region:?} ({flags:?}) on {n}");
+        }
+    }
+}

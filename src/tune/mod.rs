@@ -178,6 +178,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         candidates: records.clone(),
         chosen: chosen.map(|i| records[i].candidate),
         verdict,
+        rebuild: chosen.map(|i| apply_command(o, &records[i].candidate, &math_set.name, &general_set.name)),
         test_base: report::Accuracies::of(&ctx.scorer, "base", &splits.test.general_is_mmlu),
         test_tuned: chosen.map(|i| compare(&records[i].id, records[i].candidate.label())),
         test_paper: compare(&Candidate::PAPER.id(), Candidate::PAPER.label()),
@@ -198,6 +199,30 @@ fn candidates(model_file: &GgufFile, o: &TuneOptions) -> (Space, Vec<Candidate>)
     let mut candidates = vec![Candidate::PAPER];
     candidates.extend(space.draw(space.grid().len(), o.seed).into_iter().filter(|c| *c != Candidate::PAPER).take(o.candidates.saturating_sub(1)));
     (space, candidates)
+}
+
+/// The `mathneuro apply` command that rebuilds candidate `c` byte for byte from the STATS
+/// cached in the work directory (what [`Ctx::write`] does: the same selection, change, seed and
+/// restriction), written onto the output with `--force`.
+pub fn apply_command(o: &TuneOptions, c: &Candidate, math: &str, general: &str) -> String {
+    let path = |p: &Path| shell_word(&p.display().to_string());
+    let mut words = vec!["mathneuro".to_string(), "apply".into(), path(&o.model)];
+    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed))]);
+    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed))]);
+    // `Ctx::write` scales by `c.scale as f32`; f32's Display is the shortest text that parses back.
+    words.extend(["--top-k".into(), c.top_k.to_string(), "--scale".into(), (c.scale as f32).to_string(), "--seed".into(), o.seed.to_string()]);
+    words.extend(c.region.restriction().flags());
+    words.extend(["-o".into(), path(&o.output), "--force".into()]);
+    words.join(" ")
+}
+
+/// `word` quoted for a POSIX shell when it holds anything but plain path characters.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// The models tested once on held-out items: the base, the chosen candidate, and the paper's
@@ -331,12 +356,14 @@ impl Ctx<'_, '_> {
         Ok(all.restricted(|n| c.region.contains(n)).selected() as f64 / total)
     }
 
-    /// Writes candidate `c` to `path` (Modelfile only for the final output).
+    /// Writes candidate `c` to `path` (Modelfile only for the final output): the options
+    /// [`apply_args`] prints as an `apply` command.
     fn write(&mut self, c: &Candidate, path: &Path, modelfile: bool) -> anyhow::Result<()> {
-        let sel = self.selection(c.top_k)?.restricted(|n| c.region.contains(n));
+        let sel = self.selection(c.top_k)?.clone();
         let mut opts = ApplyOptions::new(Change::Scale(c.scale as f32), path);
         opts.select.top_k_percent = c.top_k;
         opts.select.seed = self.o.seed;
+        opts.restrict = c.region.restriction();
         opts.force = true;
         opts.write_modelfile = modelfile;
         opts.write_report = false;
