@@ -74,6 +74,10 @@ pub struct TuneArgs {
     /// GSM8K questions decoding at once.
     #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL)]
     pub parallel: usize,
+    /// Wrap calibration texts and GSM8K prompts (few-shot as multi-turn) in the model's chat
+    /// template, for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
     /// Continue an interrupted run from the journal in the work directory.
     #[arg(long)]
     pub resume: bool,
@@ -123,6 +127,7 @@ pub fn run(a: TuneArgs) -> anyhow::Result<ExitCode> {
         force: a.force,
         stop_after: a.stop_after,
         verbose: a.shared.progress(),
+        chat: a.chat,
     };
     let report = tune(&opts)?;
     print!("{}", report.markdown());

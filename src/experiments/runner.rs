@@ -81,7 +81,7 @@ fn calibrate_all(opts: &RunnerOptions, results: &mut Results) -> anyhow::Result<
         let mut pair = Vec::new();
         for set in [&math_set, &general_set] {
             let (stats, rec) = match cal.as_mut() {
-                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed)?,
+                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed, false)?,
                 None => {
                     let s = stats_cache::load_cached(&opts.out, set, n, seed).context("cached STATS vanished")?;
                     let rec = stats_cache::CalibrationRecord { set: set.name.clone(), samples: n, seed, tokens: s.tokens, seconds: 0.0, cached: true };

@@ -100,6 +100,8 @@ pub struct TuneOptions {
     pub stop_after: Option<usize>,
     /// Print a line per candidate and stage (stderr).
     pub verbose: bool,
+    /// Calibration texts and GSM8K prompts in the model's chat template (instruct models).
+    pub chat: bool,
 }
 
 /// The fewest dev questions a search round uses: below this a round says nothing.
@@ -136,7 +138,8 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         Journal::create(&journal_path, &config)?
     };
     let engine = EngineOptions { threads: o.threads, ..EngineOptions::default() };
-    let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after };
+    let chat = if o.chat { Some(crate::chat::ChatFormat::of_model(&o.model).with_context(|| format!("--chat: {}", o.model.display()))?) } else { None };
+    let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after, chat };
     let mut ctx = Ctx {
         o,
         model_file: &model_file,
@@ -265,11 +268,11 @@ fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &Calibrati
         return Ok((m, g));
     }
     let model = Model::load(&o.model).with_context(|| format!("loading {}", o.model.display()))?;
-    let copts = CalibrateOptions { threads: o.threads, max_tokens: o.max_tokens, ..CalibrateOptions::default() };
+    let copts = CalibrateOptions { threads: o.threads, max_tokens: o.max_tokens, parse_special: o.chat, ..CalibrateOptions::default() };
     let mut cal = Calibrator::new(&model, &copts).with_context(|| o.model.display().to_string())?;
     let mut out = Vec::new();
     for set in [math_set, general_set] {
-        let (stats, rec) = stats_cache::ensure(&mut cal, &o.work, set, o.samples, o.seed)?;
+        let (stats, rec) = stats_cache::ensure(&mut cal, &o.work, set, o.samples, o.seed, o.chat)?;
         if o.verbose {
             eprintln!("tune: calibrated {}: {} samples, {} tokens in {:.0} s", rec.set, rec.samples, rec.tokens, rec.seconds);
         }
@@ -281,7 +284,7 @@ fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &Calibrati
 
 /// The texts calibration measured (the same draw `stats_cache::ensure` makes).
 fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<String>> {
-    crate::pipeline::Sampling::new(o.samples, o.seed).texts(set, &o.model)
+    crate::pipeline::Sampling { chat: o.chat, ..crate::pipeline::Sampling::new(o.samples, o.seed) }.texts(set, &o.model)
 }
 
 /// What a journaled score means, hashed: the model, the calibration (hence the splits), the
@@ -292,7 +295,7 @@ fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<Stri
 fn config_key(o: &TuneOptions, model: &GgufFile) -> String {
     use sha2::Digest as _;
     let text = format!(
-        "{} {} {} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {}{}",
         crate::model::fingerprint(model),
         o.math,
         o.general,
@@ -303,6 +306,8 @@ fn config_key(o: &TuneOptions, model: &GgufFile) -> String {
         o.max_new_tokens,
         o.parallel,
         o.threads,
+        // Appended only with --chat, so journals of earlier runs keep their key.
+        if o.chat { " chat" } else { "" },
     );
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
