@@ -24,6 +24,7 @@ mod issue27_outputs;
 mod issue27_inputs;
 mod issue27_promises;
 mod issue27_types;
+mod interface;
 mod own_model;
 mod protocol_cli;
 mod quant_codecs;

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::gguf::GgufFile;
 use crate::modelref::ResolvedModel;
+use crate::select::restrict::{Kind, Layers, Restriction};
 use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
 use crate::surgery::{self, ApplyOptions, Change, EditMode, Quantize};
@@ -32,9 +33,9 @@ pub struct ApplyArgs {
     /// What to select and how to change it, and where the result goes.
     #[command(flatten)]
     pub surgery: SurgeryArgs,
-    /// Worker threads [default: all cores].
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
     /// Do not write the Ollama Modelfile.
     #[arg(long)]
     pub no_modelfile: bool,
@@ -69,6 +70,15 @@ pub struct SurgeryArgs {
     /// types) or Q4_K_M (llama-quantize's mix), with the STATS' Σx² as importance.
     #[arg(long, value_name = "like=SIBLING.gguf|Q4_K_M", value_parser = parse_quantize)]
     pub quantize: Option<Quantize>,
+    /// Edit only these kinds of target matrix (comma list): ffn (blk.N.ffn_*), attn
+    /// (blk.N.attn_*), head (output.weight), other (any other target). The selection is made
+    /// over every target, then kept only here [default: every kind].
+    #[arg(long, value_name = "KINDS", value_enum, value_delimiter = ',')]
+    pub only: Vec<Kind>,
+    /// Edit only the blocks A to B, inclusive (e.g. 0-5, or one layer: 7); tensors outside the
+    /// blocks (the head) are then left alone [default: every layer].
+    #[arg(long, value_name = "A-B")]
+    pub layers: Option<Layers>,
     /// Output GGUF [default: MODEL-mathneuro.gguf beside the model].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -114,7 +124,14 @@ impl SurgeryArgs {
             write_modelfile: true,
             write_report: true,
             progress: true,
+            restrict: self.restriction(),
         }
+    }
+
+    /// The targets `--only` and `--layers` keep.
+    pub fn restriction(&self) -> Restriction {
+        let kinds = (!self.only.is_empty()).then(|| self.only.iter().copied().collect());
+        Restriction { kinds, layers: self.layers }
     }
 }
 
@@ -141,6 +158,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let change = args.surgery.change(None)?;
     let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
     opts.write_modelfile = !args.no_modelfile;
+    opts.progress = args.shared.progress();
     surgery::outputs::plan("apply", &resolved.path, &opts).input(&args.math).input(&args.general).check()?;
     anyhow::ensure!(
         !crate::atomic::same_file(&args.math, &args.general),
@@ -148,7 +166,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         args.math.display(),
         args.general.display()
     );
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(crate::cli::args::threads(args.threads)).build().context("starting worker threads")?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
     let model = GgufFile::open(&resolved.path).with_context(|| format!("reading model {}", resolved.path.display()))?;
     crate::model::ensure_model(&model)?;
     let plan = super::deliver::Delivery::new(&model, &args.surgery, &opts)?;

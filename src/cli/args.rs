@@ -1,8 +1,8 @@
-//! Argument rules shared by every command, so each is written once: counts that must be at
-//! least 1 (`--samples`), the one `--threads` rule (at least 1; omitted = every core), and the
-//! upper bounds of every count that sizes an allocation (issue 27 case 6): a count past its
-//! bound is a clap error naming the flag and the maximum, never a "capacity overflow" panic or
-//! an abort on a huge allocation.
+//! Arguments shared by every command, so each is written once: counts that must be at least 1
+//! (`--samples`), the one `--threads` rule (at least 1; omitted = every core), [`Shared`], the
+//! flags every long-running command takes, and the upper bounds of every count that sizes an
+//! allocation (issue 27 case 6): a count past its bound is a clap error naming the flag and the
+//! maximum, never a "capacity overflow" panic or an abort on a huge allocation.
 
 /// The most calibration texts one run may draw (`--samples`).
 pub const MAX_SAMPLES: usize = 1_000_000;
@@ -81,6 +81,32 @@ pub fn threads_value(s: &str) -> Result<usize, String> {
 /// The thread count a command uses: `--threads N`, else every core.
 pub fn threads(arg: Option<usize>) -> usize {
     arg.unwrap_or_else(crate::calibrate::driver::default_threads)
+}
+
+/// The flags every long-running command shares (`calibrate`, `apply`, `eval`, `run`, `tune`,
+/// `experiments`), defined once and flattened into each: `--threads N` and `--quiet`/`-q`
+/// (alias `--no-progress`). `--seed`, `--chat` and `--data-dir` are per command (their
+/// defaults and help differ), with the same names everywhere; `tests/interface.rs` checks the set.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Shared {
+    /// CPU threads [default: all cores].
+    #[arg(long, value_name = "N", value_parser = threads_value)]
+    pub threads: Option<usize>,
+    /// No progress bars or progress lines on stderr (results still go to stdout).
+    #[arg(short, long, visible_alias = "no-progress")]
+    pub quiet: bool,
+}
+
+impl Shared {
+    /// The thread count: `--threads N`, else every core.
+    pub fn threads(&self) -> usize {
+        threads(self.threads)
+    }
+
+    /// Whether to show progress (no `--quiet`).
+    pub fn progress(&self) -> bool {
+        !self.quiet
+    }
 }
 
 #[cfg(test)]

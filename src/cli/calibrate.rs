@@ -31,7 +31,7 @@ pub struct CalibrateArgs {
     #[arg(long, verbatim_doc_comment)]
     pub data: String,
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Samples (texts) to draw (at least 1).
     #[arg(long, default_value_t = 500, value_parser = crate::cli::args::samples_value)]
@@ -45,9 +45,9 @@ pub struct CalibrateArgs {
     /// Tokens kept per text (BOS included); longer texts are truncated and counted.
     #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_tokens: usize,
-    /// CPU threads (default: all).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
     /// Tokens per forward pass (llama.cpp micro-batch).
     #[arg(long, default_value_t = DEFAULT_MICRO_BATCH, value_parser = crate::cli::args::tokens_value)]
     pub micro_batch: usize,
@@ -106,7 +106,7 @@ impl CalibrateArgs {
     /// The forward-pass options these arguments describe.
     fn calibrate_options(&self) -> CalibrateOptions {
         CalibrateOptions {
-            threads: crate::cli::args::threads(self.threads),
+            threads: self.shared.threads(),
             micro_batch: self.micro_batch,
             max_tokens: self.max_tokens,
             max_texts_per_decode: self.pack,
@@ -144,7 +144,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let model = Model::load(&resolved.path)?;
     let mut cal = Calibrator::new(&model, &args.calibrate_options()).with_context(|| format!("{}", args.model.display()))?;
     let checkpoints = args.checkpoints(ckpt);
-    let calibrated = match calibrate_set(&mut cal, &set, &sampling, true, Some(&checkpoints), &args.output)? {
+    let calibrated = match calibrate_set(&mut cal, &set, &sampling, args.shared.progress(), Some(&checkpoints), &args.output)? {
         Outcome::Finished(c) => c,
         Outcome::Stopped { done, total } => {
             eprintln!("stopped after {done} of {total} samples; continue with --resume (checkpoint {})", checkpoints.path.display());

@@ -61,9 +61,6 @@ pub struct EvalArgs {
     /// Data directory (default: $MATHNEURO_DATA, else ../shared/data or ./shared/data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// llama.cpp threads (default: all available cores).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
     /// GSM8K questions decoding at once.
     #[arg(long, default_value_t = DEFAULT_PARALLEL, value_parser = crate::cli::args::parallel_value)]
     pub parallel: usize,
@@ -85,12 +82,12 @@ pub struct EvalArgs {
     /// Bootstrap resamples for the 95% intervals.
     #[arg(long, default_value_t = DEFAULT_BOOTSTRAP, value_parser = crate::cli::args::count_value)]
     pub bootstrap: usize,
-    /// Do not draw progress bars.
-    #[arg(long)]
-    pub no_progress: bool,
     /// Overwrite an existing output (never an input).
     #[arg(long)]
     pub force: bool,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 impl EvalArgs {
@@ -130,7 +127,7 @@ impl EvalArgs {
         }
         let data_dir = resolve_data_dir(self.data_dir.as_deref())?;
         let mut engine = EngineOptions { n_ctx: self.ctx_size, ..EngineOptions::default() };
-        engine.threads = crate::cli::args::threads(self.threads);
+        engine.threads = self.shared.threads();
         engine.max_sequences = engine.max_sequences.max(self.parallel);
         let mut options = EvalOptions::new(tasks, data_dir);
         options.limit = self.limit;
@@ -141,7 +138,7 @@ impl EvalArgs {
         options.windows = Windows { window: self.ppl_window, stride: self.ppl_stride };
         options.bootstrap = self.bootstrap;
         options.engine = engine;
-        options.progress = !self.no_progress;
+        options.progress = self.shared.progress();
         options.chat = self.chat;
         options.task_file = self.task_file.clone();
         options.resume = self.resume;

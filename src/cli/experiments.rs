@@ -25,14 +25,17 @@ pub struct ExperimentsArgs {
     #[arg(long, default_value = "experiments-out")]
     pub out: PathBuf,
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Math calibration data (as `calibrate --data`, e.g. `math`); MMLU is the general side.
     #[arg(long, default_value = "gsm8k")]
     pub math: String,
-    /// CPU threads (default: all).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
+    /// Calibration seed of the main masks (experiment 4 compares SEED, SEED+1, …) [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Experiments to run, e.g. `1,2` (default: all five).
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
@@ -68,13 +71,16 @@ pub struct ExperimentsArgs {
 /// The plan the arguments describe.
 pub fn plan(args: &ExperimentsArgs) -> anyhow::Result<Plan> {
     let mut plan = if args.quick { Plan::quick() } else { Plan::full() };
-    let custom = args.samples.is_some() || args.seeds.is_some() || args.prune_ks.is_some() || args.scale_ks.is_some() || args.scales.is_some() || args.limits.is_some();
+    let custom = args.seed.is_some() || args.samples.is_some() || args.seeds.is_some() || args.prune_ks.is_some() || args.scale_ks.is_some() || args.scales.is_some() || args.limits.is_some();
     if custom {
         plan.mode = format!("{} with overrides", plan.mode);
     }
     if let Some(n) = args.samples {
         anyhow::ensure!(n > 0, "--samples must be at least 1");
         plan.samples = n;
+    }
+    if let Some(seed) = args.seed {
+        plan.seed = seed;
     }
     if let Some(n) = args.seeds {
         anyhow::ensure!(n >= 2, "--seeds must be at least 2 (pairs are compared)");
@@ -147,7 +153,8 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         data_dir,
         math_data: args.math.clone(),
-        threads: crate::cli::args::threads(args.threads),
+        threads: args.shared.threads(),
+        quiet: args.shared.quiet,
         plan,
     };
     run_experiments(&opts)?;

@@ -51,12 +51,9 @@ pub struct KldArgs {
     /// Data directory (default: $MATHNEURO_DATA, else ../shared/data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// llama.cpp threads (default: all available cores).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
-    /// Do not draw progress bars.
-    #[arg(long)]
-    pub no_progress: bool,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 /// Parses `SAMPLES:SEED`.
@@ -78,7 +75,7 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
     plan.check()?;
     let window = args.window.max(2);
     let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(window as u32 * 2), ..EngineOptions::default() };
-    engine.threads = crate::cli::args::threads(args.threads);
+    engine.threads = args.shared.threads();
     let opts = KldOptions {
         sets: args.sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         tokens: args.tokens,
@@ -86,7 +83,7 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
         windows: Windows { window, stride: args.stride.clamp(1, window - 1) },
         data_dir: resolve_data_dir(args.data_dir.as_deref())?,
         engine,
-        progress: !args.no_progress,
+        progress: args.shared.progress(),
     };
     let report = measure(&args.master, &args.model, &opts)?;
     print!("{}", report.markdown());

@@ -57,18 +57,15 @@ pub struct ProtocolArgs {
     /// Data directory (default: $MATHNEURO_DATA, else ../shared/data or ./shared/data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// llama.cpp threads (default: all available cores).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
     /// Wrap GSM8K prompts in the model's chat template (instruction-tuned models).
     #[arg(long)]
     pub chat: bool,
     /// Most new tokens per GSM8K answer (the harness uses 256).
     #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    /// Print no progress.
-    #[arg(short, long, visible_alias = "no-progress")]
-    pub quiet: bool,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 /// The files `protocol` writes in DIR besides items/.
@@ -111,12 +108,12 @@ impl ProtocolArgs {
 
     fn options(&self, tasks: Vec<Task>, limit: Option<usize>, label: &str) -> anyhow::Result<EvalOptions> {
         let mut options = EvalOptions::new(tasks, resolve_data_dir(self.data_dir.as_deref())?);
-        options.engine = EngineOptions { threads: crate::cli::args::threads(self.threads), ..EngineOptions::default() };
+        options.engine = EngineOptions { threads: self.shared.threads(), ..EngineOptions::default() };
         options.limit = limit;
         options.seed = self.seed;
         options.max_new_tokens = self.max_new_tokens;
         options.chat = self.chat;
-        options.progress = !self.quiet;
+        options.progress = self.shared.progress();
         options.items_dir = Some(self.out.join("items").join(label));
         // The directory is this run's own (checked above): items found there are this run's.
         options.resume = true;
@@ -134,7 +131,7 @@ struct Evaluated {
 fn evaluate(args: &ProtocolArgs, model: &Path, label: &str) -> anyhow::Result<Evaluated> {
     crate::model::check_loadable(model).with_context(|| format!("cannot evaluate {}", model.display()))?;
     let t0 = Instant::now();
-    if !args.quiet {
+    if args.shared.progress() {
         eprintln!("protocol: evaluating {} ({label})", model.display());
     }
     let gsm = crate::eval::evaluate(model, &args.options(vec![Task::Gsm8k], args.gsm8k_items, label)?).with_context(|| format!("evaluating {} on GSM8K", model.display()))?;

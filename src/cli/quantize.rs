@@ -50,9 +50,9 @@ pub struct QuantizeArgs {
     /// Also write the report (types, bytes, moves) as JSON here.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
-    /// Do not draw progress bars.
-    #[arg(long)]
-    pub no_progress: bool,
+    /// No progress on stderr (alias --no-progress).
+    #[arg(short, long, visible_alias = "no-progress")]
+    pub quiet: bool,
 }
 
 fn parse_mix(s: &str) -> Result<Mix, String> {
@@ -92,7 +92,7 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         (None, Some(_)) => Importance::Math,
         _ => Importance::None,
     });
-    let opts = QuantizeOptions { mix: args.mix, importance, allocation, output: args.output.clone(), force: args.force, progress: !args.no_progress };
+    let opts = QuantizeOptions { mix: args.mix, importance, allocation, output: args.output.clone(), force: args.force, progress: !args.quiet };
     let report = quantize(&master, math.as_ref(), general.as_ref(), &opts)?;
     let ex = &report.exchange;
     println!(

@@ -38,7 +38,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub general: Option<String>,
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Samples drawn from each set, with replacement (the paper's code uses 500; 100 gives the
     /// same ≈1.2% selection on Gemma 3 270M in a fifth of the time).
@@ -63,16 +63,13 @@ pub struct RunArgs {
     /// Where the evaluation reports go [default: OUT.eval/ beside the output].
     #[arg(long, value_name = "DIR")]
     pub eval_out: Option<PathBuf>,
-    /// CPU threads (default: all).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
     /// Wrap calibration texts (and, with --eval, GSM8K prompts) in the model's chat template,
     /// for instruction-tuned models.
     #[arg(long)]
     pub chat: bool,
-    /// Do not show progress (calibration, rewrite, evaluation).
-    #[arg(long)]
-    pub no_progress: bool,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 /// Every file and directory `run` reads and writes, checked before any work: the model and data
@@ -120,7 +117,7 @@ fn calibration_sets(args: &RunArgs) -> anyhow::Result<(CalibrationSet, Calibrati
 /// Calibrates `set` with a progress bar and saves the STATS beside the output.
 fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats_path: &Path) -> anyhow::Result<ActivationStats> {
     let sampling = Sampling { chat: args.chat, ..Sampling::new(args.samples, args.seed) };
-    let Outcome::Finished(calibrated) = calibrate_set(cal, set, &sampling, !args.no_progress, None, stats_path)? else {
+    let Outcome::Finished(calibrated) = calibrate_set(cal, set, &sampling, args.shared.progress(), None, stats_path)? else {
         unreachable!("a calibration without checkpoints always finishes")
     };
     let (stats, th) = (calibrated.stats, calibrated.throughput);
@@ -143,7 +140,7 @@ fn eval_options(args: &RunArgs, tasks: &str, threads: usize) -> anyhow::Result<E
     anyhow::ensure!(!options.tasks.is_empty(), "--eval names no task");
     options.limit = args.eval_limit;
     options.engine.threads = threads;
-    options.progress = !args.no_progress;
+    options.progress = args.shared.progress();
     options.chat = args.chat;
     Ok(options)
 }
@@ -153,7 +150,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let resolved = crate::modelref::resolve(&args.model)?;
     let change = args.surgery.change(Some(1.1))?;
     let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
-    opts.progress = !args.no_progress;
+    opts.progress = args.shared.progress();
     args.model = resolved.path.clone();
     let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
     crate::model::ensure_model(&model_file)?;
@@ -167,7 +164,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         crate::eval::outputs::clear(&dir).with_context(|| format!("clearing the earlier evaluation in {}", dir.display()))?;
     }
     let (math_set, general_set) = calibration_sets(&args)?;
-    let threads = crate::cli::args::threads(args.threads);
+    let threads = args.shared.threads();
     let t0 = std::time::Instant::now();
 
     // One loaded model serves both calibrations; it is dropped before the rewrite.

@@ -23,7 +23,7 @@ pub struct TuneArgs {
     #[arg(long, default_value = "mmlu")]
     pub general: String,
     /// Directory of the named data sets (default: $MATHNEURO_DATA, else ../shared/data).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Work directory (STATS, journal, report) [default: OUT.tune/ beside the output].
     #[arg(long)]
@@ -74,6 +74,10 @@ pub struct TuneArgs {
     /// GSM8K questions decoding at once.
     #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL, value_parser = crate::cli::args::parallel_value)]
     pub parallel: usize,
+    /// Wrap calibration texts and GSM8K prompts (few-shot as multi-turn) in the model's chat
+    /// template, for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
     /// Continue an interrupted run from the journal in the work directory.
     #[arg(long)]
     pub resume: bool,
@@ -83,12 +87,9 @@ pub struct TuneArgs {
     /// Stop after this many evaluation chunks (to test --resume).
     #[arg(long, hide = true, value_parser = crate::cli::args::count_value)]
     pub stop_after: Option<usize>,
-    /// No progress lines.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// CPU threads (default: all).
-    #[arg(long, value_parser = crate::cli::args::threads_value)]
-    pub threads: Option<usize>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 /// Runs `mathneuro tune`.
@@ -121,11 +122,12 @@ pub fn run(a: TuneArgs) -> anyhow::Result<ExitCode> {
         test_general_items: a.test_general_items,
         max_new_tokens: a.max_new_tokens,
         parallel: a.parallel,
-        threads: a.threads.unwrap_or_else(crate::calibrate::driver::default_threads),
+        threads: a.shared.threads(),
         resume: a.resume,
         force: a.force,
         stop_after: a.stop_after,
-        verbose: !a.quiet,
+        verbose: a.shared.progress(),
+        chat: a.chat,
     };
     let report = tune(&opts)?;
     print!("{}", report.markdown());

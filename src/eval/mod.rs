@@ -44,6 +44,7 @@ pub mod stats;
 pub mod subset;
 pub mod task;
 pub mod taskfile;
+pub mod verdict;
 
 pub use engine::{EngineOptions, Session};
 pub use crate::ffi::llama::Model;

@@ -277,6 +277,8 @@ pub fn render_comparison_markdown(c: &ComparisonReport) -> String {
         s.push_str(&render_markdown(r).replace("# Evaluation", "### Evaluation"));
         s.push('\n');
     }
+    // The plain reading comes last, where a terminal leaves the eye.
+    s.push_str(&super::verdict::render_verdicts(c));
     s
 }
 

@@ -40,6 +40,21 @@ pub struct RunnerOptions {
     pub threads: usize,
     /// What to run.
     pub plan: Plan,
+    /// No progress lines on stderr (`--quiet`).
+    pub quiet: bool,
+}
+
+/// Set by `run_experiments` from [`RunnerOptions::quiet`]: progress lines come from several
+/// stages, and this keeps one switch instead of threading a flag through each.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A progress line on stderr, unless `--quiet`.
+macro_rules! say {
+    ($($t:tt)*) => {
+        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!($($t)*);
+        }
+    };
 }
 
 type StatsPair = (ActivationStats, ActivationStats);
@@ -68,14 +83,14 @@ fn calibrate_all(opts: &RunnerOptions, results: &mut Results) -> anyhow::Result<
         let mut pair = Vec::new();
         for set in [&math_set, &general_set] {
             let (stats, rec) = match cal.as_mut() {
-                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed)?,
+                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed, false)?,
                 None => {
                     let s = stats_cache::load_cached(&opts.out, set, n, seed).context("cached STATS vanished")?;
                     let rec = stats_cache::CalibrationRecord { set: set.name.clone(), samples: n, seed, tokens: s.tokens, seconds: 0.0, cached: true };
                     (s, rec)
                 }
             };
-            eprintln!(
+            say!(
                 "calibration {} n={n} seed={seed}: {} tokens, {}",
                 rec.set,
                 rec.tokens,
@@ -198,9 +213,10 @@ fn save(results: &mut Results, dir: &Path, t0: Instant) -> anyhow::Result<()> {
 /// Runs the plan; writes `results.json`, `results.md` and SVG plots into `opts.out`.
 pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     let t0 = Instant::now();
+    QUIET.store(opts.quiet, std::sync::atomic::Ordering::Relaxed);
     let plan = &opts.plan;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    eprintln!(
+    say!(
         "experiments ({} mode, {:?}): {} calibrations, {} evaluated settings + base; one evaluation ≈ {}; estimated total ≈ {} (2 busy cores; cached STATS make it shorter)",
         plan.mode,
         plan.only,
@@ -212,7 +228,7 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
     let mut results = Results { plan: Some(plan.clone()), model: opts.model.display().to_string(), threads: opts.threads, ..Results::default() };
 
     let stats = calibrate_all(opts, &mut results)?;
-    eprintln!("calibration done at {}", minutes(t0.elapsed().as_secs_f64()));
+    say!("calibration done at {}", minutes(t0.elapsed().as_secs_f64()));
     let main = stats.get(&(plan.samples, plan.seed)).context("main STATS missing")?;
     let model_file = GgufFile::open(&opts.model).with_context(|| format!("reading {}", opts.model.display()))?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build().context("starting worker threads")?;
@@ -231,7 +247,7 @@ pub fn run_experiments(opts: &RunnerOptions) -> anyhow::Result<Results> {
         return Ok(results);
     }
     evaluate_settings(opts, &settings, &stats, &model_file, &pool, &mut results, t0)?;
-    eprintln!("experiments done in {}", minutes(t0.elapsed().as_secs_f64()));
+    say!("experiments done in {}", minutes(t0.elapsed().as_secs_f64()));
     Ok(results)
 }
 
@@ -246,7 +262,7 @@ fn measure_overlaps(plan: &Plan, model_file: &GgufFile, pool: &rayon::ThreadPool
         let small = stats.get(&(plan.efficiency_samples, plan.seed)).context("small-sample STATS missing")?;
         let small_mask = select_mask(model_file, pool, small, k, plan.seed)?;
         let o = overlap(3, &label(plan.efficiency_samples, plan.seed), &small_mask, &label(plan.samples, plan.seed), &main_mask)?;
-        eprintln!("exp 3: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
+        say!("exp 3: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
         results.overlaps.push(o);
     }
     if plan.runs(4) {
@@ -259,7 +275,7 @@ fn measure_overlaps(plan: &Plan, model_file: &GgufFile, pool: &rayon::ThreadPool
         for i in 0..masks.len() {
             for j in i + 1..masks.len() {
                 let o = overlap(4, &label(plan.samples, masks[i].0), &masks[i].1, &label(plan.samples, masks[j].0), &masks[j].1)?;
-                eprintln!("exp 4: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
+                say!("exp 4: Jaccard({} vs {}) = {:.3}", o.a, o.b, o.jaccard);
                 results.overlaps.push(o);
             }
         }
@@ -290,7 +306,7 @@ fn map_layers(opts: &RunnerOptions, model_file: &GgufFile, pool: &rayon::ThreadP
     };
     write_svg(&opts.out, "exp5-layers.svg", &render(&layer_plot))?;
     let s = spread(&layers);
-    eprintln!("exp 5: per-layer selected fraction mean {:.3}% sd {:.3}% (min {:.3}%, max {:.3}%)", s.0 * 100.0, s.1 * 100.0, s.2 * 100.0, s.3 * 100.0);
+    say!("exp 5: per-layer selected fraction mean {:.3}% sd {:.3}% (min {:.3}%, max {:.3}%)", s.0 * 100.0, s.1 * 100.0, s.2 * 100.0, s.3 * 100.0);
     Ok(LayerMap { label: spec.label(plan.samples).replace(" prune", ""), per_layer: layers, per_kind: per_kind(&tensors), layer_spread: s, heatmap })
 }
 
@@ -326,7 +342,7 @@ fn evaluate_settings(
     };
     results.base_eval_seconds = tb.elapsed().as_secs_f64();
     results.base = base_metrics(&base);
-    eprintln!("base model evaluated in {:.0} s", results.base_eval_seconds);
+    say!("base model evaluated in {:.0} s", results.base_eval_seconds);
     save(results, &opts.out, t0)?;
 
     let ctx = SettingContext { model: model_file, dir: &opts.out, pool, eval: &eval, tasks: &plan.tasks, base: &base };
@@ -340,7 +356,7 @@ fn evaluate_settings(
             .iter()
             .filter_map(|(t, m)| row.metric(t, m).map(|pm| format!("Δ{t} {}", markdown::with_ci(pm.diff, pm.ci95))))
             .collect();
-        eprintln!(
+        say!(
             "[{done}/{}] {} (exp {:?}): selected {:.3}%, {}; {:.0} s; ETA {}",
             settings.len(),
             row.label,

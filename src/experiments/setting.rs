@@ -99,6 +99,7 @@ pub fn run_setting(
         write_modelfile: false,
         write_report: false,
         progress: false,
+        restrict: Default::default(),
     };
     let t0 = Instant::now();
     let report = ctx.pool.install(|| surgery::apply(ctx.model, math, general, &opts)).with_context(|| format!("{label}: rewriting the model"))?;

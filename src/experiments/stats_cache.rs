@@ -40,8 +40,9 @@ pub fn load_cached(dir: &Path, set: &CalibrationSet, samples: usize, seed: u64) 
     ActivationStats::load(&stats_path(dir, &set.name, samples, seed)).ok().filter(|s| s.samples == samples as u64)
 }
 
-/// Calibrates `set` (unless cached) and saves the STATS under `dir/stats/`.
-pub fn ensure(cal: &mut Calibrator<'_>, dir: &Path, set: &CalibrationSet, samples: usize, seed: u64) -> anyhow::Result<(ActivationStats, CalibrationRecord)> {
+/// Calibrates `set` (unless cached) and saves the STATS under `dir/stats/`; `chat`: each text
+/// in the model's chat template (the calibrator must parse special tokens).
+pub fn ensure(cal: &mut Calibrator<'_>, dir: &Path, set: &CalibrationSet, samples: usize, seed: u64, chat: bool) -> anyhow::Result<(ActivationStats, CalibrationRecord)> {
     if let Some(stats) = load_cached(dir, set, samples, seed) {
         let rec = CalibrationRecord { set: set.name.clone(), samples, seed, tokens: stats.tokens, seconds: 0.0, cached: true };
         return Ok((stats, rec));
@@ -49,7 +50,7 @@ pub fn ensure(cal: &mut Calibrator<'_>, dir: &Path, set: &CalibrationSet, sample
     let t0 = Instant::now();
     let path = stats_path(dir, &set.name, samples, seed);
     std::fs::create_dir_all(path.parent().unwrap_or(dir)).with_context(|| format!("creating {}", dir.display()))?;
-    let outcome = calibrate_set(cal, set, &Sampling::new(samples, seed), false, None, &path).with_context(|| format!("calibrating on {} ({samples} samples, seed {seed})", set.name))?;
+    let outcome = calibrate_set(cal, set, &Sampling { chat, ..Sampling::new(samples, seed) }, false, None, &path).with_context(|| format!("calibrating on {} ({samples} samples, seed {seed})", set.name))?;
     let Outcome::Finished(Calibrated { stats, .. }) = outcome else {
         unreachable!("a calibration without checkpoints always finishes")
     };

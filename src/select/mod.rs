@@ -22,6 +22,7 @@ pub mod onepass;
 pub mod matrix;
 pub mod overlap;
 pub mod radix;
+pub mod restrict;
 pub mod score;
 pub mod synth;
 pub mod topk;

@@ -61,6 +61,8 @@ pub struct ApplyOptions {
     pub write_report: bool,
     /// Show progress on stderr (see `crate::progress`).
     pub progress: bool,
+    /// Only these targets are edited (`--only`, `--layers`; default every target).
+    pub restrict: select::restrict::Restriction,
 }
 
 impl ApplyOptions {
@@ -77,6 +79,7 @@ impl ApplyOptions {
             write_modelfile: true,
             write_report: true,
             progress: true,
+            restrict: select::restrict::Restriction::default(),
         }
     }
 }
@@ -240,6 +243,7 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
         None => select::select_with_progress(model, math, general, &opts.select, &|| bar.inc(1))?,
     };
     bar.finish_and_clear();
+    let selection = if opts.restrict.is_all() { selection } else { selection.restricted(|n| opts.restrict.contains(n)) };
     if selection.selected() == 0 {
         let why = match opts.select.method {
             select::Method::MathNeuro => format!(
@@ -268,6 +272,9 @@ pub fn apply_selection(
     let plan = opts.quantize.as_ref().map(|q| master::plan(model, math, general, q)).transpose()?;
     if plan.is_none() {
         select::check::check_all(model, math, general)?;
+    }
+    if !opts.restrict.is_all() {
+        return rewrite(model, &selection.restricted(|n| opts.restrict.contains(n)), math, general, opts, plan, 0.0);
     }
     rewrite(model, selection, math, general, opts, plan, 0.0)
 }

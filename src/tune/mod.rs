@@ -100,6 +100,8 @@ pub struct TuneOptions {
     pub stop_after: Option<usize>,
     /// Print a line per candidate and stage (stderr).
     pub verbose: bool,
+    /// Calibration texts and GSM8K prompts in the model's chat template (instruct models).
+    pub chat: bool,
 }
 
 /// The fewest dev questions a search round uses: below this a round says nothing.
@@ -138,7 +140,8 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     let rounds = search::schedule(candidates.len(), o.rounds, o.budget, splits.dev.gsm8k.len(), MIN_ROUND_ITEMS);
 
     let engine = EngineOptions { threads: o.threads, ..EngineOptions::default() };
-    let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after };
+    let chat = if o.chat { Some(crate::chat::ChatFormat::of_model(&o.model).with_context(|| format!("--chat: {}", o.model.display()))?) } else { None };
+    let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after, chat };
     let mut ctx = Ctx {
         o,
         model_file: &model_file,
@@ -180,6 +183,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         candidates: records.clone(),
         chosen: chosen.map(|i| records[i].candidate),
         verdict,
+        rebuild: chosen.map(|i| apply_command(o, &records[i].candidate, &math_set.name, &general_set.name)),
         test_base: report::Accuracies::of(&ctx.scorer, "base", &splits.test.general_is_mmlu),
         test_tuned: chosen.map(|i| compare(&records[i].id, records[i].candidate.label())),
         test_paper: compare(&Candidate::PAPER.id(), Candidate::PAPER.label()),
@@ -200,6 +204,30 @@ fn candidates(model_file: &GgufFile, o: &TuneOptions) -> (Space, Vec<Candidate>)
     let mut candidates = vec![Candidate::PAPER];
     candidates.extend(space.draw(space.grid().len(), o.seed).into_iter().filter(|c| *c != Candidate::PAPER).take(o.candidates.saturating_sub(1)));
     (space, candidates)
+}
+
+/// The `mathneuro apply` command that rebuilds candidate `c` byte for byte from the STATS
+/// cached in the work directory (what [`Ctx::write`] does: the same selection, change, seed and
+/// restriction), written onto the output with `--force`.
+pub fn apply_command(o: &TuneOptions, c: &Candidate, math: &str, general: &str) -> String {
+    let path = |p: &Path| shell_word(&p.display().to_string());
+    let mut words = vec!["mathneuro".to_string(), "apply".into(), path(&o.model)];
+    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed))]);
+    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed))]);
+    // `Ctx::write` scales by `c.scale as f32`; f32's Display is the shortest text that parses back.
+    words.extend(["--top-k".into(), c.top_k.to_string(), "--scale".into(), (c.scale as f32).to_string(), "--seed".into(), o.seed.to_string()]);
+    words.extend(c.region.restriction().flags());
+    words.extend(["-o".into(), path(&o.output), "--force".into()]);
+    words.join(" ")
+}
+
+/// `word` quoted for a POSIX shell when it holds anything but plain path characters.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// The models tested once on held-out items: the base, the chosen candidate, and the paper's
@@ -252,11 +280,11 @@ fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &Calibrati
         return Ok((m, g));
     }
     let model = Model::load(&o.model).with_context(|| format!("loading {}", o.model.display()))?;
-    let copts = CalibrateOptions { threads: o.threads, max_tokens: o.max_tokens, ..CalibrateOptions::default() };
+    let copts = CalibrateOptions { threads: o.threads, max_tokens: o.max_tokens, parse_special: o.chat, ..CalibrateOptions::default() };
     let mut cal = Calibrator::new(&model, &copts).with_context(|| o.model.display().to_string())?;
     let mut out = Vec::new();
     for set in [math_set, general_set] {
-        let (stats, rec) = stats_cache::ensure(&mut cal, &o.work, set, o.samples, o.seed)?;
+        let (stats, rec) = stats_cache::ensure(&mut cal, &o.work, set, o.samples, o.seed, o.chat)?;
         if o.verbose {
             eprintln!("tune: calibrated {}: {} samples, {} tokens in {:.0} s", rec.set, rec.samples, rec.tokens, rec.seconds);
         }
@@ -268,7 +296,7 @@ fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &Calibrati
 
 /// The texts calibration measured (the same draw `stats_cache::ensure` makes).
 fn drawn_texts(set: &CalibrationSet, o: &TuneOptions) -> anyhow::Result<Vec<String>> {
-    crate::pipeline::Sampling::new(o.samples, o.seed).texts(set, &o.model)
+    crate::pipeline::Sampling { chat: o.chat, ..crate::pipeline::Sampling::new(o.samples, o.seed) }.texts(set, &o.model)
 }
 
 /// What a journaled score means, hashed: the model (its tensor table and the sha256 of its
@@ -286,7 +314,7 @@ fn config_key(o: &TuneOptions, model: &GgufFile, sets: &[&CalibrationSet]) -> an
         data.push(content::task_data_sha256(&o.data_dir, task, None)?);
     }
     let text = format!(
-        "{} {} {} {} {} {} {} {} {} {} {}",
+        "{} {} {} {} {} {} {} {} {} {} {}{}",
         data.join(" "),
         crate::model::fingerprint(model),
         o.math,
@@ -298,6 +326,8 @@ fn config_key(o: &TuneOptions, model: &GgufFile, sets: &[&CalibrationSet]) -> an
         o.max_new_tokens,
         o.parallel,
         o.threads,
+        // Appended only with --chat, so journals of earlier runs keep their key.
+        if o.chat { " chat" } else { "" },
     );
     Ok(sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -351,12 +381,14 @@ impl Ctx<'_, '_> {
         Ok(all.restricted(|n| c.region.contains(n)).selected() as f64 / total)
     }
 
-    /// Writes candidate `c` to `path` (Modelfile only for the final output).
+    /// Writes candidate `c` to `path` (Modelfile only for the final output): the options
+    /// [`apply_args`] prints as an `apply` command.
     fn write(&mut self, c: &Candidate, path: &Path, modelfile: bool) -> anyhow::Result<()> {
-        let sel = self.selection(c.top_k)?.restricted(|n| c.region.contains(n));
+        let sel = self.selection(c.top_k)?.clone();
         let mut opts = ApplyOptions::new(Change::Scale(c.scale as f32), path);
         opts.select.top_k_percent = c.top_k;
         opts.select.seed = self.o.seed;
+        opts.restrict = c.region.restriction();
         opts.force = true;
         opts.write_modelfile = modelfile;
         opts.write_report = false;

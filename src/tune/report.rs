@@ -254,6 +254,10 @@ pub struct TuneReport {
     pub chosen: Option<Candidate>,
     /// One sentence on the outcome.
     pub verdict: String,
+    /// The `apply` command that rebuilds the output (when an edit was chosen). Not in
+    /// report.json: it names the work directory, and the decisions there are path-free.
+    #[serde(skip)]
+    pub rebuild: Option<String>,
     /// The base on the test items.
     pub test_base: Accuracies,
     /// The chosen edit against the base on test.
@@ -280,6 +284,9 @@ impl TuneReport {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# tune: {}\n\n**{}**\n", self.model.display(), self.verdict);
+        if let Some(cmd) = &self.rebuild {
+            let _ = writeln!(s, "Rebuild the output byte for byte with `apply` (from the STATS in the work directory):\n\n```sh\n{cmd}\n```\n");
+        }
         let sp = &self.splits;
         let _ = writeln!(
             s,

@@ -39,6 +39,8 @@ pub struct ScoreSettings {
     pub parallel: usize,
     /// Stop (with [`ScoreError::Stopped`]) after this many newly evaluated chunks.
     pub stop_after: Option<usize>,
+    /// GSM8K prompts in this chat template (`tune --chat`).
+    pub chat: Option<crate::chat::ChatFormat>,
 }
 
 /// The scores so far, the journal, and the measured speed of each measure.
@@ -132,7 +134,7 @@ impl<'s> Scorer<'s> {
             Measure::DevCot | Measure::TestCot => {
                 let side = if measure == Measure::DevCot { dev } else { test };
                 let records = &side.gsm8k[range];
-                gsm8k::run_gsm8k(&mut session, records, records.len(), mode, self.settings.max_new_tokens, |_| {})?.items
+                gsm8k::run_gsm8k_with(&mut session, records, records.len(), mode, self.settings.max_new_tokens, self.settings.chat.as_ref(), |_| {})?.items
             }
             Measure::DevNll => {
                 let records = &dev.gsm8k[range];

@@ -10,6 +10,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::select::restrict::{Kind, Layers, Restriction};
+
 /// Which target weights an edit may touch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -36,14 +38,20 @@ pub enum Region {
 impl Region {
     /// Whether the edit may touch the target weight `name`.
     pub fn contains(&self, name: &str) -> bool {
-        let kind = crate::model::matrix_kind(name);
+        self.restriction().contains(name)
+    }
+
+    /// The same region as `apply`'s `--only`/`--layers` restriction (so the report can print
+    /// the `apply` command that rebuilds a candidate).
+    pub fn restriction(&self) -> Restriction {
+        let kinds = |k: &[Kind]| Some(k.iter().copied().collect());
         match *self {
-            Region::All => true,
-            Region::NoHead => name != "output.weight",
-            Region::HeadOnly => name == "output.weight",
-            Region::Ffn => kind.starts_with("ffn_"),
-            Region::Attention => kind.starts_with("attn_"),
-            Region::Layers { first, last } => crate::model::layer_of(name).is_some_and(|l| (first..=last).contains(&l)),
+            Region::All => Restriction::default(),
+            Region::NoHead => Restriction { kinds: kinds(&[Kind::Ffn, Kind::Attn, Kind::Other]), layers: None },
+            Region::HeadOnly => Restriction { kinds: kinds(&[Kind::Head]), layers: None },
+            Region::Ffn => Restriction { kinds: kinds(&[Kind::Ffn]), layers: None },
+            Region::Attention => Restriction { kinds: kinds(&[Kind::Attn]), layers: None },
+            Region::Layers { first, last } => Restriction { kinds: None, layers: Some(Layers { first, last }) },
         }
     }
 
