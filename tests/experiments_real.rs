@@ -78,8 +78,9 @@ fn experiments_run_end_to_end_and_reuse_cached_stats() {
         assert!(stdout.contains(section), "{section} missing:\n{stdout}");
     }
 
-    // A rerun of experiment 4 alone loads the STATS instead of calibrating.
-    let (_, stderr) = run(&out, &["--only", "4"]);
+    // A rerun of experiment 4 alone (its results replace the earlier ones: --force) loads the
+    // STATS instead of calibrating.
+    let (_, stderr) = run(&out, &["--only", "4", "--force"]);
     assert_eq!(stderr.matches(", cached").count(), 4, "two sets × two seeds loaded:\n{stderr}");
     assert!(!stderr.contains("tok/s"), "nothing recalibrated:\n{stderr}");
 }

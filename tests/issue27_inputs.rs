@@ -182,7 +182,8 @@ fn issue27_case07_hyperparameters_llama_cpp_asserts_on_are_clear_errors() {
 
 /// `eval MODEL --out DIR [--resume]` on arc_easy (3 items): the per-item file's text.
 fn eval_items(model: &Path, out: &Path, extra: &[&str]) -> String {
-    let o = within(bin().arg("eval").arg(model).args(["--limit", "3", "--threads", "2", "--no-progress", "--out"]).arg(out).args(extra), 120);
+    // --force: a rerun into the same --out replaces the earlier run's files (issue 27 case 1).
+    let o = within(bin().arg("eval").arg(model).args(["--limit", "3", "--threads", "2", "--no-progress", "--force", "--out"]).arg(out).args(extra), 120);
     ok(&o);
     let name = if extra.contains(&"--task-file") { "task_file.jsonl" } else { "arc_easy.jsonl" };
     std::fs::read_to_string(out.join(name)).unwrap()
@@ -193,7 +194,7 @@ fn eval_items(model: &Path, out: &Path, extra: &[&str]) -> String {
 /// for equals a fresh run elsewhere.
 fn resume_is_refused_then_recomputed(model: &Path, out: &Path, fresh: &Path, args: &[&str], changed: &str) {
     let o = within(bin().arg("eval").arg(model).args(["--limit", "3", "--threads", "2", "--no-progress", "--out"]).arg(out).args(args).arg("--resume"), 120);
-    fails_with(&o, 1, &["items/base/", "other settings", changed, "drop --resume"]);
+    fails_with(&o, 1, &["items/base/", "other settings", changed, "drop --resume and pass --force"]);
     assert_eq!(eval_items(model, out, args), eval_items(model, fresh, args), "the rerun reused the old items");
 }
 

@@ -186,15 +186,30 @@ fn issue27_mmlu_race_hellaswag_boolq_and_wikitext_score_on_the_real_model() {
     for it in &task(Task::Race).items {
         assert!(it.prompt.starts_with("Article: ") && it.prompt.contains("\nAnswer:"), "RACE item {}: {:?}", it.index, &it.prompt[..it.prompt.len().min(200)]);
     }
-    let wiki = run(vec![Task::Wikitext], 1);
+    // WikiText in non-overlapping 256-token windows: every token scored once, so the one long
+    // article costs seconds, not minutes (the metric and the document are what is checked).
+    let wiki = {
+        let mut o = EvalOptions::new(vec![Task::Wikitext], data.clone());
+        o.limit = Some(1);
+        o.seed = 3;
+        o.bootstrap = 50;
+        o.progress = false;
+        o.windows = mathneuro::eval::Windows { window: 256, stride: 256 };
+        o.engine = EngineOptions { threads: 2, n_ctx: 4096, max_sequences: 8, ..EngineOptions::default() };
+        eval::evaluate_model(&model, &o).unwrap()
+    };
     let w = wiki.task(Task::Wikitext).unwrap();
     eprintln!("wikitext: {:.1} s", w.wall_seconds);
     assert_eq!(w.n, 1);
     let wp = metric(w, "word_perplexity");
     assert!((5.0..500.0).contains(&wp), "WikiText word perplexity {wp}");
     let raw = std::fs::read_to_string(data.join("wikitext2/wiki.test.raw.txt")).unwrap();
-    let head: String = w.items[0].prompt.chars().take(40).collect();
-    assert!(raw.contains(head.trim()), "the WikiText document is not from the test file: {head:?}");
+    // The raw file spaces headings as " = Title = \n"; compare with whitespace collapsed.
+    let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let head: String = w.items[0].prompt.chars().take(60).collect();
+    let head = words(&head);
+    let head = head.rsplit_once(' ').map_or(head.as_str(), |(h, _)| h);
+    assert!(words(&raw).contains(head), "the WikiText document is not from the test file: {head:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

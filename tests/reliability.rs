@@ -329,7 +329,7 @@ fn issue10_samples_zero_and_threads_zero_have_one_rule() {
         let mut args: Vec<String> = args.iter().map(|a| if *a == "M" { s(&model).to_string() } else { a.replace("D/", &format!("{}/", d.display())) }).collect();
         args.extend(["--threads".to_string(), "0".to_string()]);
         let o = run(bin().args(&args));
-        fails_with(&o, &["'0' for '--threads <THREADS>': must be at least 1 (omit --threads to use every core)"]);
+        fails_with(&o, &["'0' for '--threads <N>': must be at least 1 (omit --threads to use every core)"]);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
     }
     assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);

@@ -46,7 +46,7 @@ pub enum ItemLogError {
         source: std::io::Error,
     },
     /// The file was written with other settings.
-    #[error("{}: was written by an evaluation with other settings ({found}; now {expected}); remove it or drop --resume", path.display())]
+    #[error("{}: was written by an evaluation with other settings ({found}; now {expected}); remove it, or drop --resume and pass --force to evaluate again", path.display())]
     OtherSettings {
         /// The file.
         path: PathBuf,
