@@ -14,15 +14,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mathneuro::gguf::{GgufFile, GgufWriter, MetaValue};
+use crate::common::{data_dir};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mathneuro"));
     c.env("RAYON_NUM_THREADS", "2").env("MATHNEURO_DATA", data_dir());
     c
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("MATHNEURO_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from)
 }
 
 /// Runs `c`, killing it after `secs` (a hang fails the test instead of blocking it).

@@ -18,6 +18,7 @@ use mathneuro::gguf::synth::{SynthModel, encode_plain};
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::select::synth::synthetic_stats;
 use sha2::{Digest, Sha256};
+use crate::common::{data_dir, run, stderr, fails_with};
 
 /// The pause after each output's rename (the test hook of `safety::tempfiles`).
 const PAUSE: &str = "MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS";
@@ -26,28 +27,6 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mathneuro"));
     c.env("RAYON_NUM_THREADS", "2").env("MATHNEURO_DATA", data_dir()).env_remove(PAUSE);
     c
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("MATHNEURO_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from)
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts the command failed and its stderr contains every `needle`.
-fn fails_with(o: &Output, needles: &[&str]) -> String {
-    let e = stderr(o);
-    assert!(!o.status.success(), "expected a failure, got success; stderr:\n{e}");
-    for n in needles {
-        assert!(e.contains(n), "stderr lacks {n:?}:\n{e}");
-    }
-    e
 }
 
 fn succeeds(o: &Output) {

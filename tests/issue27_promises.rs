@@ -19,6 +19,7 @@ use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::select::synth::synthetic_stats;
 use mathneuro::tune::splits::{SplitSizes, Splits};
 use sha2::{Digest, Sha256};
+use crate::common::{stderr};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mathneuro"));
@@ -38,10 +39,6 @@ fn sha(path: &Path) -> String {
 
 fn temp_leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(".mathneuro-")).collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,3 +12,31 @@ pub fn real_model_path() -> PathBuf {
     assert!(p.exists(), "the default model {MODEL} is missing: run models/fetch.sh (tests need it and do not skip)");
     p
 }
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The data directory the tests read: `$MATHNEURO_DATA`, else `../shared/data` beside the checkout.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("MATHNEURO_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from)
+}
+
+/// Runs a command to its end and returns its output.
+pub fn run(c: &mut Command) -> Output {
+    c.output().unwrap()
+}
+
+/// The command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command failed and its stderr contains every `needle`.
+pub fn fails_with(o: &Output, needles: &[&str]) -> String {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected a failure, got success; stderr:\n{e}");
+    for n in needles {
+        assert!(e.contains(n), "stderr lacks {n:?}:\n{e}");
+    }
+    e
+}
