@@ -19,6 +19,7 @@ use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::select::synth::synthetic_stats;
 use sha2::{Digest, Sha256};
 use crate::common::{data_dir, run, stderr, fails_with};
+use crate::common::wait_limited;
 
 /// The pause after each output's rename (the test hook of `safety::tempfiles`).
 const PAUSE: &str = "MATHNEURO_TEST_PAUSE_AFTER_RENAME_MS";
@@ -58,19 +59,6 @@ fn apply(model: &Path, math: &Path, general: &Path) -> Command {
     let mut c = bin();
     c.arg("apply").arg(model).arg("--math").arg(math).arg("--general").arg(general).args(["--scale", "1.1", "--threads", "2"]);
     c
-}
-
-/// Waits for `child` at most `limit`; kills it and fails when it is still running (a hang).
-fn wait_limited(mut child: Child, limit: Duration, what: &str) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{what} still running after {limit:?} (hangs)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Waits until `path` exists (at most `limit`).

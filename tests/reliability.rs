@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mathneuro::ffi::ggml;
@@ -19,6 +19,7 @@ use mathneuro::select::synth::synthetic_stats;
 use mathneuro::stats::ActivationStats;
 use sha2::{Digest, Sha256};
 use crate::common::{data_dir, run, stderr, fails_with};
+use crate::common::wait_limited;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mathneuro"));
@@ -55,19 +56,6 @@ fn apply(model: &Path, math: &Path, general: &Path, extra: &[&str]) -> Output {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Waits for `child` at most `limit`; kills it and fails when it is still running (a hang).
-fn wait_limited(mut child: Child, limit: Duration, what: &str) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{what} still running after {limit:?} (hangs)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Pids of live processes whose command line mentions `needle`.

@@ -40,3 +40,16 @@ pub fn fails_with(o: &Output, needles: &[&str]) -> String {
     }
     e
 }
+
+/// Waits for `child` at most `limit`; kills it and fails when it is still running (a hang).
+pub fn wait_limited(mut child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what} still running after {limit:?} (hangs)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
