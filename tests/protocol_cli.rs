@@ -1,7 +1,7 @@
 //! `mathneuro protocol` end to end on the default model at a tiny size: a pruned edit of Gemma 3
 //! 270M against the base, both protocols and the subsets in the report, a second run into the
-//! same directory refused without --resume or --force, and a resumed run that computes nothing
-//! again and gives the same numbers.
+//! same directory refused without --resume or --force, a resumed run that computes nothing
+//! again and gives the same numbers, and journals redacted (`--redact-items`) to the same numbers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,6 +77,23 @@ fn protocol_runs_end_to_end_refuses_a_used_directory_and_resumes_to_the_same_rep
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(numbers(&out.join("protocol.json")), report);
     assert_eq!(std::fs::read(out.join("items/edit1/gsm8k.jsonl")).unwrap(), items);
+
+    // Resumed with --redact-items, the journals lose every question, answer and output (their
+    // sha256 stay) and the report keeps its numbers: a journal that can be committed.
+    let question = {
+        let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&items).lines().nth(1).unwrap()).unwrap();
+        let prompt = line["item"]["prompt"].as_str().unwrap().to_string();
+        prompt.rsplit("Q: ").next().unwrap().chars().take(60).collect::<String>()
+    };
+    assert!(question.len() > 20, "{question:?}");
+    let redacted = protocol(&edit, &out, &["--resume", "--redact-items"]);
+    assert!(redacted.status.success(), "{}", String::from_utf8_lossy(&redacted.stderr));
+    assert_eq!(numbers(&out.join("protocol.json")), report);
+    for f in ["items/base/gsm8k.jsonl", "items/edit1/gsm8k.jsonl"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!text.contains(&question), "{f} still holds the question {question:?}");
+        assert!(text.contains("\"sha256\""), "{f}: {text}");
+    }
 
     // An edit that is an output is refused before any work; so is a paper slice larger than N.
     let bad = protocol(&edit, &edit, &["--force"]);

@@ -42,6 +42,11 @@ pub struct EvalArgs {
     /// evaluate only the rest; the settings must be the same.
     #[arg(long)]
     pub resume: bool,
+    /// Write the per-item files with the sha256 of each prompt, output and gold answer instead
+    /// of the text (index, extracted answers and scores stay): a journal that holds no benchmark
+    /// text, to commit or move, and that --resume continues.
+    #[arg(long)]
+    pub redact_items: bool,
     /// Items per chunk of the per-item files (default 64; 4 × --parallel for generation).
     #[arg(long, hide = true, value_parser = crate::cli::args::positive_count)]
     pub items_per_chunk: Option<usize>,
@@ -143,6 +148,7 @@ impl EvalArgs {
         options.task_file = self.task_file.clone();
         options.resume = self.resume;
         options.chunk = self.items_per_chunk;
+        options.item_text = crate::eval::itemlog::ItemText::of_flag(self.redact_items);
         Ok(options)
     }
 }

@@ -63,6 +63,10 @@ pub struct ProtocolArgs {
     /// Most new tokens per GSM8K answer (the harness uses 256).
     #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
+    /// Journal answers under items/ as sha256 of prompt, output and gold answer instead of text
+    /// (as `eval --redact-items`): a journal to commit and continue elsewhere.
+    #[arg(long)]
+    pub redact_items: bool,
     /// Threads and progress (the flags every long-running command shares).
     #[command(flatten)]
     pub shared: crate::cli::args::Shared,
@@ -117,6 +121,7 @@ impl ProtocolArgs {
         options.items_dir = Some(self.out.join("items").join(label));
         // The directory is this run's own (checked above): items found there are this run's.
         options.resume = true;
+        options.item_text = crate::eval::itemlog::ItemText::of_flag(self.redact_items);
         Ok(options)
     }
 }

@@ -35,6 +35,11 @@ pub fn file_sha256(path: &Path) -> Result<String, DatasetError> {
     Ok(hex(&h.finalize()))
 }
 
+/// The sha256 of a text, in hex.
+pub fn text_sha256(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
 /// The folder of the data directory a named task reads (test items and few-shot examples).
 fn data_subdir(task: Task) -> Option<&'static str> {
     Some(match task {

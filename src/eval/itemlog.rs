@@ -8,6 +8,11 @@
 //! when all of its items are in the file, so a resumed run decodes exactly the batches an
 //! uninterrupted run decodes and gives the same report. A torn last line (a crash while
 //! writing) is dropped.
+//!
+//! With [`ItemText::Hash`] (`--redact-items`) a line keeps the item's index, extracted answers
+//! and scores but replaces the prompt, output and gold answer by their sha256: such a file holds
+//! no benchmark text, so a long run's journal can be committed and continued on another machine
+//! (a resumed run reports those items' scores without their text).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,10 +33,60 @@ struct Header {
     n_available: usize,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Line {
     pos: usize,
     item: ItemResult,
+    /// sha256 of the prompt, output and target when the line was written without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<TextHashes>,
+}
+
+/// The sha256 (hex) of an item's texts, kept in place of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct TextHashes {
+    prompt: String,
+    output: String,
+    target: String,
+}
+
+/// Whether item files keep the items' texts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ItemText {
+    /// Prompt, output and target as evaluated.
+    #[default]
+    Keep,
+    /// Their sha256 instead (no benchmark text in the file).
+    Hash,
+}
+
+impl ItemText {
+    /// `Hash` when `--redact-items` is given.
+    pub fn of_flag(redact: bool) -> ItemText {
+        if redact {
+            ItemText::Hash
+        } else {
+            ItemText::Keep
+        }
+    }
+}
+
+impl Line {
+    /// The line for `item` at `pos`, its texts hashed when `text` says so (a line already
+    /// hashed stays as it is).
+    fn new(pos: usize, item: &ItemResult, text: ItemText, hashes: Option<&TextHashes>) -> Line {
+        if text == ItemText::Keep || hashes.is_some() {
+            return Line { pos, item: item.clone(), sha256: hashes.cloned() };
+        }
+        let digest = |s: &str| super::content::text_sha256(s);
+        let sha256 = TextHashes { prompt: digest(&item.prompt), output: digest(&item.output), target: digest(&item.target) };
+        let item = ItemResult { prompt: String::new(), output: String::new(), target: String::new(), ..item.clone() };
+        Line { pos, item, sha256: Some(sha256) }
+    }
+
+    fn json(&self) -> String {
+        serde_json::to_string(self).expect("item serializes") + "\n"
+    }
 }
 
 /// Why the item file cannot be used.
@@ -62,24 +117,26 @@ pub struct ItemLog {
     path: PathBuf,
     key: String,
     header: Option<Header>,
-    done: BTreeMap<usize, ItemResult>,
+    done: BTreeMap<usize, Line>,
     file: Option<File>,
+    text: ItemText,
 }
 
 impl ItemLog {
     /// A log that keeps nothing (no output directory).
     pub fn none() -> ItemLog {
-        ItemLog { path: PathBuf::new(), key: String::new(), header: None, done: BTreeMap::new(), file: None }
+        ItemLog { path: PathBuf::new(), key: String::new(), header: None, done: BTreeMap::new(), file: None, text: ItemText::Keep }
     }
 
     /// Opens `path` for a run with settings `key`: with `resume`, finished items are read back
-    /// (the file rewritten without a torn last line); without, the file starts empty.
-    pub fn open(path: &Path, key: &str, resume: bool) -> Result<ItemLog, ItemLogError> {
+    /// (the file rewritten without a torn last line, and without texts under [`ItemText::Hash`]);
+    /// without, the file starts empty.
+    pub fn open(path: &Path, key: &str, resume: bool, text: ItemText) -> Result<ItemLog, ItemLogError> {
         let io = |source| ItemLogError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut log = ItemLog { path: path.to_path_buf(), key: key.to_string(), header: None, done: BTreeMap::new(), file: None };
+        let mut log = ItemLog { path: path.to_path_buf(), key: key.to_string(), header: None, done: BTreeMap::new(), file: None, text };
         if resume && path.exists() {
             let text = crate::safety::inputs::read_text(path).map_err(io)?;
             let mut lines = text.lines();
@@ -91,7 +148,8 @@ impl ItemLog {
                 for l in lines {
                     match serde_json::from_str::<Line>(l) {
                         Ok(line) => {
-                            log.done.insert(line.pos, line.item);
+                            let line = Line::new(line.pos, &line.item, log.text, line.sha256.as_ref());
+                            log.done.insert(line.pos, line);
                         }
                         Err(_) => break,
                     }
@@ -102,9 +160,8 @@ impl ItemLog {
         let mut file = File::create(path).map_err(io)?;
         if let Some(h) = &log.header {
             let mut text = serde_json::to_string(h).expect("header serializes") + "\n";
-            for (pos, item) in &log.done {
-                text.push_str(&serde_json::to_string(&Line { pos: *pos, item: item.clone() }).expect("item serializes"));
-                text.push('\n');
+            for line in log.done.values() {
+                text.push_str(&line.json());
             }
             file.write_all(text.as_bytes()).map_err(io)?;
         }
@@ -115,7 +172,7 @@ impl ItemLog {
     /// Items of positions `range` when every one of them is in the file.
     fn finished(&self, range: &Range<usize>) -> Option<Vec<ItemResult>> {
         self.header.as_ref()?;
-        range.clone().map(|p| self.done.get(&p).cloned()).collect()
+        range.clone().map(|p| self.done.get(&p).map(|l| l.item.clone())).collect()
     }
 
     /// Appends the items of a finished chunk starting at position `start`.
@@ -129,8 +186,7 @@ impl ItemLog {
             self.header = Some(h);
         }
         for (k, item) in outcome.items.iter().enumerate() {
-            text.push_str(&serde_json::to_string(&Line { pos: start + k, item: item.clone() }).expect("item serializes"));
-            text.push('\n');
+            text.push_str(&Line::new(start + k, item, self.text, None).json());
         }
         file.write_all(text.as_bytes()).map_err(io)?;
         file.flush().map_err(io)?;
@@ -185,7 +241,7 @@ mod tests {
         let path = dir.path().join("t.jsonl");
         let full = run_chunked::<ItemLogError>(10, 3, &mut ItemLog::none(), |r| Ok(outcome(r))).unwrap();
         // First run: stop in the third chunk.
-        let mut log = ItemLog::open(&path, "k", false).unwrap();
+        let mut log = ItemLog::open(&path, "k", false, ItemText::Keep).unwrap();
         let stopped = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
             if r.start >= 6 {
                 return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("killed") });
@@ -198,7 +254,7 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"pos\":6,\"item\":{\"ind").unwrap();
         let mut ran = Vec::new();
-        let mut log = ItemLog::open(&path, "k", true).unwrap();
+        let mut log = ItemLog::open(&path, "k", true, ItemText::Keep).unwrap();
         let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
             ran.push(r.clone());
             Ok(outcome(r))
@@ -206,6 +262,56 @@ mod tests {
         .unwrap();
         assert_eq!(ran, vec![6..9, 9..10]);
         assert_eq!(resumed, full);
-        assert!(matches!(ItemLog::open(&path, "other", true), Err(ItemLogError::OtherSettings { .. })));
+        assert!(matches!(ItemLog::open(&path, "other", true, ItemText::Keep), Err(ItemLogError::OtherSettings { .. })));
+    }
+
+    fn texts(range: Range<usize>) -> TaskOutcome {
+        let mut out = outcome(range);
+        for it in &mut out.items {
+            it.prompt = format!("Q: secret question {}", it.index);
+            it.output = format!(" the model says {}", it.index);
+            it.target = format!("answer {}", it.index);
+        }
+        out
+    }
+
+    #[test]
+    fn a_hashed_log_holds_no_text_and_resumes_to_the_same_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let full = run_chunked::<ItemLogError>(10, 3, &mut ItemLog::none(), |r| Ok(texts(r))).unwrap();
+        // A run with texts stopped after two chunks, then continued with hashing: the kept
+        // lines lose their texts too.
+        let mut log = ItemLog::open(&path, "k", false, ItemText::Keep).unwrap();
+        let _ = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            if r.start >= 6 {
+                return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("stop") });
+            }
+            Ok(texts(r))
+        });
+        drop(log);
+        let mut log = ItemLog::open(&path, "k", true, ItemText::Hash).unwrap();
+        let mut ran = Vec::new();
+        let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            ran.push(r.clone());
+            Ok(texts(r))
+        })
+        .unwrap();
+        drop(log);
+        assert_eq!(ran, vec![6..9, 9..10]);
+        let file = std::fs::read_to_string(&path).unwrap();
+        for word in ["secret", "model says", "answer "] {
+            assert!(!file.contains(word), "{word:?} left in {file}");
+        }
+        assert!(file.contains(&crate::eval::content::text_sha256("Q: secret question 0")));
+        // Read back (with either setting), every item keeps its index and scores.
+        for text in [ItemText::Hash, ItemText::Keep] {
+            let mut log = ItemLog::open(&path, "k", true, text).unwrap();
+            let again = run_chunked::<ItemLogError>(10, 3, &mut log, |_| panic!("all items are in the file")).unwrap();
+            let key = |o: &TaskOutcome| o.items.iter().map(|i| (i.index, i.scores.clone())).collect::<Vec<_>>();
+            assert_eq!(key(&again), key(&full));
+            assert!(again.items.iter().all(|i| i.prompt.is_empty() && i.output.is_empty()));
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), file, "rewriting a hashed file keeps its bytes");
     }
 }

@@ -100,6 +100,8 @@ pub struct EvalOptions {
     pub resume: bool,
     /// Items per chunk written to `items_dir` (default: see `chunk_size`).
     pub chunk: Option<usize>,
+    /// Whether the files in `items_dir` keep the items' texts (`--redact-items`: hashes only).
+    pub item_text: itemlog::ItemText,
 }
 
 impl EvalOptions {
@@ -122,6 +124,7 @@ impl EvalOptions {
             items_dir: None,
             resume: false,
             chunk: None,
+            item_text: itemlog::ItemText::Keep,
         }
     }
 
@@ -224,7 +227,7 @@ pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport
     for task in all {
         let t0 = Instant::now();
         let mut log = match &options.items_dir {
-            Some(dir) => itemlog::ItemLog::open(&dir.join(format!("{task}.jsonl")), &options.key(&model_sha256, task)?, options.resume)?,
+            Some(dir) => itemlog::ItemLog::open(&dir.join(format!("{task}.jsonl")), &options.key(&model_sha256, task)?, options.resume, options.item_text)?,
             None => itemlog::ItemLog::none(),
         };
         let ctx = TaskContext { chat: chat.as_ref(), task_file: task_file.as_ref() };
