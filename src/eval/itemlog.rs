@@ -299,6 +299,8 @@ mod tests {
         .unwrap();
         drop(log);
         assert_eq!(ran, vec![6..9, 9..10]);
+        let scores = |o: &TaskOutcome| o.items.iter().map(|i| (i.index, i.scores.clone())).collect::<Vec<_>>();
+        assert_eq!(scores(&resumed), scores(&full));
         let file = std::fs::read_to_string(&path).unwrap();
         for word in ["secret", "model says", "answer "] {
             assert!(!file.contains(word), "{word:?} left in {file}");
@@ -308,8 +310,7 @@ mod tests {
         for text in [ItemText::Hash, ItemText::Keep] {
             let mut log = ItemLog::open(&path, "k", true, text).unwrap();
             let again = run_chunked::<ItemLogError>(10, 3, &mut log, |_| panic!("all items are in the file")).unwrap();
-            let key = |o: &TaskOutcome| o.items.iter().map(|i| (i.index, i.scores.clone())).collect::<Vec<_>>();
-            assert_eq!(key(&again), key(&full));
+            assert_eq!(scores(&again), scores(&full));
             assert!(again.items.iter().all(|i| i.prompt.is_empty() && i.output.is_empty()));
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap(), file, "rewriting a hashed file keeps its bytes");
