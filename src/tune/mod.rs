@@ -553,25 +553,86 @@ fn choose(ctx: &mut Ctx<'_, '_>, finalists: &[usize], records: &mut [CandidateRe
     let o = ctx.o;
     for &i in finalists {
         let gain = records[i].rounds.last().map_or(0, |s| s.gain);
-        if gain < o.min_gain {
-            records[i].fate = format!("finalist; dev gain {gain:+} < {:+} needed", o.min_gain);
-            continue;
-        }
         let c = records[i].candidate;
-        ctx.ensure(None, &[(Measure::DevGeneral, usize::MAX)], usize::MAX)?;
-        ctx.ensure(Some(&c), &[(Measure::DevGeneral, usize::MAX)], usize::MAX)?;
-        let n = ctx.scorer.available(Measure::DevGeneral);
-        let p = search::paired(ctx.scorer.get("base", Measure::DevGeneral, n), ctx.scorer.get(&records[i].id, Measure::DevGeneral, n), 0, true, RESAMPLES, o.seed);
-        let ok = p.delta >= -o.general_tolerance;
-        ctx.say(&format!("finalist {}: general dev {:+.3} (tolerance −{})", c.label(), p.delta, o.general_tolerance));
-        records[i].general_dev = Some(p);
-        if ok {
-            records[i].fate = "chosen".into();
-            return Ok(Some(i));
-        }
-        records[i].fate = "finalist; general dev accuracy fell beyond the tolerance".into();
+        let id = records[i].id.clone();
+        let (judgement, general) = judge(gain, o.min_gain, o.general_tolerance, || {
+            ctx.ensure(None, &[(Measure::DevGeneral, usize::MAX)], usize::MAX)?;
+            ctx.ensure(Some(&c), &[(Measure::DevGeneral, usize::MAX)], usize::MAX)?;
+            let n = ctx.scorer.available(Measure::DevGeneral);
+            let p = search::paired(ctx.scorer.get("base", Measure::DevGeneral, n), ctx.scorer.get(&id, Measure::DevGeneral, n), 0, true, RESAMPLES, o.seed);
+            ctx.say(&format!("finalist {}: general dev {:+.3} (tolerance −{})", c.label(), p.delta, o.general_tolerance));
+            Ok(p)
+        })?;
+        records[i].general_dev = general;
+        records[i].fate = match judgement {
+            Judgement::ShortOfGain => format!("finalist; dev gain {gain:+} < {:+} needed", o.min_gain),
+            Judgement::BeyondTolerance => "finalist; general dev accuracy fell beyond the tolerance".into(),
+            Judgement::Chosen => {
+                records[i].fate = "chosen".into();
+                return Ok(Some(i));
+            }
+        };
     }
     Ok(None)
+}
+
+/// What `choose` decides for one finalist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judgement {
+    /// It beat the base on dev by fewer than `--min-gain` answers (general accuracy not measured).
+    ShortOfGain,
+    /// Its general dev accuracy fell by more than `--general-tolerance`.
+    BeyondTolerance,
+    /// It gains enough and keeps general accuracy: the winner.
+    Chosen,
+}
+
+/// Judges a finalist with dev gain `gain`: general accuracy (`general`, the paired change against
+/// the base) is measured only for one that gains at least `min_gain`, and it must not fall by
+/// more than `tolerance`.
+fn judge(gain: i64, min_gain: i64, tolerance: f64, general: impl FnOnce() -> anyhow::Result<search::Paired>) -> anyhow::Result<(Judgement, Option<search::Paired>)> {
+    if gain < min_gain {
+        return Ok((Judgement::ShortOfGain, None));
+    }
+    let p = general()?;
+    // A fall of exactly the tolerance is allowed: accuracies are ratios of counts, so 0.47 − 0.50
+    // is −0.030000000000000027 in f64; the margin is far below one item in any real split.
+    let j = if p.delta >= -tolerance - 1e-9 { Judgement::Chosen } else { Judgement::BeyondTolerance };
+    Ok((j, Some(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paired(delta: f64) -> search::Paired {
+        // 100 general dev items: the base gets the first 50 right, the finalist 50 + 100·delta.
+        let right = |k: i64| (0..100).map(|i| vec![(f64::from(u8::from(i < k)), 1.0)]).collect::<Vec<_>>();
+        search::paired(&right(50), &right(50 + (delta * 100.0).round() as i64), 0, true, 100, 1)
+    }
+
+    #[test]
+    fn a_finalist_whose_general_accuracy_falls_beyond_the_tolerance_is_not_chosen() {
+        let tol = 0.03;
+        for (delta, want) in [(-0.05, Judgement::BeyondTolerance), (-0.04, Judgement::BeyondTolerance), (-0.03, Judgement::Chosen), (-0.01, Judgement::Chosen), (0.0, Judgement::Chosen), (0.02, Judgement::Chosen)] {
+            let p = paired(delta);
+            assert!((p.delta - delta).abs() < 1e-9, "{} vs {delta}", p.delta);
+            let (j, general) = judge(3, 1, tol, || Ok(p.clone())).unwrap();
+            assert_eq!(j, want, "general dev {delta:+} with tolerance {tol}");
+            assert_eq!(general.map(|g| g.delta), Some(p.delta));
+        }
+        // A fall of exactly the tolerance is within it (not lost to f64 rounding); with
+        // tolerance 0 any fall rejects it.
+        assert_eq!(judge(3, 1, 0.0, || Ok(paired(-0.01))).unwrap().0, Judgement::BeyondTolerance);
+    }
+
+    #[test]
+    fn general_accuracy_is_measured_only_for_a_finalist_that_gains_enough() {
+        let (j, general) = judge(0, 1, 0.03, || panic!("general dev measured for a finalist short of the gain")).unwrap();
+        assert_eq!((j, general.is_none()), (Judgement::ShortOfGain, true));
+        assert_eq!(judge(1, 1, 0.03, || Ok(paired(0.0))).unwrap().0, Judgement::Chosen);
+        assert!(judge(1, 1, 0.03, || anyhow::bail!("evaluation failed")).is_err());
+    }
 }
 
 /// Writes BEST: the chosen edit, or a copy of the base when nothing beat it. Returns the verdict.
