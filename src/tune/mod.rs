@@ -601,6 +601,35 @@ fn judge(gain: i64, min_gain: i64, tolerance: f64, general: impl FnOnce() -> any
     Ok((j, Some(p)))
 }
 
+/// Writes BEST: the chosen edit, or a copy of the base when nothing beat it. Returns the verdict.
+fn write_output(ctx: &mut Ctx<'_, '_>, chosen: Option<&CandidateRecord>) -> anyhow::Result<String> {
+    let o = ctx.o;
+    match chosen {
+        Some(rec) => {
+            ctx.write(&rec.candidate, &o.output, true)?;
+            let s = rec.rounds.last().expect("a finalist has rounds");
+            Ok(format!(
+                "chose {} ({}/{} dev answers right vs the base's {}/{}); wrote {}",
+                rec.candidate.label(),
+                s.correct,
+                s.items,
+                s.base_correct,
+                s.items,
+                o.output.display()
+            ))
+        }
+        None => {
+            let copy = |f: &mut std::fs::File| -> Result<(), crate::gguf::GgufError> {
+                let mut src = std::fs::File::open(&o.model).map_err(|source| crate::gguf::GgufError::Io { path: o.model.clone(), source })?;
+                std::io::copy(&mut src, f).map_err(|source| crate::gguf::GgufError::Io { path: o.output.clone(), source })?;
+                Ok(())
+            };
+            crate::atomic::write_atomic(&o.output, Some(&o.model), copy)?;
+            Ok(format!("no candidate beat the base on dev; {} is the base model unchanged", o.output.display()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,34 +661,5 @@ mod tests {
         assert_eq!((j, general.is_none()), (Judgement::ShortOfGain, true));
         assert_eq!(judge(1, 1, 0.03, || Ok(paired(0.0))).unwrap().0, Judgement::Chosen);
         assert!(judge(1, 1, 0.03, || anyhow::bail!("evaluation failed")).is_err());
-    }
-}
-
-/// Writes BEST: the chosen edit, or a copy of the base when nothing beat it. Returns the verdict.
-fn write_output(ctx: &mut Ctx<'_, '_>, chosen: Option<&CandidateRecord>) -> anyhow::Result<String> {
-    let o = ctx.o;
-    match chosen {
-        Some(rec) => {
-            ctx.write(&rec.candidate, &o.output, true)?;
-            let s = rec.rounds.last().expect("a finalist has rounds");
-            Ok(format!(
-                "chose {} ({}/{} dev answers right vs the base's {}/{}); wrote {}",
-                rec.candidate.label(),
-                s.correct,
-                s.items,
-                s.base_correct,
-                s.items,
-                o.output.display()
-            ))
-        }
-        None => {
-            let copy = |f: &mut std::fs::File| -> Result<(), crate::gguf::GgufError> {
-                let mut src = std::fs::File::open(&o.model).map_err(|source| crate::gguf::GgufError::Io { path: o.model.clone(), source })?;
-                std::io::copy(&mut src, f).map_err(|source| crate::gguf::GgufError::Io { path: o.output.clone(), source })?;
-                Ok(())
-            };
-            crate::atomic::write_atomic(&o.output, Some(&o.model), copy)?;
-            Ok(format!("no candidate beat the base on dev; {} is the base model unchanged", o.output.display()))
-        }
     }
 }
