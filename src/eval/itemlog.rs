@@ -9,8 +9,8 @@
 //! uninterrupted run decodes and gives the same report. A torn last line (a crash while
 //! writing) is dropped.
 //!
-//! With [`ItemText::Hash`] (`--redact-items`) a line keeps the item's index, extracted answers
-//! and scores but replaces the prompt, output and gold answer by their sha256: such a file holds
+//! With [`ItemText::Hash`] (`--redact-items`) a line keeps the item's index and scores but
+//! replaces the prompt, output, gold answer and extracted answers by their sha256: such a file holds
 //! no benchmark text, so a long run's journal can be committed and continued on another machine
 //! (a resumed run reports those items' scores without their text).
 
@@ -48,6 +48,9 @@ struct TextHashes {
     prompt: String,
     output: String,
     target: String,
+    /// The item's extracted answers are their sha256 too.
+    #[serde(default)]
+    extracted: bool,
 }
 
 /// Whether item files keep the items' texts.
@@ -72,15 +75,20 @@ impl ItemText {
 }
 
 impl Line {
-    /// The line for `item` at `pos`, its texts hashed when `text` says so (a line already
-    /// hashed stays as it is).
+    /// The line for `item` at `pos`, its texts hashed when `text` says so. The extracted
+    /// answers are hashed too (an answer scored right is the gold answer); a line hashed before
+    /// they were has them hashed now, and a line already hashed stays as it is.
     fn new(pos: usize, item: &ItemResult, text: ItemText, hashes: Option<&TextHashes>) -> Line {
-        if text == ItemText::Keep || hashes.is_some() {
+        if text == ItemText::Keep || hashes.is_some_and(|h| h.extracted) {
             return Line { pos, item: item.clone(), sha256: hashes.cloned() };
         }
         let digest = |s: &str| super::content::text_sha256(s);
-        let sha256 = TextHashes { prompt: digest(&item.prompt), output: digest(&item.output), target: digest(&item.target) };
-        let item = ItemResult { prompt: String::new(), output: String::new(), target: String::new(), ..item.clone() };
+        let sha256 = match hashes {
+            Some(h) => TextHashes { extracted: true, ..h.clone() },
+            None => TextHashes { prompt: digest(&item.prompt), output: digest(&item.output), target: digest(&item.target), extracted: true },
+        };
+        let extracted = item.extracted.iter().map(|(k, v)| (k.clone(), digest(v))).collect();
+        let item = ItemResult { prompt: String::new(), output: String::new(), target: String::new(), extracted, ..item.clone() };
         Line { pos, item, sha256: Some(sha256) }
     }
 
@@ -306,6 +314,12 @@ mod tests {
             assert!(!file.contains(word), "{word:?} left in {file}");
         }
         assert!(file.contains(&crate::eval::content::text_sha256("Q: secret question 0")));
+        // A line hashed before extracted answers were has them hashed when rewritten.
+        let old = Line { pos: 0, item: ItemResult { extracted: [("acc".to_string(), "42".to_string())].into(), ..ItemResult::default() }, sha256: Some(TextHashes { prompt: "p".into(), output: "o".into(), target: "t".into(), extracted: false }) };
+        let old: Line = serde_json::from_str(&old.json().replace(",\"extracted\":false", "")).unwrap();
+        let new = Line::new(0, &old.item, ItemText::Hash, old.sha256.as_ref());
+        assert_eq!(new.item.extracted["acc"], crate::eval::content::text_sha256("42"));
+        assert_eq!(Line::new(0, &new.item, ItemText::Hash, new.sha256.as_ref()).json(), new.json(), "hashed once only");
         // Read back (with either setting), every item keeps its index and scores.
         for text in [ItemText::Hash, ItemText::Keep] {
             let mut log = ItemLog::open(&path, "k", true, text).unwrap();
