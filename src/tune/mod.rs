@@ -136,11 +136,8 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     cal_texts.extend(drawn_texts(&general_set, o)?);
     let dev_gsm8k = search::schedule(o.candidates, o.rounds, o.budget, usize::MAX, MIN_ROUND_ITEMS).last().map_or(0, |r| r.items).max(o.guard_items);
     let sizes = SplitSizes { dev_gsm8k, dev_general: o.general_items, test_gsm8k: o.test_items, test_general: o.test_general_items };
-    let splits = Splits::build_for(&o.data_dir, &o.objective, cal_texts, sizes, o.seed)?;
-    splits.check()?;
-    let names = o.objective.names();
-    let (n_dev, n_test) = (splits.dev.questions(), splits.test.questions());
-    anyhow::ensure!(n_dev > 0 && n_test > 0, "{}: {n_dev} dev and {n_test} test questions are left after the split; tune needs both", names.task);
+    let splits = split(o, cal_texts, sizes)?;
+    let n_dev = splits.dev.questions();
 
     let (space, candidates) = candidates(&model_file, o);
     let rounds = search::schedule(candidates.len(), o.rounds, o.budget, n_dev, MIN_ROUND_ITEMS);
@@ -189,7 +186,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         chosen: chosen.map(|i| records[i].candidate),
         verdict,
         rebuild: chosen.map(|i| apply_command(o, &records[i].candidate, &math_set.name, &general_set.name)),
-        names,
+        names: o.objective.names(),
         test_base: report::Accuracies::of(&ctx.scorer, "base", &splits.test.general_is_mmlu),
         test_tuned: chosen.map(|i| compare(&records[i].id, records[i].candidate.label())),
         test_paper: compare(&Candidate::PAPER.id(), Candidate::PAPER.label()),
@@ -218,8 +215,8 @@ fn candidates(model_file: &GgufFile, o: &TuneOptions) -> (Space, Vec<Candidate>)
 pub fn apply_command(o: &TuneOptions, c: &Candidate, math: &str, general: &str) -> String {
     let path = |p: &Path| shell_word(&p.display().to_string());
     let mut words = vec!["mathneuro".to_string(), "apply".into(), path(&o.model)];
-    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed))]);
-    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed))]);
+    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed, o.chat))]);
+    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed, o.chat))]);
     // `Ctx::write` scales by `c.scale as f32`; f32's Display is the shortest text that parses back.
     words.extend(["--top-k".into(), c.top_k.to_string(), "--scale".into(), (c.scale as f32).to_string(), "--seed".into(), o.seed.to_string()]);
     words.extend(c.region.restriction().flags());
@@ -234,6 +231,15 @@ fn shell_word(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
+}
+
+/// The splits of the objective, checked for leaks and for questions on both sides.
+fn split(o: &TuneOptions, calibration: Vec<String>, sizes: SplitSizes) -> anyhow::Result<Splits> {
+    let splits = Splits::build_for(&o.data_dir, &o.objective, calibration, sizes, o.seed)?;
+    splits.check()?;
+    let (n_dev, n_test) = (splits.dev.questions(), splits.test.questions());
+    anyhow::ensure!(n_dev > 0 && n_test > 0, "{}: {n_dev} dev and {n_test} test questions are left after the split; tune needs both", o.objective.names().task);
+    Ok(splits)
 }
 
 /// The models tested once on held-out items: the base, the chosen candidate, and the paper's
@@ -281,7 +287,7 @@ fn prepare(o: &TuneOptions) -> anyhow::Result<PathBuf> {
 
 /// Calibrates both sets with one loaded model (or loads the STATS cached by an earlier run).
 fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &CalibrationSet) -> anyhow::Result<(ActivationStats, ActivationStats)> {
-    let cached = |set| stats_cache::load_cached(&o.work, set, o.samples, o.seed);
+    let cached = |set| stats_cache::load_cached(&o.work, set, o.samples, o.seed, o.chat);
     if let (Some(m), Some(g)) = (cached(math_set), cached(general_set)) {
         return Ok((m, g));
     }

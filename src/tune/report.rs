@@ -334,16 +334,10 @@ impl TuneReport {
         let _ = writeln!(
             s,
             "\n## Test (touched once)\n\nBase: {} {} {:.3} / {} {:.3} (N = {}), MMLU {:.3} (N = {}), ARC-Easy {:.3} (N = {}).\n",
-            nm.task,
-            nm.strict,
-            b.gsm8k_strict,
-            nm.flexible, b.gsm8k_flexible, b.n_gsm8k, b.mmlu.1, b.mmlu.0, b.arc_easy.1, b.arc_easy.0
+            nm.task, nm.strict, b.gsm8k_strict, nm.flexible, b.gsm8k_flexible, b.n_gsm8k, b.mmlu.1, b.mmlu.0, b.arc_easy.1, b.arc_easy.0
         );
-        let _ = writeln!(
-            s,
-            "| edit vs base | {0} {1} Δ [CI] | {0} {2} Δ [CI] | McNemar (base-only/edit-only, p) | MMLU Δ [CI] | ARC-Easy Δ [CI] |\n|---|---|---|---|---|---|",
-            nm.task, nm.strict, nm.flexible
-        );
+        let header = format!("| edit vs base | {0} {1} Δ [CI] | {0} {2} Δ [CI] | McNemar (base-only/edit-only, p) | MMLU Δ [CI] | ARC-Easy Δ [CI] |", nm.task, nm.strict, nm.flexible);
+        let _ = writeln!(s, "{header}\n|---|---|---|---|---|---|");
         for (name, c) in [("chosen", self.test_tuned.as_ref()), ("paper default", Some(&self.test_paper))] {
             if let Some(c) = c {
                 let _ = writeln!(
