@@ -27,9 +27,10 @@ sel=(--math math.stats.gguf --general general.stats.gguf --top-k 5 --no-modelfil
 "$bin" eval keep.gguf --tasks wikitext --limit 1 --threads 2 --no-progress --out eval-ppl 2>>log.txt
 {
   sha256sum ./*.gguf
+  # run's stdout up to its evaluation (whose scores are in run.eval/report.json; its table
+  # has a time column), without the timing lines.
+  sed '/^## Before \/ after/q' run.stdout.txt | grep -v -E '[0-9] s\b|seconds|tok/s|/s\)' | sed "s|$out|OUT|g"
   # Scores only: strip every key that holds a time or a rate.
-  # run's stdout without its timing lines.
-  grep -v -E '[0-9] s\b|seconds|tok/s|/s\)' run.stdout.txt | sed "s|$out|OUT|g"
   python3 - eval-keep/report.json eval-ppl/report.json keep.report.json promote.report.json prune.report.json run.report.json run.eval/report.json <<'PY'
 import json, sys
 def strip(v):
