@@ -1,9 +1,12 @@
 //! The method's stages as one library pipeline, which the commands only parametrise:
 //! [`calibrate_set`] draws a set's texts, measures them (with optional checkpoints) and returns
 //! the STATS with the provenance every STATS file carries; `crate::surgery::apply` selects and
-//! rewrites; [`evaluate`] evaluates one model or compares two and writes the reports.
-//! `mathneuro calibrate`, `mathneuro run` and the experiments calibrate through here;
+//! rewrites; [`evaluate`] evaluates one model or compares two and writes the reports; [`run::run`]
+//! chains them for `mathneuro run` (calibrate → select → rewrite → deliver → evaluate).
+//! `mathneuro calibrate`, `mathneuro run`, `tune` and the experiments calibrate through here;
 //! `mathneuro eval` and `run --eval` evaluate through here.
+
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

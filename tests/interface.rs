@@ -20,7 +20,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("eval", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("kld", &["--quiet", "--threads", "--force", "--data-dir"]),
     ("run", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
-    ("experiments", &["--quiet", "--threads", "--force", "--seed", "--data-dir"]),
+    ("experiments", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("tune", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("protocol", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
 ];
@@ -184,4 +184,18 @@ fn every_tune_region_is_an_apply_restriction() {
             assert_eq!(region.contains(n), parsed.contains(n), "{region:?} ({flags:?}) on {n}");
         }
     }
+}
+
+#[test]
+fn experiments_chat_is_in_the_plan_and_refused_before_any_work_without_a_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mathneuro")).args(["experiments", MODEL, "--quick", "--chat", "--threads", "2"]).args(extra).arg("--out").arg(&out).arg("--data-dir").arg(shared_data()).output().unwrap()
+    };
+    let plan = run(&["--dry-run"]);
+    assert!(plan.status.success() && String::from_utf8_lossy(&plan.stdout).contains("\"mode\": \"quick, chat template\""), "{}", String::from_utf8_lossy(&plan.stdout));
+    // Gemma 3 270M (base) has no chat template: refused at once, nothing written.
+    crate::common::fails_with(&run(&[]), &["--chat", "tokenizer.chat_template", "drop --chat"]);
+    assert!(!out.exists(), "a refused run created its output directory");
 }

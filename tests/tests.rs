@@ -36,3 +36,4 @@ mod select_reference;
 mod smollm2_real;
 mod structure;
 mod tune_cli;
+mod tune_objective;

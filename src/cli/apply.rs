@@ -12,6 +12,7 @@ use crate::modelref::ResolvedModel;
 use crate::select::restrict::{Kind, Layers, Restriction};
 use crate::select::{Method, SelectOptions};
 use crate::stats::ActivationStats;
+use crate::surgery::deliver::{DeliverOptions, Delivery};
 use crate::surgery::{self, ApplyOptions, Change, EditMode, Quantize};
 
 /// Arguments of `mathneuro apply`.
@@ -128,6 +129,11 @@ impl SurgeryArgs {
         }
     }
 
+    /// What to do with the written model (`--keep-split`, `--ollama`).
+    pub fn deliver_options(&self) -> DeliverOptions {
+        DeliverOptions { keep_split: self.keep_split, ollama: self.ollama.clone(), force: self.force }
+    }
+
     /// The targets `--only` and `--layers` keep.
     pub fn restriction(&self) -> Restriction {
         let kinds = (!self.only.is_empty()).then(|| self.only.iter().copied().collect());
@@ -169,7 +175,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
     let model = GgufFile::open(&resolved.path).with_context(|| format!("reading model {}", resolved.path.display()))?;
     crate::model::ensure_model(&model)?;
-    let plan = super::deliver::Delivery::new(&model, &args.surgery, &opts)?;
+    let plan = Delivery::new(&model, &args.surgery.deliver_options(), &opts)?;
     plan.prepare(&mut opts);
     let math = ActivationStats::load(&args.math).with_context(|| format!("reading math STATS {}", args.math.display()))?;
     let general = ActivationStats::load(&args.general).with_context(|| format!("reading general STATS {}", args.general.display()))?;

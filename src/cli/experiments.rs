@@ -30,6 +30,10 @@ pub struct ExperimentsArgs {
     /// Math calibration data (as `calibrate --data`, e.g. `math`); MMLU is the general side.
     #[arg(long, default_value = "gsm8k")]
     pub math: String,
+    /// Wrap calibration texts and generation prompts (GSM8K, MATH; few-shot as multi-turn) in
+    /// the model's chat template, for instruction-tuned models.
+    #[arg(long)]
+    pub chat: bool,
     /// Threads and progress (the flags every long-running command shares).
     #[command(flatten)]
     pub shared: crate::cli::args::Shared,
@@ -125,7 +129,7 @@ fn output_plan(args: &ExperimentsArgs, model: &Path, data_dir: &Path, plan: &Pla
             out = out.input(f);
         }
     }
-    crate::experiments::outputs::plan(out, &args.out, plan)
+    crate::experiments::outputs::plan(out, &args.out, plan, args.chat)
 }
 
 /// Runs `mathneuro experiments`.
@@ -136,7 +140,10 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = plan(&args)?;
+    let mut plan = plan(&args)?;
+    if args.chat {
+        plan.mode = format!("{}, chat template", plan.mode);
+    }
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         println!("estimated wall time: {:.0} min", plan.estimate_seconds() / 60.0);
@@ -144,6 +151,10 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
     }
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
     let model = crate::modelref::resolve(&args.model)?.path;
+    if args.chat {
+        // Refused before any work when the model has no chat template.
+        crate::chat::ChatFormat::of_model(&model).with_context(|| format!("--chat: {}", model.display()))?;
+    }
     output_plan(&args, &model, &data_dir, &plan).check()?;
     if args.force {
         crate::experiments::outputs::clear(&args.out).with_context(|| format!("clearing the earlier results in {}", args.out.display()))?;
@@ -155,6 +166,7 @@ pub fn run(args: ExperimentsArgs) -> anyhow::Result<ExitCode> {
         math_data: args.math.clone(),
         threads: args.shared.threads(),
         quiet: args.shared.quiet,
+        chat: args.chat,
         plan,
     };
     run_experiments(&opts)?;

@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 pub mod apply;
 pub mod args;
 pub mod calibrate;
-pub mod deliver;
 pub mod eval;
 pub mod experiments;
 pub mod inspect;

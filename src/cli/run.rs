@@ -8,17 +8,15 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::calibrate::{CalibrateOptions, Calibrator, DEFAULT_MAX_TOKENS};
+use crate::calibrate::DEFAULT_MAX_TOKENS;
 use crate::cli::apply::SurgeryArgs;
 use crate::data::calibration::{self, CalibrationSet};
 use crate::data::dir::resolve_data_dir;
 use crate::eval::{EvalOptions, Task};
-use crate::ffi::llama::Model;
-use crate::gguf::GgufFile;
-use crate::pipeline::{Outcome, Sampling, calibrate_set};
+use crate::pipeline::Sampling;
+use crate::pipeline::run::{Event, Job, Stages};
 use crate::safety::OutputPlan;
-use crate::stats::ActivationStats;
-use crate::surgery::{self, side_path};
+use crate::surgery::side_path;
 
 /// Arguments of `mathneuro run`.
 #[derive(Debug, clap::Args)]
@@ -114,25 +112,6 @@ fn calibration_sets(args: &RunArgs) -> anyhow::Result<(CalibrationSet, Calibrati
     Ok((math, general))
 }
 
-/// Calibrates `set` with a progress bar and saves the STATS beside the output.
-fn measure(cal: &mut Calibrator<'_>, set: &CalibrationSet, args: &RunArgs, stats_path: &Path) -> anyhow::Result<ActivationStats> {
-    let sampling = Sampling { chat: args.chat, ..Sampling::new(args.samples, args.seed) };
-    let Outcome::Finished(calibrated) = calibrate_set(cal, set, &sampling, args.shared.progress(), None, stats_path)? else {
-        unreachable!("a calibration without checkpoints always finishes")
-    };
-    let (stats, th) = (calibrated.stats, calibrated.throughput);
-    eprintln!(
-        "calibrated {}: {} samples, {} tokens in {:.1} s ({:.0} tok/s) → {}",
-        set.name,
-        stats.samples,
-        stats.tokens,
-        th.seconds,
-        th.tokens_per_second(),
-        stats_path.display()
-    );
-    Ok(stats)
-}
-
 /// The evaluation `run --eval TASKS` does: `eval`'s defaults, with the run's threads, chat
 /// and progress settings.
 fn eval_options(args: &RunArgs, tasks: &str, threads: usize) -> anyhow::Result<EvalOptions> {
@@ -145,54 +124,35 @@ fn eval_options(args: &RunArgs, tasks: &str, threads: usize) -> anyhow::Result<E
     Ok(options)
 }
 
-/// Runs `mathneuro run`.
+/// Runs `mathneuro run`: checks the arguments and the outputs, then hands the job to
+/// `pipeline::run`.
 pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let resolved = crate::modelref::resolve(&args.model)?;
     let change = args.surgery.change(Some(1.1))?;
     let mut opts = args.surgery.apply_options(&resolved, change, args.seed);
     opts.progress = args.shared.progress();
     args.model = resolved.path.clone();
-    let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
-    crate::model::ensure_model(&model_file)?;
-    let delivery = crate::cli::deliver::Delivery::new(&model_file, &args.surgery, &opts)?;
-    delivery.prepare(&mut opts);
-    drop(model_file);
-    let output = opts.output.clone();
-    plan(&args, &opts).check()?;
+    let job = Job::new(args.model.clone(), opts, &args.surgery.deliver_options())?;
+    let output = job.apply_options().output.clone();
+    plan(&args, job.apply_options()).check()?;
     if args.eval.is_some() && args.surgery.force {
         let dir = eval_dir(&args, &output);
         crate::eval::outputs::clear(&dir).with_context(|| format!("clearing the earlier evaluation in {}", dir.display()))?;
     }
-    let (math_set, general_set) = calibration_sets(&args)?;
+    let (math, general) = calibration_sets(&args)?;
     let threads = args.shared.threads();
-    let t0 = std::time::Instant::now();
-
-    // One loaded model serves both calibrations; it is dropped before the rewrite.
-    let (math, general) = {
-        let model = Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
-        let opts = CalibrateOptions { threads, max_tokens: args.max_tokens, parse_special: args.chat, ..CalibrateOptions::default() };
-        let mut cal = Calibrator::new(&model, &opts).with_context(|| format!("{}", args.model.display()))?;
-        let math = measure(&mut cal, &math_set, &args, &side_path(&output, ".math-stats.gguf"))?;
-        let general = measure(&mut cal, &general_set, &args, &side_path(&output, ".general-stats.gguf"))?;
-        (math, general)
+    let eval = match &args.eval {
+        Some(tasks) => Some((eval_options(&args, tasks, threads)?, args.eval_out.clone())),
+        None => None,
     };
-
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("starting worker threads")?;
-    let model_file = GgufFile::open(&args.model).with_context(|| format!("reading model {}", args.model.display()))?;
-    let report = pool.install(|| surgery::apply(&model_file, &math, &general, &opts)).with_context(|| format!("rewriting {}", args.model.display()))?;
-    drop(model_file);
-    let report = delivery.finish(report)?;
-    let output = report.output.clone();
-    print!("{}", report.markdown());
-    delivery.load_into_ollama(&report)?;
-    eprintln!("calibrate + select + rewrite: {:.1} s", t0.elapsed().as_secs_f64());
-
-    if let Some(tasks) = &args.eval {
-        let options = eval_options(&args, tasks, threads)?;
-        println!("\n## Before / after\n");
-        let out = eval_dir(&args, &output);
-        let markdown = crate::pipeline::evaluate(&args.model, Some(&output), &options, &out)?;
-        crate::cli::eval::print_report(&markdown, &out)?;
+    let sampling = Sampling { chat: args.chat, ..Sampling::new(args.samples, args.seed) };
+    let stages = Stages { math, general, sampling, max_tokens: args.max_tokens, threads, progress: args.shared.progress(), eval };
+    let finished = crate::pipeline::run::run(&job, &stages, |event| match event {
+        Event::Written(report) => print!("{}", report.markdown()),
+        Event::Evaluating => println!("\n## Before / after\n"),
+    })?;
+    if let Some((markdown, dir)) = &finished.evaluation {
+        crate::cli::eval::print_report(markdown, dir)?;
     }
     Ok(ExitCode::SUCCESS)
 }

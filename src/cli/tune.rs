@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::data::dir::resolve_data_dir;
 use crate::surgery::side_path;
-use crate::tune::{TuneOptions, tune};
+use crate::tune::{Objective, TuneOptions, tune};
 
 /// Arguments of `mathneuro tune`.
 #[derive(Debug, clap::Args)]
@@ -16,6 +16,15 @@ pub struct TuneArgs {
     /// The best model found (the base unchanged when no edit beats it on dev).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// The generation task the search optimises: `gsm8k` (dev from its train questions) or
+    /// `math` (dev from the problems outside MATH's 500-problem test part, the final test from
+    /// those 500).
+    #[arg(long, value_enum, default_value_t = TaskArg::Gsm8k)]
+    pub task: TaskArg,
+    /// Optimise your own generation questions instead (see docs/task-file.md): split with the
+    /// seed into dev and test halves, leak-checked like the built-in tasks.
+    #[arg(long, value_name = "FILE", conflicts_with = "task")]
+    pub task_file: Option<PathBuf>,
     /// Math calibration data (as `calibrate --data`).
     #[arg(long, default_value = "gsm8k")]
     pub math: String,
@@ -62,20 +71,21 @@ pub struct TuneArgs {
     /// Dev answers the winner must get right beyond the base's on the last round's questions.
     #[arg(long, default_value_t = 1)]
     pub min_gain: i64,
-    /// GSM8K test questions (the first N of a seeded shuffle); `all` for the 1 319.
+    /// Test questions of the task (the first N of a seeded shuffle); `all` for every one
+    /// (GSM8K's 1 319, MATH's 500, a task file's test half).
     #[arg(long, default_value = "200")]
     pub test_items: String,
     /// Test items per general task (MMLU test, ARC-Easy test half).
     #[arg(long, default_value_t = 200, value_parser = crate::cli::args::count_value)]
     pub test_general_items: usize,
-    /// Most new tokens per GSM8K answer (the harness: 256).
+    /// Most new tokens per answer (the harness: 256).
     #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS, value_parser = crate::cli::args::tokens_value)]
     pub max_new_tokens: usize,
-    /// GSM8K questions decoding at once.
+    /// Questions decoding at once.
     #[arg(long, default_value_t = crate::eval::DEFAULT_PARALLEL, value_parser = crate::cli::args::parallel_value)]
     pub parallel: usize,
-    /// Wrap calibration texts and GSM8K prompts (few-shot as multi-turn) in the model's chat
-    /// template, for instruction-tuned models.
+    /// Wrap calibration texts and the task's prompts (few-shot as multi-turn) in the model's
+    /// chat template, for instruction-tuned models.
     #[arg(long)]
     pub chat: bool,
     /// Continue an interrupted run from the journal in the work directory.
@@ -92,6 +102,15 @@ pub struct TuneArgs {
     pub shared: crate::cli::args::Shared,
 }
 
+/// The built-in tasks `tune --task` may optimise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    /// GSM8K CoT, 8-shot.
+    Gsm8k,
+    /// MATH, Minerva 4-shot.
+    Math,
+}
+
 /// Runs `mathneuro tune`.
 pub fn run(a: TuneArgs) -> anyhow::Result<ExitCode> {
     let test_items = match a.test_items.as_str() {
@@ -100,7 +119,13 @@ pub fn run(a: TuneArgs) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(a.candidates > 0 && a.rounds > 0, "--candidates and --rounds must be at least 1");
     anyhow::ensure!(a.general_tolerance >= 0.0 && a.guard_nll.is_finite(), "--general-tolerance must be ≥ 0 and --guard-nll finite");
+    let objective = match (&a.task_file, a.task) {
+        (Some(f), _) => Objective::task_file(f)?,
+        (None, TaskArg::Gsm8k) => Objective::Gsm8k,
+        (None, TaskArg::Math) => Objective::Math,
+    };
     let opts = TuneOptions {
+        objective,
         work: a.work.clone().unwrap_or_else(|| side_path(&a.output, ".tune")),
         data_dir: resolve_data_dir(a.data_dir.as_deref())?,
         model: a.model,

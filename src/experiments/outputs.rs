@@ -20,15 +20,15 @@ fn result_files(out: &Path) -> Vec<PathBuf> {
 }
 
 /// Adds the directory, the results and plots, the cached STATS and the temporary models of
-/// `plan` to `outputs`.
-pub fn plan(mut outputs: OutputPlan, out: &Path, plan: &Plan) -> OutputPlan {
+/// `plan` (calibrated in the chat template when `chat`) to `outputs`.
+pub fn plan(mut outputs: OutputPlan, out: &Path, plan: &Plan, chat: bool) -> OutputPlan {
     outputs = outputs.dir(out).dir(out.join("stats"));
     for f in result_files(out) {
         outputs = outputs.file(f);
     }
     for (samples, seed) in plan.calibrations() {
         for set in ["gsm8k", "mmlu"] {
-            outputs = outputs.reused_file(stats_path(out, set, samples, seed));
+            outputs = outputs.reused_file(stats_path(out, set, samples, seed, chat));
         }
     }
     for (spec, _) in super::runner::settings(plan) {

@@ -42,6 +42,8 @@ pub struct RunnerOptions {
     pub plan: Plan,
     /// No progress lines on stderr (`--quiet`).
     pub quiet: bool,
+    /// Calibration texts and generation prompts in the model's chat template (`--chat`).
+    pub chat: bool,
 }
 
 /// Set by `run_experiments` from [`RunnerOptions::quiet`]: progress lines come from several
@@ -72,9 +74,9 @@ fn calibrate_all(opts: &RunnerOptions, results: &mut Results) -> anyhow::Result<
     let needed = opts.plan.calibrations();
     let all_cached = needed
         .iter()
-        .all(|&(n, seed)| stats_cache::load_cached(&opts.out, &math_set, n, seed).is_some() && stats_cache::load_cached(&opts.out, &general_set, n, seed).is_some());
+        .all(|&(n, seed)| stats_cache::load_cached(&opts.out, &math_set, n, seed, opts.chat).is_some() && stats_cache::load_cached(&opts.out, &general_set, n, seed, opts.chat).is_some());
     let model = if all_cached { None } else { Some(Model::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?) };
-    let copts = CalibrateOptions { threads: opts.threads, max_tokens: opts.plan.max_tokens, ..CalibrateOptions::default() };
+    let copts = CalibrateOptions { threads: opts.threads, max_tokens: opts.plan.max_tokens, parse_special: opts.chat, ..CalibrateOptions::default() };
     let mut cal = match &model {
         Some(m) => Some(Calibrator::new(m, &copts).with_context(|| opts.model.display().to_string())?),
         None => None,
@@ -83,9 +85,9 @@ fn calibrate_all(opts: &RunnerOptions, results: &mut Results) -> anyhow::Result<
         let mut pair = Vec::new();
         for set in [&math_set, &general_set] {
             let (stats, rec) = match cal.as_mut() {
-                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed, false)?,
+                Some(c) => stats_cache::ensure(c, &opts.out, set, n, seed, opts.chat)?,
                 None => {
-                    let s = stats_cache::load_cached(&opts.out, set, n, seed).context("cached STATS vanished")?;
+                    let s = stats_cache::load_cached(&opts.out, set, n, seed, opts.chat).context("cached STATS vanished")?;
                     let rec = stats_cache::CalibrationRecord { set: set.name.clone(), samples: n, seed, tokens: s.tokens, seconds: 0.0, cached: true };
                     (s, rec)
                 }
@@ -335,6 +337,7 @@ fn evaluate_settings(
     eval.bootstrap = plan.bootstrap;
     eval.engine.threads = opts.threads;
     eval.progress = false;
+    eval.chat = opts.chat;
     let tb = Instant::now();
     let base = {
         let m = Model::load(&opts.model).with_context(|| format!("loading {}", opts.model.display()))?;

@@ -10,6 +10,7 @@
 
 pub mod affine;
 pub mod blocks;
+pub mod deliver;
 pub mod dequant;
 pub mod edit;
 pub mod grids;

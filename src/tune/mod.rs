@@ -12,6 +12,7 @@
 //! report.json, report.md and the SVG of the search.
 
 pub mod journal;
+pub mod objective;
 pub mod report;
 pub mod scorer;
 pub mod search;
@@ -34,6 +35,7 @@ use crate::select::{Method, SelectOptions, Selection};
 use crate::stats::ActivationStats;
 use crate::surgery::{ApplyOptions, Change};
 use journal::{Journal, Measure};
+pub use objective::Objective;
 use report::{CandidateRecord, Comparison, RoundScore, TuneReport, Wall};
 use scorer::{ScoreSettings, Scorer};
 use search::Round;
@@ -100,8 +102,11 @@ pub struct TuneOptions {
     pub stop_after: Option<usize>,
     /// Print a line per candidate and stage (stderr).
     pub verbose: bool,
-    /// Calibration texts and GSM8K prompts in the model's chat template (instruct models).
+    /// Calibration texts and the objective's prompts in the model's chat template (instruct
+    /// models).
     pub chat: bool,
+    /// The task the search optimises (GSM8K by default).
+    pub objective: Objective,
 }
 
 /// The fewest dev questions a search round uses: below this a round says nothing.
@@ -114,6 +119,8 @@ const RESAMPLES: usize = crate::eval::DEFAULT_BOOTSTRAP;
 /// Runs the search and the final test, writes the output model and the report.
 pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     let t0 = Instant::now();
+    // Checked before any work: a model without a chat template is refused at once.
+    let chat = if o.chat { Some(crate::chat::ChatFormat::of_model(&o.model).with_context(|| format!("--chat: {}", o.model.display()))?) } else { None };
     let journal_path = prepare(o)?;
     let math_set = calibration::load(&o.math, Some(&o.data_dir))?;
     let general_set = calibration::load(&o.general, Some(&o.data_dir))?;
@@ -129,14 +136,13 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     cal_texts.extend(drawn_texts(&general_set, o)?);
     let dev_gsm8k = search::schedule(o.candidates, o.rounds, o.budget, usize::MAX, MIN_ROUND_ITEMS).last().map_or(0, |r| r.items).max(o.guard_items);
     let sizes = SplitSizes { dev_gsm8k, dev_general: o.general_items, test_gsm8k: o.test_items, test_general: o.test_general_items };
-    let splits = Splits::build(&o.data_dir, cal_texts, sizes, o.seed)?;
-    splits.check()?;
+    let splits = split(o, cal_texts, sizes)?;
+    let n_dev = splits.dev.questions();
 
     let (space, candidates) = candidates(&model_file, o);
-    let rounds = search::schedule(candidates.len(), o.rounds, o.budget, splits.dev.gsm8k.len(), MIN_ROUND_ITEMS);
+    let rounds = search::schedule(candidates.len(), o.rounds, o.budget, n_dev, MIN_ROUND_ITEMS);
 
     let engine = EngineOptions { threads: o.threads, ..EngineOptions::default() };
-    let chat = if o.chat { Some(crate::chat::ChatFormat::of_model(&o.model).with_context(|| format!("--chat: {}", o.model.display()))?) } else { None };
     let settings = ScoreSettings { engine, max_new_tokens: o.max_new_tokens, parallel: o.parallel, stop_after: o.stop_after, chat };
     let mut ctx = Ctx {
         o,
@@ -180,6 +186,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
         chosen: chosen.map(|i| records[i].candidate),
         verdict,
         rebuild: chosen.map(|i| apply_command(o, &records[i].candidate, &math_set.name, &general_set.name)),
+        names: o.objective.names(),
         test_base: report::Accuracies::of(&ctx.scorer, "base", &splits.test.general_is_mmlu),
         test_tuned: chosen.map(|i| compare(&records[i].id, records[i].candidate.label())),
         test_paper: compare(&Candidate::PAPER.id(), Candidate::PAPER.label()),
@@ -208,8 +215,8 @@ fn candidates(model_file: &GgufFile, o: &TuneOptions) -> (Space, Vec<Candidate>)
 pub fn apply_command(o: &TuneOptions, c: &Candidate, math: &str, general: &str) -> String {
     let path = |p: &Path| shell_word(&p.display().to_string());
     let mut words = vec!["mathneuro".to_string(), "apply".into(), path(&o.model)];
-    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed))]);
-    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed))]);
+    words.extend(["--math".into(), path(&stats_cache::stats_path(&o.work, math, o.samples, o.seed, o.chat))]);
+    words.extend(["--general".into(), path(&stats_cache::stats_path(&o.work, general, o.samples, o.seed, o.chat))]);
     // `Ctx::write` scales by `c.scale as f32`; f32's Display is the shortest text that parses back.
     words.extend(["--top-k".into(), c.top_k.to_string(), "--scale".into(), (c.scale as f32).to_string(), "--seed".into(), o.seed.to_string()]);
     words.extend(c.region.restriction().flags());
@@ -224,6 +231,15 @@ fn shell_word(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
     }
+}
+
+/// The splits of the objective, checked for leaks and for questions on both sides.
+fn split(o: &TuneOptions, calibration: Vec<String>, sizes: SplitSizes) -> anyhow::Result<Splits> {
+    let splits = Splits::build_for(&o.data_dir, &o.objective, calibration, sizes, o.seed)?;
+    splits.check()?;
+    let (n_dev, n_test) = (splits.dev.questions(), splits.test.questions());
+    anyhow::ensure!(n_dev > 0 && n_test > 0, "{}: {n_dev} dev and {n_test} test questions are left after the split; tune needs both", o.objective.names().task);
+    Ok(splits)
 }
 
 /// The models tested once on held-out items: the base, the chosen candidate, and the paper's
@@ -248,8 +264,8 @@ fn prepare(o: &TuneOptions) -> anyhow::Result<PathBuf> {
     for file in [&o.math, &o.general].into_iter().filter_map(|spec| crate::data::calibration::input_file(spec, Some(&o.data_dir))) {
         plan = plan.input(file);
     }
-    for task in [crate::eval::Task::Gsm8k, crate::eval::Task::Mmlu] {
-        for f in crate::eval::content::task_files(&o.data_dir, task, None) {
+    for task in [o.objective.task(), crate::eval::Task::Mmlu] {
+        for f in crate::eval::content::task_files(&o.data_dir, task, o.objective.file().as_deref()) {
             plan = plan.input(f);
         }
     }
@@ -271,7 +287,7 @@ fn prepare(o: &TuneOptions) -> anyhow::Result<PathBuf> {
 
 /// Calibrates both sets with one loaded model (or loads the STATS cached by an earlier run).
 fn calibrate(o: &TuneOptions, math_set: &CalibrationSet, general_set: &CalibrationSet) -> anyhow::Result<(ActivationStats, ActivationStats)> {
-    let cached = |set| stats_cache::load_cached(&o.work, set, o.samples, o.seed);
+    let cached = |set| stats_cache::load_cached(&o.work, set, o.samples, o.seed, o.chat);
     if let (Some(m), Some(g)) = (cached(math_set), cached(general_set)) {
         return Ok((m, g));
     }
@@ -306,11 +322,11 @@ fn config_key(o: &TuneOptions, model: &GgufFile, sets: &[&CalibrationSet]) -> an
     use sha2::Digest as _;
     let mut data = vec![content::file_sha256(&o.model)?];
     data.extend(sets.iter().map(|s| crate::pipeline::texts_hash(&s.texts)));
-    for task in [Task::Gsm8k, Task::Mmlu, Task::ArcEasy] {
-        data.push(content::task_data_sha256(&o.data_dir, task, None)?);
+    for task in [o.objective.task(), Task::Mmlu, Task::ArcEasy] {
+        data.push(content::task_data_sha256(&o.data_dir, task, o.objective.file().as_deref())?);
     }
     let text = format!(
-        "{} {} {} {} {} {} {} {} {} {} {}{}",
+        "{} {} {} {} {} {} {} {} {} {} {}{}{}",
         data.join(" "),
         crate::model::fingerprint(model),
         o.math,
@@ -324,6 +340,8 @@ fn config_key(o: &TuneOptions, model: &GgufFile, sets: &[&CalibrationSet]) -> an
         o.threads,
         // Appended only with --chat, so journals of earlier runs keep their key.
         if o.chat { " chat" } else { "" },
+        // Likewise the objective, only when it is not GSM8K.
+        if o.objective == Objective::Gsm8k { String::new() } else { format!(" objective={}", o.objective.name()) },
     );
     Ok(sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -337,10 +355,10 @@ fn plan(o: &TuneOptions, rounds: &[Round], splits: &Splits, candidates: usize) -
         before = r.items;
     }
     BTreeMap::from([
-        (Measure::DevNll, o.guard_items.min(splits.dev.gsm8k.len()) * (candidates + 1)),
+        (Measure::DevNll, o.guard_items.min(splits.dev.questions()) * (candidates + 1)),
         (Measure::DevCot, cot),
         (Measure::DevGeneral, splits.dev.general.len() * 2),
-        (Measure::TestCot, splits.test.gsm8k.len() * 3),
+        (Measure::TestCot, splits.test.questions() * 3),
         (Measure::TestGeneral, splits.test.general.len() * 3),
     ])
 }
@@ -436,7 +454,8 @@ impl Ctx<'_, '_> {
         self.ensure(c, &needs, TEST_CHUNK)?;
         let n = self.scorer.available(Measure::TestCot);
         let acc = search::correct(self.scorer.get(id, Measure::TestCot, n), OBJECTIVE, n);
-        self.say(&format!("test {}: GSM8K flexible {acc}/{n}", c.map_or("base".to_string(), Candidate::label)));
+        let names = self.o.objective.names();
+        self.say(&format!("test {}: {} {} {acc}/{n}", c.map_or("base".to_string(), Candidate::label), names.task, names.flexible));
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use super::journal::Measure;
 use super::scorer::{Scorer, Scores};
 use super::search::{self, Paired, Round};
 use super::space::{Candidate, Space};
+use super::objective::Names;
 use super::splits::Splits;
 use super::{OBJECTIVE, RESAMPLES, TuneOptions};
 use crate::experiments::plot::{Plot, Point, Series, render};
@@ -167,10 +168,10 @@ impl SplitCounts {
     pub fn of(s: &Splits) -> SplitCounts {
         SplitCounts {
             calibration: s.calibration.len(),
-            dev_gsm8k: s.dev.gsm8k.len(),
+            dev_gsm8k: s.dev.questions(),
             dev_mmlu: count(&s.dev.general_is_mmlu),
             dev_arc_easy: s.dev.general.len() - count(&s.dev.general_is_mmlu),
-            test_gsm8k: s.test.gsm8k.len(),
+            test_gsm8k: s.test.questions(),
             test_mmlu: count(&s.test.general_is_mmlu),
             test_arc_easy: s.test.general.len() - count(&s.test.general_is_mmlu),
         }
@@ -180,6 +181,8 @@ impl SplitCounts {
 /// The settings that decided the result.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Settings {
+    /// The task the search optimised: `gsm8k`, `math` or `task_file FILE`.
+    pub objective: String,
     /// Math and general calibration sets.
     pub calibration: (String, String),
     /// Samples per set.
@@ -206,6 +209,7 @@ impl Settings {
     /// The settings of `o`.
     pub fn of(o: &TuneOptions) -> Settings {
         Settings {
+            objective: o.objective.name(),
             calibration: (o.math.clone(), o.general.clone()),
             samples: o.samples,
             seed: o.seed,
@@ -258,6 +262,9 @@ pub struct TuneReport {
     /// report.json: it names the work directory, and the decisions there are path-free.
     #[serde(skip)]
     pub rebuild: Option<String>,
+    /// How the report names the objective (its name is in `settings`).
+    #[serde(skip)]
+    pub names: Names,
     /// The base on the test items.
     pub test_base: Accuracies,
     /// The chosen edit against the base on test.
@@ -287,19 +294,20 @@ impl TuneReport {
         if let Some(cmd) = &self.rebuild {
             let _ = writeln!(s, "Rebuild the output byte for byte with `apply` (from the STATS in the work directory):\n\n```sh\n{cmd}\n```\n");
         }
-        let sp = &self.splits;
+        let (sp, nm) = (&self.splits, &self.names);
         let _ = writeln!(
             s,
-            "Splits (disjoint, checked): {} calibration texts; dev {} GSM8K train questions, {} MMLU dev, {} ARC-Easy; test {} GSM8K test questions, {} MMLU test, {} ARC-Easy.\n",
-            sp.calibration, sp.dev_gsm8k, sp.dev_mmlu, sp.dev_arc_easy, sp.test_gsm8k, sp.test_mmlu, sp.test_arc_easy
+            "Splits (disjoint, checked): {} calibration texts; dev {} {}, {} MMLU dev, {} ARC-Easy; test {} {}, {} MMLU test, {} ARC-Easy.\n",
+            sp.calibration, sp.dev_gsm8k, nm.dev, sp.dev_mmlu, sp.dev_arc_easy, sp.test_gsm8k, nm.test, sp.test_mmlu, sp.test_arc_easy
         );
         let rounds: Vec<String> = self.schedule.iter().map(|r| format!("{} × {}", r.candidates, r.items)).collect();
         let st = &self.settings;
         let _ = writeln!(
             s,
-            "Search: {} candidates, rounds (candidates × dev questions) {}; objective GSM8K CoT flexible-extract paired with the base; NLL guard on {} dev items (discard above +{} per token); general tolerance −{}; the winner must gain ≥ {} dev answers. Seed {}, {} calibration samples per set.\n",
+            "Search: {} candidates, rounds (candidates × dev questions) {}; objective {} paired with the base; NLL guard on {} dev items (discard above +{} per token); general tolerance −{}; the winner must gain ≥ {} dev answers. Seed {}, {} calibration samples per set.\n",
             st.candidates,
             rounds.join(", "),
+            nm.search,
             st.guard.0,
             st.guard.1,
             st.general_tolerance,
@@ -325,10 +333,11 @@ impl TuneReport {
         let b = &self.test_base;
         let _ = writeln!(
             s,
-            "\n## Test (touched once)\n\nBase: GSM8K strict {:.3} / flexible {:.3} (N = {}), MMLU {:.3} (N = {}), ARC-Easy {:.3} (N = {}).\n",
-            b.gsm8k_strict, b.gsm8k_flexible, b.n_gsm8k, b.mmlu.1, b.mmlu.0, b.arc_easy.1, b.arc_easy.0
+            "\n## Test (touched once)\n\nBase: {} {} {:.3} / {} {:.3} (N = {}), MMLU {:.3} (N = {}), ARC-Easy {:.3} (N = {}).\n",
+            nm.task, nm.strict, b.gsm8k_strict, nm.flexible, b.gsm8k_flexible, b.n_gsm8k, b.mmlu.1, b.mmlu.0, b.arc_easy.1, b.arc_easy.0
         );
-        s.push_str("| edit vs base | GSM8K strict Δ [CI] | GSM8K flexible Δ [CI] | McNemar (base-only/edit-only, p) | MMLU Δ [CI] | ARC-Easy Δ [CI] |\n|---|---|---|---|---|---|\n");
+        let header = format!("| edit vs base | {0} {1} Δ [CI] | {0} {2} Δ [CI] | McNemar (base-only/edit-only, p) | MMLU Δ [CI] | ARC-Easy Δ [CI] |", nm.task, nm.strict, nm.flexible);
+        let _ = writeln!(s, "{header}\n|---|---|---|---|---|---|");
         for (name, c) in [("chosen", self.test_tuned.as_ref()), ("paper default", Some(&self.test_paper))] {
             if let Some(c) = c {
                 let _ = writeln!(
@@ -370,7 +379,7 @@ impl TuneReport {
             })
             .collect();
         render(&Plot {
-            title: "tune: dev GSM8K accuracy, candidate − base".into(),
+            title: format!("tune: dev {} accuracy, candidate − base", self.names.task),
             x_label: "candidate (see report.md)".into(),
             y_label: "Δ accuracy (95% paired CI)".into(),
             series,
@@ -379,11 +388,34 @@ impl TuneReport {
 
     /// Writes report.json, report.md and search.svg into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_string_pretty(self).context("serialising the tune report")?;
+        let mut json = serde_json::to_string_pretty(self).context("serialising the tune report")?;
+        if self.settings.objective != "gsm8k" {
+            // The fields named after GSM8K hold the objective's scores: name them so.
+            json = rename_keys(&json);
+        }
         for (name, text) in [("report.json", json), ("report.md", self.markdown()), ("search.svg", self.plot())] {
             let path = dir.join(name);
             crate::atomic::write_bytes_atomic(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     }
+}
+
+/// Renames every key holding `gsm8k` to `task` in pretty-printed JSON (one key per line; keys
+/// are the report's field names, values are left alone).
+fn rename_keys(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for line in json.split_inclusive('\n') {
+        let body = line.trim_start();
+        match body.strip_prefix('"').and_then(|rest| rest.find("\": ")) {
+            Some(end) if body.starts_with('"') => {
+                let indent = &line[..line.len() - body.len()];
+                out.push_str(indent);
+                out.push_str(&body[..end + 1].replace("gsm8k", "task"));
+                out.push_str(&body[end + 1..]);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
 }

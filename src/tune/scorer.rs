@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::journal::{Entry, Journal, JournalError, Measure};
+use super::objective::Question;
 use super::splits::Splits;
 use crate::eval::engine::EngineError;
+use crate::eval::requests::{Prefix, build_group};
+use crate::eval::taskfile::{TaskFile, TaskItem};
 use crate::eval::{EngineOptions, Gsm8kMode, Model, Session, gsm8k, mc};
 
 /// Per-item scores: one (numerator, denominator) per metric.
@@ -92,9 +95,9 @@ impl<'s> Scorer<'s> {
     /// Items available for `measure` in its split.
     pub fn available(&self, measure: Measure) -> usize {
         match measure {
-            Measure::DevCot | Measure::DevNll => self.splits.dev.gsm8k.len(),
+            Measure::DevCot | Measure::DevNll => self.splits.dev.questions(),
             Measure::DevGeneral => self.splits.dev.general.len(),
-            Measure::TestCot => self.splits.test.gsm8k.len(),
+            Measure::TestCot => self.splits.test.questions(),
             Measure::TestGeneral => self.splits.test.general.len(),
         }
     }
@@ -133,9 +136,13 @@ impl<'s> Scorer<'s> {
         let items = match measure {
             Measure::DevCot | Measure::TestCot => {
                 let side = if measure == Measure::DevCot { dev } else { test };
+                if !side.task.is_empty() {
+                    return self.generate(&mut session, &side.task[range]);
+                }
                 let records = &side.gsm8k[range];
                 gsm8k::run_gsm8k_with(&mut session, records, records.len(), mode, self.settings.max_new_tokens, self.settings.chat.as_ref(), |_| {})?.items
             }
+            Measure::DevNll if !dev.task.is_empty() => return gold_nll(&mut session, &dev.task[range]),
             Measure::DevNll => {
                 let records = &dev.gsm8k[range];
                 gsm8k::run_gsm8k_nll(&mut session, records, records.len(), |_| {})?.items
@@ -147,4 +154,43 @@ impl<'s> Scorer<'s> {
         };
         Ok(items.into_iter().map(|i| i.scores).collect())
     }
+
+    /// Answers and scores MATH or task-file questions (one kind per split).
+    fn generate(&self, session: &mut Session<'_>, questions: &[Question]) -> Result<Scores, EngineError> {
+        let (chat, max_new) = (self.settings.chat.as_ref(), self.settings.max_new_tokens);
+        let mut math = Vec::new();
+        let mut own = Vec::new();
+        for q in questions {
+            match q {
+                Question::Math(i, r) => math.push((*i, r.clone())),
+                Question::Own(_, question, answer) => own.push(TaskItem::Generate { question: question.clone(), answer: answer.clone() }),
+            }
+        }
+        let mode = Gsm8kMode::Batched { parallel: self.settings.parallel };
+        let mut items = Vec::new();
+        if !math.is_empty() {
+            items = crate::eval::math::run_math(session, &math, math.len(), mode, max_new, chat, |_| {})?.items;
+        }
+        if !own.is_empty() {
+            let file = TaskFile { path: "task file".into(), items: own };
+            let picked: Vec<usize> = (0..file.items.len()).collect();
+            items.extend(crate::eval::taskfile::run_generation(session, &file, &picked, chat, max_new, self.settings.parallel, |_| {})?.items);
+        }
+        Ok(items.into_iter().map(|i| i.scores).collect())
+    }
+}
+
+/// The gold-answer NLL of each question (see [`Question::nll_pair`]): (nll, tokens) per item.
+fn gold_nll(session: &mut Session<'_>, questions: &[Question]) -> Result<Scores, EngineError> {
+    let model = session.model();
+    let none = Prefix::default();
+    let groups: Vec<_> = questions
+        .iter()
+        .map(|q| {
+            let (context, continuation) = q.nll_pair();
+            build_group(model, &none, &context, &[continuation])
+        })
+        .collect::<Result<_, _>>()?;
+    let scores = session.score(&[], &groups, |_| {})?;
+    Ok(scores.iter().map(|s| vec![(-s[0].logprob(), s[0].token_logprobs.len() as f64)]).collect())
 }

@@ -1,4 +1,5 @@
-//! What `apply` and `run` do with the model once it is written: keep a split input's layout
+//! The deliver stage: what `apply` and `run` do with the model once it is written: keep a split
+//! input's layout
 //! (`--keep-split`: the one-file output is split like the input, gguf-split style) and load the
 //! result into Ollama (`--ollama NAME`: `ollama create NAME -f Modelfile`, or the command printed
 //! when no `ollama` is on PATH). The checks run before any work, so a bad combination costs
@@ -9,11 +10,21 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::atomic::same_file;
-use crate::cli::apply::SurgeryArgs;
 use crate::gguf::GgufFile;
 use crate::gguf::split;
 use crate::surgery::outputs::modelfile_path;
 use crate::surgery::{ApplyOptions, ApplyReport};
+
+/// The delivery asked for (`--keep-split`, `--ollama NAME`, `--force`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeliverOptions {
+    /// Split the output like the (split) input.
+    pub keep_split: bool,
+    /// Load the result into Ollama under this name.
+    pub ollama: Option<String>,
+    /// Existing shard files may be overwritten.
+    pub force: bool,
+}
 
 /// The delivery steps asked for, checked against the model and the output paths.
 #[derive(Debug)]
@@ -30,7 +41,7 @@ impl Delivery {
     /// Checks the options before any work: `--keep-split` needs a split input, `--ollama` needs
     /// the Modelfile and one file, and no output may be a shard of the input or, without
     /// `--force`, an existing file.
-    pub fn new(model: &GgufFile, args: &SurgeryArgs, opts: &ApplyOptions) -> anyhow::Result<Delivery> {
+    pub fn new(model: &GgufFile, args: &DeliverOptions, opts: &ApplyOptions) -> anyhow::Result<Delivery> {
         let groups = split::groups_of(model);
         for input in model.shard_paths() {
             anyhow::ensure!(!same_file(&opts.output, input), "{}: is a shard of the input model; choose another output path", opts.output.display());
