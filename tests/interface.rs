@@ -19,6 +19,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("mask show", &[]),
     ("eval", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("kld", &["--quiet", "--threads", "--force", "--data-dir"]),
+    ("sensitivity", &["--quiet", "--threads", "--force", "--data-dir"]),
     ("run", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("experiments", &["--quiet", "--threads", "--force", "--seed", "--data-dir"]),
     ("tune", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
