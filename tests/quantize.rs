@@ -330,3 +330,38 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     let s = summarize(&divergences(&mut sm, &mut sq, &[tokens], Windows { window: 512, stride: 256 }, |_| {}).unwrap());
     assert!(s.mean > 0.0 && s.top1_agreement > 0.3, "{s:?}");
 }
+
+/// Entry-level protection (`quantize::protect`) on a generated tensor.
+mod protect {
+    use mathneuro::ffi::ggml;
+    use mathneuro::gguf::{GgmlType, TensorInfo};
+    use mathneuro::quantize::protect::encode_protected;
+    use mathneuro::select::BitMask;
+
+    #[test]
+    fn protected_entries_move_less_and_unmasked_rows_are_ggmls_own_bytes() {
+        let (n_in, n_rows) = (256usize, 16usize);
+        let src = mathneuro::gguf::synth::pseudo_random_f32(11, n_in * n_rows);
+        let f16 = ggml::quantize(GgmlType::F16, &src, n_in, None).unwrap();
+        let vals = ggml::dequantize_to_vec(GgmlType::F16, &f16, src.len()).unwrap();
+        let t = TensorInfo { name: "blk.0.ffn_up.weight".into(), dims: vec![n_in as u64, n_rows as u64], ggml_type: GgmlType::F16, offset: 0 };
+        let cols: Vec<f32> = (0..n_in).map(|j| 1.0 + (j % 5) as f32).collect();
+        // Every 7th entry of the first 8 rows is protected; the last 8 rows have none.
+        let mut mask = BitMask::new(src.len() as u64);
+        for i in (0..(8 * n_in) as u64).step_by(7) {
+            mask.set(i);
+        }
+        let plain = ggml::quantize(GgmlType::Q3_K, &vals, n_in, Some(&cols)).unwrap();
+        let prot = encode_protected(&t, &f16, GgmlType::Q3_K, Some(&cols), &mask, 100.0).unwrap();
+        assert_eq!(prot.len(), plain.len());
+        let half = plain.len() / 2;
+        assert_eq!(prot[half..], plain[half..], "rows without protected entries are encoded as before");
+        let (a, b) = (ggml::dequantize_to_vec(GgmlType::Q3_K, &plain, src.len()).unwrap(), ggml::dequantize_to_vec(GgmlType::Q3_K, &prot, src.len()).unwrap());
+        let err = |q: &[f32], protected: bool| -> f64 {
+            (0..8 * n_in).filter(|&i| mask.get(i as u64) == protected).map(|i| ((q[i] - vals[i]) as f64).powi(2) * cols[i % n_in] as f64).sum()
+        };
+        assert!(err(&b, true) < 0.5 * err(&a, true), "protected: {} vs {}", err(&b, true), err(&a, true));
+        assert!(err(&b, false) >= err(&a, false), "the others pay for it");
+        assert_eq!(encode_protected(&t, &f16, GgmlType::Q3_K, Some(&cols), &mask, 100.0).unwrap(), prot, "deterministic");
+    }
+}
