@@ -15,6 +15,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("stats show", &[]),
     ("apply", &["--quiet", "--threads", "--force", "--seed"]),
     ("quantize", &["--quiet", "--force"]),
+    ("sensitivity", &["--quiet", "--threads", "--force", "--data-dir"]),
     ("mask compare", &[]),
     ("mask show", &[]),
     ("eval", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),

@@ -85,6 +85,9 @@ mod quantizer {
     use mathneuro::select::synth::synthetic_stats;
     use mathneuro::surgery::Mix;
     use mathneuro::surgery::quantmix::mix_types;
+    use mathneuro::ffi::ggml::dequantize_rows;
+    use mathneuro::quantize::alloc::step;
+    use mathneuro::quantize::sensitivity::{Direction, SensitivityOptions, measure_sensitivity, probe_plan};
 
     use crate::apply_support;
 
@@ -102,7 +105,7 @@ mod quantizer {
     }
 
     fn options(mix: Mix, output: PathBuf, allocation: Option<Allocation>) -> QuantizeOptions {
-        QuantizeOptions { mix, importance: Importance::Mix(0.5), allocation, output, force: false, progress: false }
+        QuantizeOptions { mix, importance: Importance::Mix(0.5), allocation, protect: None, output, force: false, progress: false }
     }
 
     fn mathneuro_allocation(share: f64) -> Option<Allocation> {
@@ -183,6 +186,93 @@ mod quantizer {
         }
     }
 
+    /// Σ over tensors of ‖dequant(model) − master‖² / ‖master‖²: a measure of a written model
+    /// that needs no forward pass (the real stage measures math KLD with llama.cpp).
+    fn weight_error(master: &GgufFile, model: &Path) -> f64 {
+        let m = GgufFile::open(model).unwrap();
+        master
+            .tensors
+            .iter()
+            .map(|t| {
+                let (a, b) = (dequantize_rows(master, t, 0..t.n_rows()).unwrap(), dequantize_rows(&m, m.tensor(&t.name).unwrap(), 0..t.n_rows()).unwrap());
+                let norm: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+                a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / norm.max(1e-30)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn sensitivity_probes_move_one_tensor_a_step_and_write_the_file_the_allocation_reads_the_same_each_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = toy_master(dir.path(), "master.gguf", 512, 4);
+        let master = GgufFile::open(&path).unwrap();
+        let (math, general) = (synthetic_stats(&master, 1, 100, "m"), synthetic_stats(&master, 2, 100, "g"));
+        let stock = mix_types(&master, Mix::Q3KM);
+        let sens_opts = |name: &str, direction: Direction| SensitivityOptions {
+            mix: Mix::Q3KM,
+            importance: Importance::General,
+            direction,
+            only: vec![],
+            output: dir.path().join(name),
+            report: None,
+            force: false,
+            progress: false,
+        };
+        let mut seen = Vec::new();
+        let measure = |p: &Path, seen: &mut Vec<Vec<(String, GgmlType)>>| {
+            // Every model measured differs from the stock mix in at most one tensor's type.
+            let m = GgufFile::open(p).unwrap();
+            let moved: Vec<(String, GgmlType)> = m.tensors.iter().filter(|t| t.ggml_type != stock[&t.name]).map(|t| (t.name.clone(), t.ggml_type)).collect();
+            assert!(moved.len() <= 1, "{moved:?}");
+            seen.push(moved);
+            Ok(weight_error(&master, p))
+        };
+        let r = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &sens_opts("down.json", Direction::Down), |p| measure(p, &mut seen))).unwrap();
+        // First the stock mix, then one probe per movable tensor, each a step down.
+        assert!(seen[0].is_empty());
+        let plan = probe_plan(&master, &stock, Direction::Down, &[]);
+        assert_eq!(seen.len(), plan.len() + 1);
+        assert_eq!(plan.len(), LAYERS * 7 + 1, "every linear weight and the tied head");
+        for ((i, ty), probe) in plan.iter().zip(&seen[1..]) {
+            let name = &master.tensors[*i].name;
+            assert_eq!(probe, &vec![(name.clone(), *ty)]);
+            assert_eq!(Some(*ty), step(stock[name], false), "{name}");
+        }
+        assert!(r.probes.iter().all(|p| p.score > 0.0 && p.bytes_delta < 0), "a step down loses precision and bytes");
+        // The file: a JSON object tensor → score, the same bytes on a second run.
+        let text = std::fs::read_to_string(dir.path().join("down.json")).unwrap();
+        let map: HashMap<String, f64> = serde_json::from_str(&text).unwrap();
+        assert_eq!(map.len(), plan.len());
+        // serde_json's parser may round the last digit.
+        assert!(r.probes.iter().all(|p| (map[&p.tensor] - p.score).abs() <= 1e-12 * p.score.abs()));
+        let again = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &sens_opts("again.json", Direction::Down), |p| Ok(weight_error(&master, p)))).unwrap();
+        assert_eq!(again.probes, r.probes);
+        assert_eq!(std::fs::read(dir.path().join("again.json")).unwrap(), text.as_bytes());
+        // No probe model is left behind.
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["again.json", "down.json", "master.gguf"]);
+        // `quantize --allocation sensitivity=FILE` reads it and keeps the stock size.
+        let out = dir.path().join("sens.gguf");
+        let alloc = Some(Allocation { scores: Scores::Sensitivity(dir.path().join("down.json")), promote_share: 0.25 });
+        let q = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(Mix::Q3KM, out.clone(), alloc))).unwrap();
+        assert!(!q.exchange.promoted.is_empty() && q.exchange.bytes <= q.exchange.stock_bytes);
+        assert!((q.exchange.bytes as f64 / q.exchange.stock_bytes as f64) >= 0.99, "{:?}", q.exchange);
+        let top = r.probes.iter().max_by(|a, b| a.score.total_cmp(&b.score)).unwrap();
+        assert!(q.exchange.promoted.contains(&top.tensor), "the most sensitive tensor is promoted first");
+        // Up: the gain of a step higher; a filter that names nothing is refused, as is an existing output.
+        let only = SensitivityOptions { only: vec!["ffn_down".into()], ..sens_opts("up.json", Direction::Up) };
+        let up = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &only, |p| Ok(weight_error(&master, p)))).unwrap();
+        assert_eq!(up.probes.len(), LAYERS);
+        assert!(up.probes.iter().all(|p| p.score > 0.0 && p.bytes_delta > 0 && p.tensor.contains("ffn_down")));
+        let none = SensitivityOptions { only: vec!["no_such".into()], ..sens_opts("none.json", Direction::Down) };
+        let err = measure_sensitivity(&master, Some(&math), Some(&general), &none, |_| Ok(0.0)).unwrap_err().to_string();
+        assert!(err.contains("no_such") && err.contains("256-blocks"), "{err}");
+        let err = measure_sensitivity(&master, Some(&math), Some(&general), &sens_opts("down.json", Direction::Down), |_| Ok(0.0)).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("down.json")).unwrap(), text);
+    }
+
     #[test]
     fn stats_of_another_shape_are_refused_naming_the_tensor_and_outputs_are_guarded() {
         let dir = tempfile::tempdir().unwrap();
@@ -216,7 +306,7 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     let (math, general) = apply_support::stats_pair(&GgufFile::open(apply_support::real_model()).unwrap());
     let run = |name: &str, allocation: Option<Allocation>| {
         let output = dir.path().join(name);
-        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::General, allocation, output: output.clone(), force: false, progress: false };
+        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::General, allocation, protect: None, output: output.clone(), force: false, progress: false };
         let report = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &opts)).unwrap();
         (output, report)
     };
@@ -239,4 +329,39 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     let (mut sm, mut sq) = (Session::new(&m, &engine()).unwrap(), Session::new(&q, &engine()).unwrap());
     let s = summarize(&divergences(&mut sm, &mut sq, &[tokens], Windows { window: 512, stride: 256 }, |_| {}).unwrap());
     assert!(s.mean > 0.0 && s.top1_agreement > 0.3, "{s:?}");
+}
+
+/// Entry-level protection (`quantize::protect`) on a generated tensor.
+mod protect {
+    use mathneuro::ffi::ggml;
+    use mathneuro::gguf::{GgmlType, TensorInfo};
+    use mathneuro::quantize::protect::encode_protected;
+    use mathneuro::select::BitMask;
+
+    #[test]
+    fn protected_entries_move_less_and_unmasked_rows_are_ggmls_own_bytes() {
+        let (n_in, n_rows) = (256usize, 16usize);
+        let src = mathneuro::gguf::synth::pseudo_random_f32(11, n_in * n_rows);
+        let f16 = ggml::quantize(GgmlType::F16, &src, n_in, None).unwrap();
+        let vals = ggml::dequantize_to_vec(GgmlType::F16, &f16, src.len()).unwrap();
+        let t = TensorInfo { name: "blk.0.ffn_up.weight".into(), dims: vec![n_in as u64, n_rows as u64], ggml_type: GgmlType::F16, offset: 0 };
+        let cols: Vec<f32> = (0..n_in).map(|j| 1.0 + (j % 5) as f32).collect();
+        // Every 7th entry of the first 8 rows is protected; the last 8 rows have none.
+        let mut mask = BitMask::new(src.len() as u64);
+        for i in (0..(8 * n_in) as u64).step_by(7) {
+            mask.set(i);
+        }
+        let plain = ggml::quantize(GgmlType::Q3_K, &vals, n_in, Some(&cols)).unwrap();
+        let prot = encode_protected(&t, &f16, GgmlType::Q3_K, Some(&cols), &mask, 100.0).unwrap();
+        assert_eq!(prot.len(), plain.len());
+        let half = plain.len() / 2;
+        assert_eq!(prot[half..], plain[half..], "rows without protected entries are encoded as before");
+        let (a, b) = (ggml::dequantize_to_vec(GgmlType::Q3_K, &plain, src.len()).unwrap(), ggml::dequantize_to_vec(GgmlType::Q3_K, &prot, src.len()).unwrap());
+        let err = |q: &[f32], protected: bool| -> f64 {
+            (0..8 * n_in).filter(|&i| mask.get(i as u64) == protected).map(|i| ((q[i] - vals[i]) as f64).powi(2) * cols[i % n_in] as f64).sum()
+        };
+        assert!(err(&b, true) < 0.5 * err(&a, true), "protected: {} vs {}", err(&b, true), err(&a, true));
+        assert!(err(&b, false) >= err(&a, false), "the others pay for it");
+        assert_eq!(encode_protected(&t, &f16, GgmlType::Q3_K, Some(&cols), &mask, 100.0).unwrap(), prot, "deterministic");
+    }
 }

@@ -57,7 +57,7 @@ pub struct KldArgs {
 }
 
 /// Parses `SAMPLES:SEED`.
-fn parse_draw(s: &str, replacement: bool) -> anyhow::Result<CalibrationDraw> {
+pub(crate) fn parse_draw(s: &str, replacement: bool) -> anyhow::Result<CalibrationDraw> {
     let (a, b) = s.split_once(':').with_context(|| format!("--calibration-draw `{s}`: expected SAMPLES:SEED, e.g. 500:42"))?;
     let samples = a.trim().parse().with_context(|| format!("--calibration-draw `{s}`: `{a}` is not a number"))?;
     let seed = b.trim().parse().with_context(|| format!("--calibration-draw `{s}`: `{b}` is not a number"))?;

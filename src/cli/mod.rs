@@ -17,6 +17,7 @@ pub mod quantize;
 pub mod openmp;
 pub mod protocol;
 pub mod run;
+pub mod sensitivity;
 pub mod stats;
 pub mod tune;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Quantize a float master to a llama-quantize mix, with importance and an allocation.
     Quantize(quantize::QuantizeArgs),
+    /// Measure each tensor's math KLD cost of a step lower (or gain of a step higher) → FILE.json.
+    Sensitivity(sensitivity::SensitivityArgs),
     /// Work with selection masks.
     #[command(subcommand)]
     Mask(mask::MaskCommand),
@@ -62,7 +65,7 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Kld(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_) | Command::Protocol(_));
+    let runs_llama = matches!(cli.command, Command::Calibrate(_) | Command::Eval(_) | Command::Kld(_) | Command::Sensitivity(_) | Command::Run(_) | Command::Experiments(_) | Command::Tune(_) | Command::Protocol(_));
     if runs_llama {
         openmp::exec_with_passive_openmp()?;
     }
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(c) => stats::run(c),
         Command::Apply(a) => apply::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Sensitivity(a) => sensitivity::run(a),
         Command::Mask(c) => mask::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Kld(a) => kld::run(a),

@@ -1,14 +1,16 @@
 //! `mathneuro quantize MASTER --type Q3_K_M -o OUT.gguf [--math STATS] [--general STATS]
 //! [--importance none|math|general|mix=W] [--allocation stock|mathneuro|sensitivity=FILE]`:
 //! quantize a float master to a llama-quantize mix, optionally moving tensors a type up or down
-//! at the stock size (see `quantize` and docs/quantize.md).
+//! at the stock size (see `quantize` and docs/quantize.md). `--type F16|BF16|F32` instead writes
+//! the float master of a quantized model (every target dequantized, `surgery::dequant`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::gguf::GgufFile;
+use crate::gguf::{GgmlType, GgufFile};
+use crate::quantize::protect::Protect;
 use crate::quantize::{Allocation, Importance, QuantizeOptions, Scores, quantize};
 use crate::stats::ActivationStats;
 use crate::surgery::Mix;
@@ -16,11 +18,13 @@ use crate::surgery::Mix;
 /// Arguments of `mathneuro quantize`.
 #[derive(Debug, clap::Args)]
 pub struct QuantizeArgs {
-    /// The float master (targets in F16/BF16/F32), e.g. made by `--example float_master`.
+    /// The float master (targets in F16/BF16/F32), e.g. made by `--type F16` from a quantized model.
     pub master: PathBuf,
-    /// The stock mix: Q4_K_M, Q3_K_M or Q2_K (llama-quantize's per-tensor recipe).
-    #[arg(long = "type", value_name = "MIX", value_parser = parse_mix)]
-    pub mix: Mix,
+    /// The stock mix: Q4_K_M, Q3_K_M or Q2_K (llama-quantize's per-tensor recipe); or F16, BF16
+    /// or F32 to write the float master of a quantized MASTER (every target dequantized, other
+    /// tensors copied).
+    #[arg(long = "type", value_name = "MIX", value_parser = parse_target)]
+    pub mix: Target,
     /// The output GGUF.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -44,6 +48,13 @@ pub struct QuantizeArgs {
     /// Share of the ranked tensors that are candidates for a step up (0..=1).
     #[arg(long, default_value_t = 0.25)]
     pub promote_share: f64,
+    /// Entry-level protection: multiply the importance of the entries MathNeuro selects at
+    /// --protect-top-k by this factor (> 0), encoding row by row (needs --math and --general).
+    #[arg(long, value_name = "FACTOR")]
+    pub protect: Option<f32>,
+    /// K in percent of the selection --protect weights.
+    #[arg(long, default_value_t = 5.0, value_name = "K")]
+    pub protect_top_k: f64,
     /// Overwrite an existing output (never an input).
     #[arg(long)]
     pub force: bool,
@@ -55,8 +66,38 @@ pub struct QuantizeArgs {
     pub quiet: bool,
 }
 
-fn parse_mix(s: &str) -> Result<Mix, String> {
+/// What `--type` asks for: a stock mix, or a float master.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// A llama-quantize mix.
+    Mix(Mix),
+    /// Every target dequantized to this float type.
+    Float(GgmlType),
+}
+
+pub(crate) fn parse_mix(s: &str) -> Result<Mix, String> {
     Mix::parse(s).ok_or_else(|| format!("`{s}`: expected Q4_K_M, Q3_K_M or Q2_K"))
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    match crate::surgery::edit::parse_type(s.trim()).filter(|t| crate::surgery::edit::is_float(*t)) {
+        Some(t) => Ok(Target::Float(t)),
+        None => parse_mix(s).map(Target::Mix).map_err(|_| format!("`{s}`: expected Q4_K_M, Q3_K_M, Q2_K, or F16, BF16, F32 for a float master")),
+    }
+}
+
+/// `--type F16|BF16|F32`: writes the float master of `args.master` (no STATS, no allocation).
+fn write_master(args: &QuantizeArgs, ty: GgmlType) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.math.is_none() && args.general.is_none() && args.importance.is_none() && args.allocation.trim() == "stock" && args.report.is_none() && args.protect.is_none(),
+        "--type {ty} writes a float master: --math, --general, --importance, --allocation, --protect and --report do not apply"
+    );
+    crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output).check()?;
+    let model = GgufFile::open(&args.master).with_context(|| format!("reading {}", args.master.display()))?;
+    crate::surgery::dequant::write_float_master(&model, &args.output, ty).with_context(|| format!("writing {}", args.output.display()))?;
+    let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({bytes} bytes): the float master of {}, {} targets as {ty}", args.output.display(), args.master.display(), crate::model::target_weights(&model).len());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses `--allocation`.
@@ -75,6 +116,10 @@ fn parse_allocation(s: &str, top_k: f64, share: f64) -> anyhow::Result<Option<Al
 
 /// Runs `mathneuro quantize`.
 pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
+    let mix = match args.mix {
+        Target::Float(ty) => return write_master(&args, ty),
+        Target::Mix(m) => m,
+    };
     let mut plan = crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output);
     for p in [&args.math, &args.general].into_iter().flatten() {
         plan = plan.input(p);
@@ -92,17 +137,26 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         (None, Some(_)) => Importance::Math,
         _ => Importance::None,
     });
-    let opts = QuantizeOptions { mix: args.mix, importance, allocation, output: args.output.clone(), force: args.force, progress: !args.quiet };
+    let protect = match args.protect {
+        Some(factor) => {
+            anyhow::ensure!(factor.is_finite() && factor > 0.0, "--protect {factor}: the factor must be a number above 0");
+            anyhow::ensure!(args.protect_top_k > 0.0 && args.protect_top_k <= 100.0, "--protect-top-k {}: must be in (0, 100]", args.protect_top_k);
+            Some(Protect { top_k_percent: args.protect_top_k, factor })
+        }
+        None => None,
+    };
+    let opts = QuantizeOptions { mix, importance, allocation, protect, output: args.output.clone(), force: args.force, progress: !args.quiet };
     let report = quantize(&master, math.as_ref(), general.as_ref(), &opts)?;
     let ex = &report.exchange;
     println!(
-        "wrote {} ({} bytes): {} from {}, importance {}, allocation {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
+        "wrote {} ({} bytes): {} from {}, importance {}, allocation {}, protection {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
         report.output.display(),
         report.file_bytes,
         report.mix,
         report.input.display(),
         report.importance,
         report.allocation,
+        report.protect,
         ex.bytes,
         ex.stock_bytes,
         100.0 * (ex.bytes as f64 / ex.stock_bytes.max(1) as f64 - 1.0),
@@ -129,5 +183,8 @@ mod tests {
         assert!(parse_allocation("mathneuro", 5.0, 2.0).is_err());
         assert_eq!(parse_mix("q3_k_m"), Ok(Mix::Q3KM));
         assert!(parse_mix("Q5_K_S").is_err());
+        assert_eq!(parse_target("f16"), Ok(Target::Float(GgmlType::F16)));
+        assert_eq!(parse_target("Q2_K"), Ok(Target::Mix(Mix::Q2K)));
+        assert!(parse_target("Q8_0").unwrap_err().contains("F16, BF16, F32"));
     }
 }

@@ -110,6 +110,38 @@ pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldRepo
     Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), sets })
 }
 
+/// The math KLD of many models against one master on the same texts (the measured-sensitivity
+/// stage's measure): the master is loaded and the texts are tokenized once.
+pub struct KldProbe {
+    master: Model,
+    texts: KldTexts,
+    windows: Windows,
+    engine: EngineOptions,
+}
+
+impl KldProbe {
+    /// `tokens` of held-out GSM8K train text taken from the end of the held-out records
+    /// (`kld_texts::math_tail`), so they are not the texts `measure` scores by default.
+    pub fn math_tail(master: &Path, data_dir: &Path, draw: CalibrationDraw, tokens: usize, windows: Windows, engine: EngineOptions) -> Result<KldProbe, KldRunError> {
+        let m = Model::load(master).map_err(|source| KldRunError::Load { path: master.to_path_buf(), source })?;
+        let texts = kld_texts::math_tail(&m, data_dir, draw, tokens)?;
+        Ok(KldProbe { master: m, texts, windows, engine })
+    }
+
+    /// Where the texts come from, and how many tokens are scored.
+    pub fn describe(&self) -> String {
+        format!("{} ({} tokens, window {}, stride {})", self.texts.source, self.texts.tokens(), self.windows.window, self.windows.stride)
+    }
+
+    /// KL(master ‖ model) on the texts.
+    pub fn measure(&self, model: &Path) -> Result<KldSummary, KldRunError> {
+        let q = Model::load(model).map_err(|source| KldRunError::Load { path: model.to_path_buf(), source })?;
+        let (mut sm, mut sq) = (Session::new(&self.master, &self.engine)?, Session::new(&q, &self.engine)?);
+        let rows = kld::divergences(&mut sm, &mut sq, &self.texts.docs, self.windows, |_| {})?;
+        Ok(kld::summarize(&rows))
+    }
+}
+
 impl KldReport {
     /// The report as a Markdown table, one row per text set.
     pub fn markdown(&self) -> String {

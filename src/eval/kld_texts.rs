@@ -94,16 +94,32 @@ pub fn held_out(available: usize, draw: CalibrationDraw) -> Result<Vec<usize>, s
     Ok((0..available).filter(|&i| !used[i]).collect())
 }
 
-/// Held-out GSM8K train texts, `budget` tokens.
+/// Held-out GSM8K train texts, `budget` tokens, the first held-out records in file order.
 pub fn math(model: &Model, data_dir: &Path, draw: CalibrationDraw, budget: usize) -> Result<KldTexts, TextsError> {
+    math_from(model, data_dir, draw, budget, false)
+}
+
+/// Held-out GSM8K train texts, `budget` tokens, taken from the **last** held-out records
+/// backwards: disjoint from [`math`]'s texts while the two budgets together stay below the
+/// held-out total (about 1.2 M tokens), so a stage that tunes on these (the measured
+/// sensitivity) is scored on others.
+pub fn math_tail(model: &Model, data_dir: &Path, draw: CalibrationDraw, budget: usize) -> Result<KldTexts, TextsError> {
+    math_from(model, data_dir, draw, budget, true)
+}
+
+fn math_from(model: &Model, data_dir: &Path, draw: CalibrationDraw, budget: usize, from_end: bool) -> Result<KldTexts, TextsError> {
     let set = calibration::load("gsm8k", Some(data_dir))?;
-    let keep = held_out(set.texts.len(), draw)?;
+    let mut keep = held_out(set.texts.len(), draw)?;
+    if from_end {
+        keep.reverse();
+    }
     let docs = take_budget(model, keep.iter().map(|&i| set.texts[i].as_str()), budget)?;
     let source = format!(
-        "GSM8K train {{question}}\\n{{answer}}, records not in the calibration draw (samples {}, seed {}, {} replacement), first {} of {} held out",
+        "GSM8K train {{question}}\\n{{answer}}, records not in the calibration draw (samples {}, seed {}, {} replacement), {} {} of {} held out",
         draw.samples,
         draw.seed,
         if draw.replacement { "with" } else { "without" },
+        if from_end { "last" } else { "first" },
         docs.len(),
         keep.len()
     );

@@ -12,6 +12,8 @@
 
 pub mod alloc;
 pub mod mass;
+pub mod protect;
+pub mod sensitivity;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -85,6 +87,8 @@ pub struct QuantizeOptions {
     pub importance: Importance,
     /// Move tensors away from the stock mix (None: the stock mix).
     pub allocation: Option<Allocation>,
+    /// Weight MathNeuro's math-specific entries in the quantizer's importance (`protect`).
+    pub protect: Option<protect::Protect>,
     /// The output GGUF.
     pub output: PathBuf,
     /// Overwrite an existing output (never an input).
@@ -106,6 +110,8 @@ pub struct QuantizeReport {
     pub importance: String,
     /// The allocation name (`stock` without one).
     pub allocation: String,
+    /// The entry-level protection (`none` without one).
+    pub protect: String,
     /// What the exchange moved, and the tensor bytes before and after.
     pub exchange: Exchange,
     /// Bytes of the output file.
@@ -182,7 +188,7 @@ fn importance_for(imp: Importance, math: Option<&ActivationStats>, general: Opti
 
 /// Checks the given STATS against the master (names and shapes; the tensor is named) and that
 /// every option has the STATS it needs.
-fn check_stats(master_file: &GgufFile, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &QuantizeOptions) -> Result<(), QuantizeError> {
+pub(crate) fn check_stats(master_file: &GgufFile, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &QuantizeOptions) -> Result<(), QuantizeError> {
     let needs = |what: String, which: &'static str, s: Option<&ActivationStats>| if s.is_none() { Err(QuantizeError::NeedsStats { what, which }) } else { Ok(()) };
     let imp = format!("--importance {}", opts.importance.name());
     if matches!(opts.importance, Importance::Math | Importance::Mix(_)) {
@@ -194,6 +200,10 @@ fn check_stats(master_file: &GgufFile, math: Option<&ActivationStats>, general: 
     if let Some(Allocation { scores: Scores::MathNeuro { .. }, .. }) = &opts.allocation {
         needs("--allocation mathneuro".into(), "math", math)?;
         needs("--allocation mathneuro".into(), "general", general)?;
+    }
+    if opts.protect.is_some() {
+        needs("--protect".into(), "math", math)?;
+        needs("--protect".into(), "general", general)?;
     }
     match (math, general) {
         (Some(m), Some(g)) => master::check_names_and_shapes(master_file, m, g)?,
@@ -238,14 +248,19 @@ pub fn quantize(master_file: &GgufFile, math: Option<&ActivationStats>, general:
             (types, ex, format!("{}, promote share {}", a.scores.name(), a.promote_share))
         }
     };
+    let masks = match (opts.protect, math, general) {
+        (Some(p), Some(m), Some(g)) => protect::masks(master_file, m, g, p.top_k_percent)?,
+        _ => HashMap::new(),
+    };
     let w = output_writer(master_file, opts, &types, &allocation, &exchange);
-    write(master_file, &w, &types, math, general, opts)?;
+    write(master_file, &w, &types, math, general, opts, &masks)?;
     Ok(QuantizeReport {
         input: master_file.path().to_path_buf(),
         output: opts.output.clone(),
         mix: opts.mix.name().into(),
         importance: opts.importance.name(),
         allocation,
+        protect: opts.protect.map_or_else(|| "none".to_string(), |p| p.name()),
         exchange,
         file_bytes: std::fs::metadata(&opts.output).map(|m| m.len()).unwrap_or(0),
         types: types.iter().map(|(k, v)| (k.clone(), v.name().to_string())).collect(),
@@ -253,7 +268,7 @@ pub fn quantize(master_file: &GgufFile, math: Option<&ActivationStats>, general:
 }
 
 /// The output's writer: the master's metadata, the output types, the file type and provenance.
-fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, types: &HashMap<String, GgmlType>, allocation: &str, ex: &Exchange) -> GgufWriter {
+pub(crate) fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, types: &HashMap<String, GgmlType>, allocation: &str, ex: &Exchange) -> GgufWriter {
     let mut w = GgufWriter::from_file(master_file);
     for key in crate::gguf::split::KEYS {
         w.remove(key);
@@ -266,6 +281,9 @@ fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, types: &HashMap
     w.set("mathneuro.quantize.mix", MetaValue::string(opts.mix.name()));
     w.set("mathneuro.quantize.importance", MetaValue::string(opts.importance.name()));
     w.set("mathneuro.quantize.allocation", MetaValue::string(allocation));
+    if let Some(p) = opts.protect {
+        w.set("mathneuro.quantize.protect", MetaValue::string(p.name()));
+    }
     w.set("mathneuro.quantize.stock_tensor_bytes", MetaValue::U64(ex.stock_bytes));
     w.set("mathneuro.quantize.tensor_bytes", MetaValue::U64(ex.bytes));
     let list = master_file.tensors.iter().map(|t| MetaValue::string(format!("{}={}", t.name, types[&t.name].name()))).collect();
@@ -273,26 +291,50 @@ fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, types: &HashMap
     w
 }
 
+/// Tensor `t` of `master_file` encoded as `dest` with the importance of `imp` (its bytes as
+/// they are when `dest` is already its type).
+/// With `protect` (a mask of the tensor's entries and a factor), those entries' importance is
+/// multiplied by the factor (`protect::encode_protected`).
+pub fn encode_tensor(master_file: &GgufFile, t: &TensorInfo, dest: GgmlType, imp: Importance, math: Option<&ActivationStats>, general: Option<&ActivationStats>, protect: Option<(&crate::select::BitMask, f32)>) -> Result<Vec<u8>, QuantizeError> {
+    let data = master_file.tensor_data(t);
+    if dest == t.ggml_type {
+        return Ok(data.to_vec());
+    }
+    let imp = importance_for(imp, math, general, t);
+    let encoded = match protect {
+        Some((mask, factor)) => protect::encode_protected(t, data, dest, imp.as_deref(), mask, factor),
+        None => transcode::transcode_tensor(t, data, None, Change::Scale(1.0), dest, imp.as_deref()).map(|(bytes, _)| bytes),
+    };
+    encoded.map_err(|source| QuantizeError::Codec { tensor: t.name.clone(), source })
+}
+
 /// Encodes every tensor whose type changes and writes the output atomically.
-fn write(master_file: &GgufFile, w: &GgufWriter, types: &HashMap<String, GgmlType>, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &QuantizeOptions) -> Result<(), QuantizeError> {
+fn write(
+    master_file: &GgufFile,
+    w: &GgufWriter,
+    types: &HashMap<String, GgmlType>,
+    math: Option<&ActivationStats>,
+    general: Option<&ActivationStats>,
+    opts: &QuantizeOptions,
+    masks: &HashMap<String, crate::select::BitMask>,
+) -> Result<(), QuantizeError> {
     let bar = Progress::new("quantizing", master_file.tensors.len() as u64, "tensors", opts.progress);
     let mut failure = None;
     let written = w.write_atomic(&opts.output, Some(master_file.path()), |i, _spec, sink| {
         let t = &master_file.tensors[i];
         bar.inc(1);
-        let data = master_file.tensor_data(t);
         let dest = types[&t.name];
         if dest == t.ggml_type {
-            return sink.write_all(data);
+            return sink.write_all(master_file.tensor_data(t));
         }
-        let imp = importance_for(opts.importance, math, general, t);
-        match transcode::transcode_tensor(t, data, None, Change::Scale(1.0), dest, imp.as_deref()) {
-            Ok((bytes, _)) => {
+        let protect = opts.protect.and_then(|p| masks.get(&t.name).map(|m| (m, p.factor)));
+        match encode_tensor(master_file, t, dest, opts.importance, math, general, protect) {
+            Ok(bytes) => {
                 master_file.release(t);
                 sink.write_all(&bytes)
             }
-            Err(source) => {
-                failure = Some(QuantizeError::Codec { tensor: t.name.clone(), source });
+            Err(e) => {
+                failure = Some(e);
                 Err(std::io::Error::other("encoding failed"))
             }
         }
