@@ -79,7 +79,7 @@ fn protocol_runs_end_to_end_refuses_a_used_directory_and_resumes_to_the_same_rep
     assert_eq!(std::fs::read(out.join("items/edit1/gsm8k.jsonl")).unwrap(), items);
 
     // Resumed with --redact-items, the journals lose every question, answer and output (their
-    // sha256 stay) and the report keeps its numbers: a journal that can be committed.
+    // sha256 stay) and the report keeps its numbers: a journal that can be moved.
     let question = {
         let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&items).lines().nth(1).unwrap()).unwrap();
         let prompt = line["item"]["prompt"].as_str().unwrap().to_string();

@@ -44,7 +44,7 @@ pub struct EvalArgs {
     pub resume: bool,
     /// Write the per-item files with the sha256 of each prompt, output and gold answer instead
     /// of the text (index, extracted answers and scores stay): a journal that holds no benchmark
-    /// text, to commit or move, and that --resume continues.
+    /// text, to move to another machine, and that --resume continues.
     #[arg(long)]
     pub redact_items: bool,
     /// Items per chunk of the per-item files (default 64; 4 × --parallel for generation).

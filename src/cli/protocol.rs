@@ -64,7 +64,7 @@ pub struct ProtocolArgs {
     #[arg(long, default_value_t = crate::eval::gsm8k_prompt::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Journal answers under items/ as sha256 of prompt, output and gold answer instead of text
-    /// (as `eval --redact-items`): a journal to commit and continue elsewhere.
+    /// (as `eval --redact-items`): a journal to move and continue elsewhere.
     #[arg(long)]
     pub redact_items: bool,
     /// Threads and progress (the flags every long-running command shares).

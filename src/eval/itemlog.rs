@@ -11,7 +11,7 @@
 //!
 //! With [`ItemText::Hash`] (`--redact-items`) a line keeps the item's index and scores but
 //! replaces the prompt, output, gold answer and extracted answers by their sha256: such a file holds
-//! no benchmark text, so a long run's journal can be committed and continued on another machine
+//! no benchmark text, so a long run's journal can be copied and continued on another machine
 //! (a resumed run reports those items' scores without their text).
 
 use std::collections::BTreeMap;
