@@ -29,6 +29,27 @@ pub struct KldArgs {
     /// Tokens scored per text set.
     #[arg(long, default_value_t = DEFAULT_TOKENS, value_parser = crate::cli::args::at_least_one)]
     pub tokens: usize,
+    /// The held-out texts' draw and windows.
+    #[command(flatten)]
+    pub held_out: HeldOutArgs,
+    /// Also write the report as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: Option<PathBuf>,
+    /// Overwrite an existing --json file.
+    #[arg(long)]
+    pub force: bool,
+    /// Data directory (default: $MATHNEURO_DATA, else ../shared/data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
+}
+
+/// How the held-out texts are scored, shared by `kld` and `sensitivity`: the calibration draw
+/// they must avoid and the perplexity windows.
+#[derive(Debug, clap::Args)]
+pub struct HeldOutArgs {
     /// The calibration draw the math texts must avoid, SAMPLES:SEED (calibrate's --samples and
     /// --seed; drawn with replacement unless --no-replacement).
     #[arg(long, default_value = "500:42", value_name = "SAMPLES:SEED")]
@@ -42,18 +63,14 @@ pub struct KldArgs {
     /// New tokens scored per window after the first.
     #[arg(long, default_value_t = 256)]
     pub stride: usize,
-    /// Also write the report as JSON here.
-    #[arg(long, value_name = "FILE.json")]
-    pub json: Option<PathBuf>,
-    /// Overwrite an existing --json file.
-    #[arg(long)]
-    pub force: bool,
-    /// Data directory (default: $MATHNEURO_DATA, else ../shared/data).
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Threads and progress (the flags every long-running command shares).
-    #[command(flatten)]
-    pub shared: crate::cli::args::Shared,
+}
+
+impl HeldOutArgs {
+    /// The calibration draw and the windows (window ≥ 2, stride in 1..window).
+    pub fn resolve(&self) -> anyhow::Result<(CalibrationDraw, Windows)> {
+        let window = self.window.max(2);
+        Ok((parse_draw(&self.calibration_draw, !self.no_replacement)?, Windows { window, stride: self.stride.clamp(1, window - 1) }))
+    }
 }
 
 /// Parses `SAMPLES:SEED`.
@@ -73,14 +90,14 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
         plan = plan.file(j);
     }
     plan.check()?;
-    let window = args.window.max(2);
-    let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(window as u32 * 2), ..EngineOptions::default() };
+    let (draw, windows) = args.held_out.resolve()?;
+    let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(windows.window as u32 * 2), ..EngineOptions::default() };
     engine.threads = args.shared.threads();
     let opts = KldOptions {
         sets: args.sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         tokens: args.tokens,
-        draw: parse_draw(&args.calibration_draw, !args.no_replacement)?,
-        windows: Windows { window, stride: args.stride.clamp(1, window - 1) },
+        draw,
+        windows,
         data_dir: resolve_data_dir(args.data_dir.as_deref())?,
         engine,
         progress: args.shared.progress(),

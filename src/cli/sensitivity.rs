@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use crate::data::dir::resolve_data_dir;
 use crate::eval::engine::{DEFAULT_N_CTX, EngineOptions};
 use crate::eval::kld_run::KldProbe;
-use crate::eval::perplexity::Windows;
 use crate::gguf::GgufFile;
 use crate::quantize::Importance;
 use crate::quantize::sensitivity::{Direction, SensitivityOptions, measure_sensitivity};
@@ -51,18 +50,9 @@ pub struct SensitivityArgs {
     /// GSM8K train records, so `kld`'s default texts are not used).
     #[arg(long, default_value_t = 2048, value_parser = crate::cli::args::tokens_value)]
     pub tokens: usize,
-    /// The calibration draw the math texts must avoid, SAMPLES:SEED (as for `kld`).
-    #[arg(long, default_value = "500:42", value_name = "SAMPLES:SEED")]
-    pub calibration_draw: String,
-    /// The calibration draw was made without replacement.
-    #[arg(long)]
-    pub no_replacement: bool,
-    /// Window in tokens (context included).
-    #[arg(long, default_value_t = 512)]
-    pub window: usize,
-    /// New tokens scored per window after the first.
-    #[arg(long, default_value_t = 256)]
-    pub stride: usize,
+    /// The held-out texts' draw and windows (as for `kld`).
+    #[command(flatten)]
+    pub held_out: crate::cli::kld::HeldOutArgs,
     /// Also write the full report (every probe's types, bytes, KLD) as JSON here.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
@@ -87,7 +77,7 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
         plan = plan.file(r);
     }
     plan.check()?;
-    let draw = crate::cli::kld::parse_draw(&args.calibration_draw, !args.no_replacement)?;
+    let (draw, windows) = args.held_out.resolve()?;
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
     let master = GgufFile::open(&args.master).with_context(|| format!("reading master {}", args.master.display()))?;
     let load = |p: &Option<PathBuf>| p.as_ref().map(|p| ActivationStats::load(p).with_context(|| format!("reading STATS {}", p.display()))).transpose();
@@ -97,10 +87,8 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
         (None, Some(_)) => Importance::Math,
         _ => Importance::None,
     });
-    let window = args.window.max(2);
-    let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(window as u32 * 2), ..EngineOptions::default() };
+    let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(windows.window as u32 * 2), ..EngineOptions::default() };
     engine.threads = args.shared.threads();
-    let windows = Windows { window, stride: args.stride.clamp(1, window - 1) };
     let probe = KldProbe::math_tail(&args.master, &data_dir, draw, args.tokens, windows, engine)?;
     if args.shared.progress() {
         eprintln!("sensitivity: math KLD on {}", probe.describe());
