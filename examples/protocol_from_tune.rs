@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mathneuro::data::dir::resolve_data_dir;
-use mathneuro::eval::protocol::{Paired, ProtocolSettings, analyse, paper_average};
+use mathneuro::eval::protocol::{PairTable, Paired, ProtocolSettings, analyse, paper_average, tables};
 use mathneuro::eval::protocol_report::{EditResult, ProtocolReport, markdown, subsets_svg};
 use mathneuro::tune::splits::{SplitSizes, Splits};
 
@@ -45,15 +45,16 @@ fn main() -> anyhow::Result<()> {
     let settings = ProtocolSettings::default();
     let metrics = ["strict-match", "flexible-extract"];
     let mut edits = Vec::new();
-    let mut pairs: Vec<Vec<Paired>> = vec![Vec::new(); metrics.len()];
+    let mut papers: Vec<Vec<PairTable>> = vec![Vec::new(); metrics.len()];
     for id in &args[3..] {
         let mut gsm8k = Vec::new();
         for (m, name) in metrics.iter().enumerate() {
             let p = Paired::new(take(&args[2], m)?, take(id, m)?)?;
-            gsm8k.push(analyse(name, &p, &settings));
-            pairs[m].push(p);
+            let (full, paper) = tables(&p, settings.paper_n, true);
+            gsm8k.push(analyse(name, &full, paper.as_ref(), &settings));
+            papers[m].extend(paper);
         }
-        edits.push(EditResult { model: PathBuf::from(id), gsm8k, general: Vec::new(), wall_seconds: 0.0 });
+        edits.push(EditResult { model: PathBuf::from(id), gsm8k, general: Vec::new(), wall_seconds: 0.0, sha256: String::new() });
     }
     let report = ProtocolReport {
         base: PathBuf::from(&args[2]),
@@ -63,9 +64,14 @@ fn main() -> anyhow::Result<()> {
         settings,
         // The edits of a tune journal are different recipes, not calibration draws of one: they
         // are not averaged (pass one id to see one).
-        paper_average: if flags.iter().any(|f| f == "--average") { metrics.iter().zip(&pairs).filter_map(|(m, p)| paper_average(m, p, settings.paper_n)).collect() } else { Vec::new() },
+        paper_average: if flags.iter().any(|f| f == "--average") { metrics.iter().zip(&papers).filter_map(|(m, t)| paper_average(m, t)).collect() } else { Vec::new() },
         edits,
         command: format!("cargo run --release --example protocol_from_tune -- {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
+        base_sha256: String::new(),
+        gsm8k_available: file_index.len(),
+        gsm8k_range: None,
+        gsm8k_conditions: String::new(),
+        combined_from: Vec::new(),
     };
     print!("{}", markdown(&report));
     for f in &flags {

@@ -1,7 +1,9 @@
 //! `mathneuro protocol` end to end on the default model at a tiny size: a pruned edit of Gemma 3
 //! 270M against the base, both protocols and the subsets in the report, a second run into the
 //! same directory refused without --resume or --force, a resumed run that computes nothing
-//! again and gives the same numbers, and journals redacted (`--redact-items`) to the same numbers.
+//! again and gives the same numbers, journals redacted (`--redact-items`) to the same numbers, and
+//! a run split into `--gsm8k-range` slices that `protocol-combine` adds up (refusing overlapping
+//! slices, slices of another edit, and an existing output without --force).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -101,4 +103,72 @@ fn protocol_runs_end_to_end_refuses_a_used_directory_and_resumes_to_the_same_rep
     let small = bin().args(["protocol", MODEL]).arg(&edit).arg("--out").arg(dir.path().join("p2")).args(["--gsm8k-items", "6", "--paper-n", "10"]).output().unwrap();
     assert!(!small.status.success() && String::from_utf8_lossy(&small.stderr).contains("--gsm8k-items 6 is smaller than --paper-n 10"), "{}", String::from_utf8_lossy(&small.stderr));
     assert!(!dir.path().join("p2").exists());
+
+    slices_add_up(dir.path(), &edit, &out);
+}
+
+fn slice(edit: &Path, out: &Path, range: &str, general: &str) -> std::process::Output {
+    bin()
+        .args(["protocol", MODEL])
+        .arg(edit)
+        .arg("--out")
+        .arg(out)
+        .args(["--gsm8k-range", range, "--paper-n", "4", "--general-tasks", general, "--general-items", "4", "--max-new-tokens", "24", "--threads", "2", "--subsets", "200", "--quiet"])
+        .output()
+        .unwrap()
+}
+
+fn combine(slices: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
+    bin().arg("protocol-combine").args(slices).arg("--out").arg(out).args(extra).output().unwrap()
+}
+
+/// Slices 0..4 and 4..6 of the GSM8K test, combined: the combined table is the sum of the
+/// slices', the paper row is slice 0..4's, the general tasks come from the one slice that ran them.
+fn slices_add_up(dir: &Path, edit: &Path, whole: &Path) {
+    let (s1, s2) = (dir.join("s1"), dir.join("s2"));
+    let a = slice(edit, &s1, "0..4", "arc_easy");
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = slice(edit, &s2, "4..6", "none");
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let r1 = numbers(&s1.join("protocol.json"));
+    let r2 = numbers(&s2.join("protocol.json"));
+    assert_eq!(r1["gsm8k_range"], serde_json::json!([0, 4]));
+    assert!(r2["edits"][0]["gsm8k"][1]["paper"].is_null(), "a slice not starting at 0 has no paper row");
+    assert!(!String::from_utf8_lossy(&b.stdout).contains("— paper (first"));
+
+    let comb = dir.join("combined");
+    let c = combine(&[&s2, &s1], &comb, &[]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(String::from_utf8_lossy(&c.stdout).contains("combined from 2 slices (0..4, 4..6)"), "{}", String::from_utf8_lossy(&c.stdout));
+    let rc = numbers(&comb.join("protocol.json"));
+    for m in 0..2 {
+        let (t1, t2, tc) = (&r1["edits"][0]["gsm8k"][m]["full_table"], &r2["edits"][0]["gsm8k"][m]["full_table"], &rc["edits"][0]["gsm8k"][m]["full_table"]);
+        for cell in ["both", "base_only", "edit_only", "neither"] {
+            assert_eq!(tc[cell].as_u64().unwrap(), t1[cell].as_u64().unwrap() + t2[cell].as_u64().unwrap(), "{cell}");
+        }
+        assert_eq!(rc["edits"][0]["gsm8k"][m]["paper"], r1["edits"][0]["gsm8k"][m]["paper"]);
+        assert_eq!(rc["edits"][0]["gsm8k"][m]["full"]["n"], 6);
+    }
+    assert_eq!(rc["edits"][0]["general"], r1["edits"][0]["general"]);
+
+    // Refused: an existing output without --force (unchanged), overlapping slices, a slice of
+    // another edit (the whole run above evaluated a different question set: not a slice at all).
+    let before = std::fs::read(comb.join("protocol.json")).unwrap();
+    let again = combine(&[&s1, &s2], &comb, &[]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(comb.join("protocol.json")).unwrap(), before);
+    let twice = combine(&[&s1, &s1], &dir.join("c2"), &[]);
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("overlap"), "{}", String::from_utf8_lossy(&twice.stderr));
+    let not_slice = combine(&[&s1, whole], &dir.join("c3"), &[]);
+    assert!(!not_slice.status.success() && String::from_utf8_lossy(&not_slice.stderr).contains("not a slice"), "{}", String::from_utf8_lossy(&not_slice.stderr));
+    let mut other = r2.clone();
+    other["edits"][0]["sha256"] = "0".repeat(64).into();
+    let s3 = dir.join("s3");
+    std::fs::create_dir(&s3).unwrap();
+    std::fs::write(s3.join("protocol.json"), serde_json::to_vec(&other).unwrap()).unwrap();
+    let foreign = combine(&[&s1, &s3], &dir.join("c4"), &[]);
+    assert!(!foreign.status.success() && String::from_utf8_lossy(&foreign.stderr).contains("edited models"), "{}", String::from_utf8_lossy(&foreign.stderr));
+    for d in ["c2", "c3", "c4"] {
+        assert!(!dir.join(d).exists(), "{d} written by a refused combine");
+    }
 }

@@ -54,6 +54,11 @@ pub struct EvalArgs {
     /// articles for race).
     #[arg(long, value_name = "N", value_parser = crate::cli::args::count_value)]
     pub limit: Option<usize>,
+    /// Evaluate only the items at these positions of each task's data file, in file order (END
+    /// exclusive), e.g. 0..200 — one slice of a run too long for one sitting (the journal of
+    /// `protocol --gsm8k-range` with the same range and settings).
+    #[arg(long, value_name = "START..END", value_parser = crate::eval::subset::parse_range, conflicts_with = "limit")]
+    pub range: Option<std::ops::Range<usize>>,
     /// Seed of the --limit subset and of the bootstrap intervals.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -136,6 +141,7 @@ impl EvalArgs {
         engine.max_sequences = engine.max_sequences.max(self.parallel);
         let mut options = EvalOptions::new(tasks, data_dir);
         options.limit = self.limit;
+        options.range = self.range.clone();
         options.seed = self.seed;
         options.fewshot = self.fewshot;
         options.gsm8k_mode = if self.naive { Gsm8kMode::Naive } else { Gsm8kMode::Batched { parallel: self.parallel.max(1) } };

@@ -16,6 +16,7 @@ pub mod mask;
 pub mod quantize;
 pub mod openmp;
 pub mod protocol;
+pub mod protocol_combine;
 pub mod run;
 pub mod sensitivity;
 pub mod stats;
@@ -61,6 +62,8 @@ pub enum Command {
     Tune(tune::TuneArgs),
     /// The paper's GSM8K protocol (first 200 questions) beside the full paired test, for edits of a model.
     Protocol(protocol::ProtocolArgs),
+    /// Add up slices of one protocol run (`protocol --gsm8k-range`, e.g. from several machines).
+    ProtocolCombine(protocol_combine::ProtocolCombineArgs),
 }
 
 /// Runs the parsed command line.
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Experiments(a) => experiments::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Protocol(a) => protocol::run(a),
+        Command::ProtocolCombine(a) => protocol_combine::run(a),
     }
 }
 

@@ -2,8 +2,11 @@
 //! 200 test questions) beside the full paired test (all 1 319), from one evaluation of each model,
 //! plus the general tasks; every answer journaled per chunk under `DIR/items/<model>/` so a
 //! stopped run continues with `--resume`. Several EDITs (e.g. five calibration draws) are also
-//! averaged the way the paper's code averages its repeats.
+//! averaged the way the paper's code averages its repeats. `--gsm8k-range START..END` evaluates
+//! one file-order slice, so a run too long for one machine's session is split into slices that
+//! `protocol-combine` adds up (the numbers depend only on the slices' paired 2×2 tables).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::data::dir::resolve_data_dir;
-use crate::eval::protocol::{Paired, ProtocolSettings, analyse, paper_average};
+use crate::eval::protocol::{PairTable, Paired, ProtocolSettings, analyse, paper_average, tables};
 use crate::eval::protocol_report::{EditResult, ProtocolReport, markdown, subsets_svg};
 use crate::eval::report::{EvalReport, TaskResult};
 use crate::eval::{DEFAULT_BOOTSTRAP, DEFAULT_SEED, EngineOptions, EvalOptions, Task};
@@ -37,8 +40,14 @@ pub struct ProtocolArgs {
     pub force: bool,
     /// GSM8K test questions (default: all 1 319; a smaller N is a seeded random subset, so the
     /// paper slice is then not the paper's questions — for quick checks only).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "gsm8k_range")]
     pub gsm8k_items: Option<usize>,
+    /// Evaluate only the GSM8K test questions at these positions in file order (END exclusive),
+    /// e.g. 0..200 (the paper's questions), then 200..700, …: one slice of the full paired test,
+    /// for runs longer than one machine's session; `protocol-combine` adds slices up. A slice
+    /// that does not start at 0 has no paper row of its own.
+    #[arg(long, value_name = "START..END", value_parser = crate::eval::subset::parse_range)]
+    pub gsm8k_range: Option<Range<usize>>,
     /// General tasks evaluated beside GSM8K (comma-separated eval task names, or "none").
     #[arg(long, default_value = "mmlu,arc_easy")]
     pub general_tasks: String,
@@ -73,7 +82,7 @@ pub struct ProtocolArgs {
 }
 
 /// The files `protocol` writes in DIR besides items/.
-const REPORT_FILES: [&str; 3] = ["protocol.json", "protocol.md", "subsets.svg"];
+pub(crate) const REPORT_FILES: [&str; 3] = ["protocol.json", "protocol.md", "subsets.svg"];
 
 impl ProtocolArgs {
     fn settings(&self) -> ProtocolSettings {
@@ -114,6 +123,9 @@ impl ProtocolArgs {
         let mut options = EvalOptions::new(tasks, resolve_data_dir(self.data_dir.as_deref())?);
         options.engine = EngineOptions { threads: self.shared.threads(), ..EngineOptions::default() };
         options.limit = limit;
+        if options.tasks == [Task::Gsm8k] {
+            options.range = self.gsm8k_range.clone();
+        }
         options.seed = self.seed;
         options.max_new_tokens = self.max_new_tokens;
         options.chat = self.chat;
@@ -150,6 +162,13 @@ fn evaluate(args: &ProtocolArgs, model: &Path, label: &str) -> anyhow::Result<Ev
     Ok(Evaluated { gsm8k, general, seconds: t0.elapsed().as_secs_f64() })
 }
 
+/// What decides a GSM8K answer besides the model and the slice (slices must agree on it).
+fn gsm8k_conditions(args: &ProtocolArgs) -> anyhow::Result<String> {
+    let mut options = args.options(vec![Task::Gsm8k], args.gsm8k_items, "base")?;
+    options.range = None;
+    Ok(options.key("(the model)", Task::Gsm8k)?)
+}
+
 /// Per binary metric of GSM8K, the pairs of (file index, correct) of base and edit.
 fn pairs(base: &TaskResult, edit: &TaskResult) -> anyhow::Result<Vec<(String, Paired)>> {
     let mut out = Vec::new();
@@ -160,7 +179,7 @@ fn pairs(base: &TaskResult, edit: &TaskResult) -> anyhow::Result<Vec<(String, Pa
     Ok(out)
 }
 
-fn write_report(out: &Path, report: &ProtocolReport) -> anyhow::Result<String> {
+pub(crate) fn write_report(out: &Path, report: &ProtocolReport) -> anyhow::Result<String> {
     let md = markdown(report);
     let files: [(&str, String); 3] = [("protocol.json", serde_json::to_string_pretty(report)?), ("protocol.md", md.clone()), ("subsets.svg", subsets_svg(report))];
     for (name, text) in files {
@@ -188,25 +207,32 @@ pub fn run(mut args: ProtocolArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let base = evaluate(&args, &args.base, "base")?;
     let settings = args.settings();
+    let from_start = args.gsm8k_range.as_ref().is_none_or(|r| r.start == 0);
     let mut edits = Vec::new();
-    let mut per_metric: Vec<(String, Vec<Paired>)> = Vec::new();
+    let mut per_metric: Vec<(String, Vec<Option<PairTable>>)> = Vec::new();
     for (k, path) in args.edits.iter().enumerate() {
         let e = evaluate(&args, path, &format!("edit{}", k + 1))?;
         let mut gsm8k = Vec::new();
         for (metric, p) in pairs(&base.gsm8k, &e.gsm8k)? {
-            gsm8k.push(analyse(&metric, &p, &settings));
+            let (full, paper) = tables(&p, args.paper_n, from_start);
+            gsm8k.push(analyse(&metric, &full, paper.as_ref(), &settings));
             match per_metric.iter_mut().find(|(m, _)| *m == metric) {
-                Some((_, v)) => v.push(p),
-                None => per_metric.push((metric, vec![p])),
+                Some((_, v)) => v.push(paper),
+                None => per_metric.push((metric, vec![paper])),
             }
         }
         let general = match (&base.general, &e.general) {
             (Some(b), Some(o)) => crate::eval::compare_reports(b, o, DEFAULT_BOOTSTRAP, args.seed)?.tasks,
             _ => Vec::new(),
         };
-        edits.push(EditResult { model: path.clone(), gsm8k, general, wall_seconds: e.seconds });
+        let sha256 = crate::eval::content::file_sha256(path)?;
+        edits.push(EditResult { model: path.clone(), gsm8k, general, wall_seconds: e.seconds, sha256 });
     }
-    let paper_average = if edits.len() >= 2 { per_metric.iter().filter_map(|(m, ps)| paper_average(m, ps, args.paper_n)).collect() } else { Vec::new() };
+    let paper_average = if edits.len() >= 2 {
+        per_metric.iter().filter_map(|(m, ts)| ts.iter().copied().collect::<Option<Vec<_>>>().and_then(|ts| paper_average(m, &ts))).collect()
+    } else {
+        Vec::new()
+    };
     let report = ProtocolReport {
         base: args.base.clone(),
         base_wall_seconds: base.seconds,
@@ -216,6 +242,11 @@ pub fn run(mut args: ProtocolArgs) -> anyhow::Result<ExitCode> {
         edits,
         paper_average,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        base_sha256: crate::eval::content::file_sha256(&args.base)?,
+        gsm8k_available: base.gsm8k.n_available,
+        gsm8k_range: args.gsm8k_range.as_ref().map(|r| (r.start, r.end.min(base.gsm8k.n_available))),
+        gsm8k_conditions: gsm8k_conditions(&args)?,
+        combined_from: Vec::new(),
     };
     let md = write_report(&args.out, &report)?;
     print!("{md}");

@@ -37,6 +37,7 @@ pub mod outputs;
 pub mod perplexity;
 pub mod plot;
 pub mod protocol;
+pub mod protocol_combine;
 pub mod protocol_report;
 pub mod report;
 pub mod requests;
@@ -74,6 +75,9 @@ pub struct EvalOptions {
     pub data_dir: PathBuf,
     /// Evaluate a seeded subset of at most this many items per task.
     pub limit: Option<usize>,
+    /// Evaluate only the items at these positions of the data file, in file order (instead of
+    /// `limit`): one slice of a long run (`protocol --gsm8k-range`).
+    pub range: Option<std::ops::Range<usize>>,
     /// Seed of the subset and of the bootstrap.
     pub seed: u64,
     /// MMLU exemplars from dev (0 or 5 in the harness).
@@ -111,6 +115,7 @@ impl EvalOptions {
             tasks,
             data_dir,
             limit: None,
+            range: None,
             seed: DEFAULT_SEED,
             fewshot: 0,
             gsm8k_mode: Gsm8kMode::Batched { parallel: DEFAULT_PARALLEL },
@@ -132,8 +137,10 @@ impl EvalOptions {
     /// bars, nor where files go.
     /// The model and the task's data enter by content (`model_sha256`, `data_sha256`), not by
     /// name: a model rewritten in place or a data file edited since is not reused.
-    fn key(&self, model_sha256: &str, task: Task) -> Result<String, EvalError> {
+    pub(crate) fn key(&self, model_sha256: &str, task: Task) -> Result<String, EvalError> {
         let data = content::task_data_sha256(&self.data_dir, task, self.task_file.as_deref())?;
+        // A slice's key names its range; keys of whole runs are unchanged by the field.
+        let range = self.range.as_ref().map_or(String::new(), |r| format!(" range={}..{}", r.start, r.end));
         Ok(format!(
             "model_sha256={model_sha256} data_sha256={data} task={task} limit={:?} seed={} fewshot={} mode={:?} max_new={} windows={:?} threads={} chat={} task_file={:?} chunk={}",
             self.limit,
@@ -146,7 +153,7 @@ impl EvalOptions {
             self.chat,
             self.task_file,
             chunk_size(task, self)
-        ))
+        ) + &range)
     }
 
     /// The settings a report records.
@@ -282,7 +289,7 @@ fn summarise(task: Task, outcome: TaskOutcome, wall_seconds: f64, options: &Eval
 
 fn gsm8k_test(options: &EvalOptions) -> Result<(Vec<(usize, Gsm8kRecord)>, usize), DatasetError> {
     let all: Vec<Gsm8kRecord> = datasets::read_jsonl(&options.data_dir, "gsm8k/test.jsonl")?;
-    let picked = subset::select(all.len(), options.limit, options.seed);
+    let picked = subset::select(all.len(), options.limit, options.range.as_ref(), options.seed);
     let n = all.len();
     Ok((picked.into_iter().map(|i| (i, all[i].clone())).collect(), n))
 }
@@ -343,7 +350,7 @@ impl TaskRun<'_> {
 
     /// The seeded `--limit` subset of `n` items.
     fn select(&self, n: usize) -> Vec<usize> {
-        subset::select(n, self.options.limit, self.options.seed)
+        subset::select(n, self.options.limit, self.options.range.as_ref(), self.options.seed)
     }
 
     /// The user's `--task-file`: multiple choice or generation.
@@ -438,7 +445,7 @@ impl TaskRun<'_> {
 /// `acc_norm` is reported, and the setting line of the report.
 fn mc_items(task: Task, options: &EvalOptions) -> Result<(Vec<mc::McItem>, usize, bool, String), EvalError> {
     let dir = &options.data_dir;
-    let select = |n: usize| subset::select(n, options.limit, options.seed);
+    let select = |n: usize| subset::select(n, options.limit, options.range.as_ref(), options.seed);
     Ok(match task {
         Task::Mmlu => {
             let (items, n) = mc::mmlu_items(dir, options.fewshot, select)?;

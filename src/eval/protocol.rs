@@ -11,6 +11,11 @@
 //!   +4 % and +17 %, so a reader sees how wide a 200-question protocol is;
 //! - **paper average**: with several edits (the paper's code averages five calibration draws),
 //!   the mean of the edits' first-`paper_n` accuracies against the base's.
+//!
+//! Every number above depends only on how many questions fall in each cell of the paired 2×2
+//! table (both right, base only, edit only, neither), so the analysis is computed from
+//! [`PairTable`]s: a run split into file-order slices on several machines and combined by
+//! adding the slices' tables gives the same bytes as one run over all of them.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -75,6 +80,68 @@ impl Paired {
     }
 }
 
+/// The paired 2×2 table of one set of questions: everything the protocol's numbers depend on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairTable {
+    /// Both models right.
+    pub both: usize,
+    /// Only the base right.
+    pub base_only: usize,
+    /// Only the edit right.
+    pub edit_only: usize,
+    /// Both wrong.
+    pub neither: usize,
+}
+
+impl PairTable {
+    /// The table of aligned outcomes.
+    pub fn of(base: &[bool], edit: &[bool]) -> PairTable {
+        let mut t = PairTable::default();
+        for (&b, &e) in base.iter().zip(edit) {
+            match (b, e) {
+                (true, true) => t.both += 1,
+                (true, false) => t.base_only += 1,
+                (false, true) => t.edit_only += 1,
+                (false, false) => t.neither += 1,
+            }
+        }
+        t
+    }
+
+    /// Questions in the table.
+    pub fn n(&self) -> usize {
+        self.both + self.base_only + self.edit_only + self.neither
+    }
+
+    /// The table of two disjoint sets of questions together.
+    pub fn add(&self, o: &PairTable) -> PairTable {
+        PairTable { both: self.both + o.both, base_only: self.base_only + o.base_only, edit_only: self.edit_only + o.edit_only, neither: self.neither + o.neither }
+    }
+
+    /// The outcomes in a canonical order (both, base only, edit only, neither): every statistic
+    /// here is symmetric in the questions, so this stands for any set with the same table.
+    pub fn outcomes(&self) -> (Vec<bool>, Vec<bool>) {
+        let cells = [(true, true, self.both), (true, false, self.base_only), (false, true, self.edit_only), (false, false, self.neither)];
+        let mut base = Vec::with_capacity(self.n());
+        let mut edit = Vec::with_capacity(self.n());
+        for (b, e, k) in cells {
+            base.extend(std::iter::repeat_n(b, k));
+            edit.extend(std::iter::repeat_n(e, k));
+        }
+        (base, edit)
+    }
+
+    /// Base accuracy.
+    pub fn base_accuracy(&self) -> f64 {
+        (self.both + self.base_only) as f64 / self.n() as f64
+    }
+
+    /// Edit accuracy.
+    pub fn edit_accuracy(&self) -> f64 {
+        (self.both + self.edit_only) as f64 / self.n() as f64
+    }
+}
+
 /// Paired numbers of one set of questions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -106,17 +173,18 @@ fn relative(base: f64, edit: f64) -> Option<f64> {
     (base > 0.0).then(|| (edit - base) / base)
 }
 
-/// The paired summary of `base` and `edit` (aligned).
-pub fn summarise(base: &[bool], edit: &[bool], resamples: usize, seed: u64) -> Summary {
+/// The paired summary of the questions in `t`.
+pub fn summarise(t: &PairTable, resamples: usize, seed: u64) -> Summary {
+    let (base, edit) = t.outcomes();
     let as_items = |xs: &[bool]| xs.iter().map(|&c| (c as u8 as f64, 1.0)).collect::<Vec<_>>();
-    let (b, e) = (accuracy(base), accuracy(edit));
-    let (base_only, edit_only) = discordant(base, edit);
+    let (b, e) = (accuracy(&base), accuracy(&edit));
+    let (base_only, edit_only) = discordant(&base, &edit);
     Summary {
         n: base.len(),
         base: b,
         edit: e,
         delta: e - b,
-        ci95: paired_bootstrap_ci(Aggregate::Ratio, &as_items(base), &as_items(edit), resamples, seed),
+        ci95: paired_bootstrap_ci(Aggregate::Ratio, &as_items(&base), &as_items(&edit), resamples, seed),
         relative: relative(b, e),
         base_only,
         edit_only,
@@ -154,18 +222,19 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Draws `draws` subsets of `n` questions (seeded, without replacement) from `p`.
-pub fn subsets(p: &Paired, n: usize, draws: usize, seed: u64) -> SubsetDistribution {
-    let n = n.min(p.len());
+/// Draws `draws` subsets of `n` questions (seeded, without replacement) from the questions of `t`.
+pub fn subsets(t: &PairTable, n: usize, draws: usize, seed: u64) -> SubsetDistribution {
+    let (base, edit) = t.outcomes();
+    let n = n.min(base.len());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rel = Vec::with_capacity(draws);
     let mut undefined = 0;
     for _ in 0..draws {
-        let picked = rand::seq::index::sample(&mut rng, p.len(), n);
+        let picked = rand::seq::index::sample(&mut rng, base.len(), n);
         let (mut b, mut e) = (0usize, 0usize);
         for i in picked.iter() {
-            b += p.base[i] as usize;
-            e += p.edit[i] as usize;
+            b += base[i] as usize;
+            e += edit[i] as usize;
         }
         match relative(b as f64, e as f64) {
             Some(r) => rel.push(r),
@@ -195,12 +264,17 @@ pub struct ProtocolAnalysis {
     pub metric: String,
     /// Every question, paired.
     pub full: Summary,
-    /// The first `paper.n` questions in data-file order.
-    pub paper: Summary,
-    /// The relative change over random subsets of `paper.n` questions.
+    /// The first `paper_n` questions in data-file order; `None` for a slice that does not start
+    /// at the file's first question (or holds fewer than `paper_n`).
+    pub paper: Option<Summary>,
+    /// The relative change over random subsets of `paper_n` questions.
     pub subsets: SubsetDistribution,
     /// Share of random subsets whose relative change is at least the paper slice's.
     pub paper_slice_rank: Option<f64>,
+    /// The paired table of every question (what slices add up).
+    pub full_table: PairTable,
+    /// The paired table of the paper's questions.
+    pub paper_table: Option<PairTable>,
 }
 
 /// What the protocols are computed with.
@@ -222,15 +296,29 @@ impl Default for ProtocolSettings {
     }
 }
 
-/// Both protocols of one paired run.
-pub fn analyse(metric: &str, p: &Paired, s: &ProtocolSettings) -> ProtocolAnalysis {
-    let k = s.paper_n.min(p.len());
-    let paper = summarise(&p.base[..k], &p.edit[..k], s.resamples, s.seed);
-    let subsets = subsets(p, s.paper_n, s.draws, s.seed.wrapping_add(1));
-    let paper_slice_rank = paper.relative.filter(|_| !subsets.relative.is_empty()).map(|r| {
+/// The tables of one paired run: all its questions, and its first `paper_n` when `from_start`
+/// (the run's first question is the file's first) and it holds that many.
+pub fn tables(p: &Paired, paper_n: usize, from_start: bool) -> (PairTable, Option<PairTable>) {
+    let paper = (from_start && p.len() >= paper_n).then(|| PairTable::of(&p.base[..paper_n], &p.edit[..paper_n]));
+    (PairTable::of(&p.base, &p.edit), paper)
+}
+
+/// Both protocols from the tables of all questions and of the paper's.
+pub fn analyse(metric: &str, full: &PairTable, paper: Option<&PairTable>, s: &ProtocolSettings) -> ProtocolAnalysis {
+    let paper_summary = paper.map(|t| summarise(t, s.resamples, s.seed));
+    let subsets = subsets(full, s.paper_n, s.draws, s.seed.wrapping_add(1));
+    let paper_slice_rank = paper_summary.as_ref().and_then(|p| p.relative).filter(|_| !subsets.relative.is_empty()).map(|r| {
         subsets.relative.iter().filter(|&&x| x >= r - 1e-12).count() as f64 / subsets.relative.len() as f64
     });
-    ProtocolAnalysis { metric: metric.to_string(), full: summarise(&p.base, &p.edit, s.resamples, s.seed), paper, subsets, paper_slice_rank }
+    ProtocolAnalysis {
+        metric: metric.to_string(),
+        full: summarise(full, s.resamples, s.seed),
+        paper: paper_summary,
+        subsets,
+        paper_slice_rank,
+        full_table: *full,
+        paper_table: paper.copied(),
+    }
 }
 
 /// The paper's averaging of calibration draws: the base's accuracy on the first `paper_n`
@@ -253,16 +341,16 @@ pub struct PaperAverage {
     pub single_draw_range: Option<(f64, f64)>,
 }
 
-/// Averages the first-`paper_n` accuracies of several edits paired with one base.
-pub fn paper_average(metric: &str, pairs: &[Paired], paper_n: usize) -> Option<PaperAverage> {
-    let first = pairs.first()?;
-    let k = paper_n.min(first.len());
-    let base = accuracy(&first.base[..k]);
-    let per_edit: Vec<f64> = pairs.iter().map(|p| accuracy(&p.edit[..paper_n.min(p.len())])).collect();
+/// Averages the paper-slice accuracies of several edits paired with one base (one table per
+/// edit, all on the same questions).
+pub fn paper_average(metric: &str, tables: &[PairTable]) -> Option<PaperAverage> {
+    let first = tables.first()?;
+    let base = first.base_accuracy();
+    let per_edit: Vec<f64> = tables.iter().map(PairTable::edit_accuracy).collect();
     let mean_edit = per_edit.iter().sum::<f64>() / per_edit.len() as f64;
     let singles: Vec<f64> = per_edit.iter().filter_map(|&e| relative(base, e)).collect();
     let single_draw_range = (!singles.is_empty()).then(|| (singles.iter().cloned().fold(f64::INFINITY, f64::min), singles.iter().cloned().fold(f64::NEG_INFINITY, f64::max)));
-    Some(PaperAverage { metric: metric.to_string(), edits: pairs.len(), base, per_edit, mean_edit, relative: relative(base, mean_edit), single_draw_range })
+    Some(PaperAverage { metric: metric.to_string(), edits: tables.len(), base, per_edit, mean_edit, relative: relative(base, mean_edit), single_draw_range })
 }
 
 #[cfg(test)]
@@ -275,6 +363,11 @@ mod tests {
         Paired::new(base, edit).unwrap()
     }
 
+    fn table(pattern: &[(bool, bool)]) -> PairTable {
+        let p = outcomes(pattern);
+        PairTable::of(&p.base, &p.edit)
+    }
+
     #[test]
     fn the_paper_slice_is_the_first_questions_in_file_order_and_pairs_sort_by_index() {
         // Given out of order: pairing sorts by file index.
@@ -282,12 +375,17 @@ mod tests {
         assert_eq!(p.index, vec![0, 1, 2]);
         assert_eq!(p.base, vec![false, true, true]);
         assert_eq!(p.edit, vec![true, false, true]);
-        let a = analyse("m", &p, &ProtocolSettings { paper_n: 2, draws: 50, resamples: 100, seed: 1 });
-        assert_eq!(a.paper.n, 2);
-        assert_eq!((a.paper.base, a.paper.edit), (0.5, 0.5));
-        assert_eq!((a.paper.base_only, a.paper.edit_only), (1, 1));
+        let (full, paper) = tables(&p, 2, true);
+        let a = analyse("m", &full, paper.as_ref(), &ProtocolSettings { paper_n: 2, draws: 50, resamples: 100, seed: 1 });
+        let paper = a.paper.unwrap();
+        assert_eq!(paper.n, 2);
+        assert_eq!((paper.base, paper.edit), (0.5, 0.5));
+        assert_eq!((paper.base_only, paper.edit_only), (1, 1));
         assert_eq!(a.full.n, 3);
         assert!((a.full.base - 2.0 / 3.0).abs() < 1e-12);
+        // A slice that does not start at the first question, or is shorter, has no paper slice.
+        assert_eq!(tables(&p, 2, false).1, None);
+        assert_eq!(tables(&p, 4, true).1, None);
         assert!(Paired::new(vec![(0, true)], vec![(1, true)]).is_err());
         assert!(Paired::new(vec![(0, true)], vec![(0, true), (1, true)]).is_err());
     }
@@ -298,19 +396,39 @@ mod tests {
         let mut pat = vec![(true, true); 3];
         pat.extend([(true, false), (false, true), (false, true)]);
         pat.extend(vec![(false, false); 4]);
-        let s = summarise(&outcomes(&pat).base, &outcomes(&pat).edit, 500, 3);
+        let t = table(&pat);
+        assert_eq!(t, PairTable { both: 3, base_only: 1, edit_only: 2, neither: 4 });
+        let s = summarise(&t, 500, 3);
         assert_eq!((s.n, s.base_only, s.edit_only), (10, 1, 2));
         assert!((s.base - 0.4).abs() < 1e-12 && (s.edit - 0.5).abs() < 1e-12);
         assert!((s.relative.unwrap() - 0.25).abs() < 1e-12);
         assert!((s.mcnemar_p - 1.0).abs() < 1e-12);
         assert!(s.ci95.0 <= s.delta && s.delta <= s.ci95.1);
-        assert_eq!(summarise(&[false, false], &[true, false], 10, 0).relative, None);
+        assert_eq!(summarise(&PairTable { edit_only: 1, neither: 1, ..PairTable::default() }, 10, 0).relative, None);
+    }
+
+    #[test]
+    fn slices_combined_give_the_bytes_of_one_run() {
+        // The same 600 outcomes analysed whole, and as three slices whose tables are added.
+        let pat: Vec<(bool, bool)> = (0..600).map(|i| (i % 3 == 0, i % 4 == 0 || i % 7 == 0)).collect();
+        let s = ProtocolSettings { paper_n: 200, draws: 300, resamples: 200, seed: 5 };
+        let whole = outcomes(&pat);
+        let (full, paper) = tables(&whole, 200, true);
+        let one = analyse("m", &full, paper.as_ref(), &s);
+        let slices: Vec<PairTable> = pat.chunks(200).map(table).collect();
+        let added = slices.iter().fold(PairTable::default(), |acc, t| acc.add(t));
+        let combined = analyse("m", &added, Some(&slices[0]), &s);
+        assert_eq!(serde_json::to_string(&one).unwrap(), serde_json::to_string(&combined).unwrap());
+        // Shuffling the questions does not change a number either.
+        let mut rev = pat.clone();
+        rev.reverse();
+        assert_eq!(analyse("m", &table(&rev), None, &s).full, one.full);
     }
 
     #[test]
     fn identical_models_give_zero_change_on_every_subset() {
         let pat: Vec<(bool, bool)> = (0..300).map(|i| (i % 3 == 0, i % 3 == 0)).collect();
-        let d = subsets(&outcomes(&pat), 200, 100, 9);
+        let d = subsets(&table(&pat), 200, 100, 9);
         assert_eq!(d.relative.len(), 100);
         assert!(d.relative.iter().all(|&r| r == 0.0));
         assert_eq!(d.share_ge_paper_low, 0.0);
@@ -321,10 +439,10 @@ mod tests {
     fn subsets_are_seeded_and_spread_around_the_full_change() {
         // Base right on 1 of 5, edit on 1 of 5 but other questions: full change 0.
         let pat: Vec<(bool, bool)> = (0..1000).map(|i| (i % 5 == 0, i % 5 == 1)).collect();
-        let p = outcomes(&pat);
-        let a = subsets(&p, 200, 2000, 7);
-        assert_eq!(a, subsets(&p, 200, 2000, 7));
-        assert_ne!(a.relative, subsets(&p, 200, 2000, 8).relative);
+        let t = table(&pat);
+        let a = subsets(&t, 200, 2000, 7);
+        assert_eq!(a, subsets(&t, 200, 2000, 7));
+        assert_ne!(a.relative, subsets(&t, 200, 2000, 8).relative);
         // Zero-mean noise: the median is near 0 and a +4 % gain or more is common.
         assert!(a.quantiles[2].1.abs() < 0.06, "{:?}", a.quantiles);
         assert!(a.share_ge_paper_low > 0.2 && a.share_ge_paper_low < 0.6, "{}", a.share_ge_paper_low);
@@ -334,14 +452,14 @@ mod tests {
 
     #[test]
     fn paper_average_is_the_mean_of_the_edits_first_questions() {
-        let p1 = outcomes(&[(true, true), (false, true), (false, false), (true, true)]);
-        let p2 = outcomes(&[(true, false), (false, false), (false, true), (true, true)]);
-        let avg = paper_average("m", &[p1, p2], 2).unwrap();
+        let t1 = table(&[(true, true), (false, true)]);
+        let t2 = table(&[(true, false), (false, false)]);
+        let avg = paper_average("m", &[t1, t2]).unwrap();
         assert_eq!(avg.base, 0.5);
         assert_eq!(avg.per_edit, vec![1.0, 0.0]);
         assert_eq!(avg.mean_edit, 0.5);
         assert_eq!(avg.relative, Some(0.0));
         assert_eq!(avg.single_draw_range, Some((-1.0, 1.0)));
-        assert!(paper_average("m", &[], 2).is_none());
+        assert!(paper_average("m", &[]).is_none());
     }
 }

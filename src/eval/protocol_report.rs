@@ -21,6 +21,9 @@ pub struct EditResult {
     pub general: Vec<TaskComparison>,
     /// Wall seconds of this model's evaluation in this run (0 when every item was resumed).
     pub wall_seconds: f64,
+    /// sha256 of the edited model's file (what a combined report checks its slices by).
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// Everything `mathneuro protocol` measured.
@@ -42,6 +45,22 @@ pub struct ProtocolReport {
     pub paper_average: Vec<PaperAverage>,
     /// The command line.
     pub command: String,
+    /// sha256 of the base model's file.
+    #[serde(default)]
+    pub base_sha256: String,
+    /// GSM8K questions in the test file.
+    #[serde(default)]
+    pub gsm8k_available: usize,
+    /// The GSM8K slice evaluated (`--gsm8k-range`), positions in file order, end exclusive.
+    #[serde(default)]
+    pub gsm8k_range: Option<(usize, usize)>,
+    /// Everything that decides a GSM8K answer besides the model and the slice (data sha256,
+    /// prompt, decoding, threads, chunking): slices are combined only when these agree.
+    #[serde(default)]
+    pub gsm8k_conditions: String,
+    /// For a combined report: the slice reports it adds up, with their ranges.
+    #[serde(default)]
+    pub combined_from: Vec<(PathBuf, (usize, usize))>,
 }
 
 fn pct(x: f64) -> String {
@@ -78,7 +97,9 @@ fn gsm8k_section(out: &mut String, e: &EditResult, k: usize) {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for a in &e.gsm8k {
         let _ = writeln!(out, "{}", summary_row(&format!("GSM8K {} — full paired", a.metric), &a.full));
-        let _ = writeln!(out, "{}", summary_row(&format!("GSM8K {} — paper (first {} in file order)", a.metric, a.paper.n), &a.paper));
+        if let Some(p) = &a.paper {
+            let _ = writeln!(out, "{}", summary_row(&format!("GSM8K {} — paper (first {} in file order)", a.metric, p.n), p));
+        }
     }
     for t in &e.general {
         for m in &t.metrics {
@@ -120,13 +141,26 @@ fn gsm8k_section(out: &mut String, e: &EditResult, k: usize) {
     let _ = writeln!(out, "\nWall time of this model's evaluation in this run: {:.1} min.\n", e.wall_seconds / 60.0);
 }
 
+/// Which questions: the slice, or the slices combined, and whether they cover the test file.
+fn coverage(r: &ProtocolReport) -> String {
+    let whole = |n: usize| if r.gsm8k_available > 0 && n == r.gsm8k_available { " (the whole test file)".to_string() } else { format!(" of {}", r.gsm8k_available) };
+    if !r.combined_from.is_empty() {
+        let ranges: Vec<String> = r.combined_from.iter().map(|(_, (a, b))| format!("{a}..{b}")).collect();
+        return format!(", combined from {} slices ({}){}", ranges.len(), ranges.join(", "), whole(r.gsm8k_n));
+    }
+    match r.gsm8k_range {
+        Some((a, b)) => format!(", positions {a}..{b} in file order (one slice){}", whole(r.gsm8k_n)),
+        None => String::new(),
+    }
+}
+
 /// The Markdown report.
 pub fn markdown(r: &ProtocolReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# The paper's protocol beside the full paired test\n");
     let _ = writeln!(s, "- base: `{}` (evaluated in {:.1} min in this run)", r.base.display(), r.base_wall_seconds / 60.0);
     let general = r.general_n.map_or("none".to_string(), |n| format!("N = {n} each"));
-    let _ = writeln!(s, "- GSM8K: 8-shot CoT (lm-eval `gsm8k_cot`), greedy, N = {} test questions; general tasks: {general}", r.gsm8k_n);
+    let _ = writeln!(s, "- GSM8K: 8-shot CoT (lm-eval `gsm8k_cot`), greedy, N = {} test questions{}; general tasks: {general}", r.gsm8k_n, coverage(r));
     let _ = writeln!(
         s,
         "- paper protocol: the first {} test questions in file order (lm-eval `limit`); subsets: {} random draws of {} questions, seed {}; paired bootstrap {} resamples",
@@ -182,7 +216,8 @@ pub fn subsets_svg(r: &ProtocolReport) -> String {
     let x = |v: f64| LEFT + (v - lo) / (hi - lo) * (W - LEFT - RIGHT);
     let y = |c: f64| H - BOTTOM - c / max * (H - TOP - BOTTOM);
     let _ = writeln!(s, r#"<text x="10" y="20" font-size="14" font-weight="bold">GSM8K {}: relative change on {} random {}-question subsets</text>"#, crate::svg::escape(&a.metric), a.subsets.draws, a.subsets.n);
-    let _ = writeln!(s, r##"<text x="10" y="38" fill="#555">green band: the paper's +4 % to +17 %; black: full test ({}); blue: first {} questions ({})</text>"##, rel(a.full.relative), a.paper.n, rel(a.paper.relative));
+    let first = a.paper.as_ref().map_or("not in this run".to_string(), |p| format!("first {} questions ({})", p.n, rel(p.relative)));
+    let _ = writeln!(s, r##"<text x="10" y="38" fill="#555">green band: the paper's +4 % to +17 %; black: full test ({}); blue: {first}</text>"##, rel(a.full.relative));
     let _ = writeln!(s, r##"<rect x="{:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#d9f0d3"/>"##, x(PAPER_RELATIVE_GAINS[0]), x(PAPER_RELATIVE_GAINS[1]) - x(PAPER_RELATIVE_GAINS[0]), H - TOP - BOTTOM);
     for (k, &c) in counts.iter().enumerate() {
         let x0 = x(lo + k as f64 * width);
@@ -193,7 +228,7 @@ pub fn subsets_svg(r: &ProtocolReport) -> String {
     if let Some(v) = a.full.relative {
         marks.push((v, "#000", "full"));
     }
-    if let Some(v) = a.paper.relative {
+    if let Some(v) = a.paper.as_ref().and_then(|p| p.relative) {
         marks.push((v, "#2166ac", "first 200"));
     }
     for (v, color, label) in marks {
