@@ -186,3 +186,28 @@ fn an_unknown_architecture_fails_naming_it() {
     let e = Model::load(&path).unwrap_err().to_string();
     assert!(e.contains("\"notanarch\"") && e.contains("unknown.gguf"), "{e}");
 }
+
+/// The whole method through the binary on a mixture of experts: `run --prune` calibrates both
+/// built-in sets (STATS files with per-expert statistics), selects, rewrites and writes a model
+/// llama.cpp generates with.
+#[test]
+fn run_cli_prunes_a_mixture_of_experts_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_family(Family::Mixtral, dir.path());
+    let out = dir.path().join("mixtral-run.gguf");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mathneuro"))
+        .arg("run")
+        .arg(&path)
+        .args(["--prune", "--math", "embedded-math", "--general", "embedded-general", "--samples", "4", "--max-tokens", "32", "--threads", "2", "--quiet", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "run --prune failed: {}", String::from_utf8_lossy(&o.stderr));
+    let written = GgufFile::open(&out).unwrap();
+    assert!(written.get("mathneuro.selected_count").and_then(|v| v.as_u64()).is_some_and(|n| n > 0));
+    // The STATS written beside the output keep one statistic per expert, and the routing rule.
+    let math = ActivationStats::load(&dir.path().join("mixtral-run.math-stats.gguf")).unwrap();
+    assert_eq!(math.weights["blk.1.ffn_down_exps.weight"].n_groups, families::N_EXPERT as usize);
+    check_routed(Family::Mixtral, &math);
+    apply_support::generate(&out, 6);
+}
