@@ -13,7 +13,7 @@ use crate::apply_support;
 use mathneuro::calibrate::{CalibrateOptions, Calibrator};
 use mathneuro::ffi::ggml;
 use mathneuro::ffi::llama::Model;
-use mathneuro::gguf::families::{self, Family};
+use mathneuro::gguf::families::{self, Dims, Family};
 use mathneuro::gguf::{GgmlType, GgufFile, MetaValue};
 use mathneuro::stats::{ActivationStats, WeightStats};
 use mathneuro::surgery::{self, ApplyOptions, Change};
@@ -29,6 +29,28 @@ fn encode(ty: GgmlType, v: &[f32]) -> Vec<u8> {
 fn write_family(family: Family, dir: &Path) -> std::path::PathBuf {
     let path = dir.join(format!("{}.gguf", family.name()));
     family.model(GgmlType::Q8_0).write(&path, &encode).unwrap();
+    path
+}
+
+/// llama-quantize's Q4_K_M recipe, simplified: Q6_K for `attn_v`, every `ffn_down` and the head,
+/// the router F32 (llama-quantize keeps `ffn_gate_inp` in F32), Q4_K for the other targets.
+fn q4_k_m(name: &str) -> GgmlType {
+    if name.contains("ffn_gate_inp") {
+        GgmlType::F32
+    } else if name.contains("attn_v.") || name.contains("ffn_down") || name == "output.weight" {
+        GgmlType::Q6_K
+    } else {
+        GgmlType::Q4_K
+    }
+}
+
+fn write_q4_k_m(family: Family, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join(format!("{}-q4_k_m.gguf", family.name()));
+    let mut m = family.model_with(Dims::K_QUANT, GgmlType::Q4_K);
+    for t in m.tensors.iter_mut().filter(|t| t.spec.ggml_type == GgmlType::Q4_K) {
+        t.spec.ggml_type = q4_k_m(&t.spec.name);
+    }
+    m.write(&path, &encode).unwrap();
     path
 }
 
@@ -89,12 +111,19 @@ fn check_routed(family: Family, stats: &ActivationStats) {
 fn end_to_end(family: Family) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_family(family, dir.path());
-    let file = GgufFile::open(&path).unwrap();
+    check_family(family, &path);
+}
+
+/// Loads, calibrates, prunes and generates from the model of `family` at `path`. Entries pruned
+/// in a type whose grid holds 0 must be exactly 0 (all but Q4_K); Q4_K's count is printed.
+fn check_family(family: Family, path: &Path) {
+    let dir = path.parent().unwrap();
+    let file = GgufFile::open(path).unwrap();
     assert_eq!(file.architecture(), Some(family.arch()));
     let targets: BTreeSet<String> = mathneuro::model::target_weights(&file).iter().map(|t| t.name.clone()).collect();
     assert_eq!(targets.len(), expected_targets(family), "{}: {targets:?}", family.name());
 
-    let (math, general) = calibrate(&path);
+    let (math, general) = calibrate(path);
     let captured: BTreeSet<String> = math.weights.keys().cloned().collect();
     assert_eq!(captured, targets, "{}: calibration captures exactly the targets", family.name());
     for (name, w) in &math.weights {
@@ -108,21 +137,32 @@ fn end_to_end(family: Family) {
         check_routed(family, &general);
     }
 
-    let out = dir.path().join(format!("{}-pruned.gguf", family.name()));
+    let out = dir.join(format!("{}-pruned.gguf", family.name()));
     let mut opts = ApplyOptions { write_modelfile: false, write_report: false, progress: false, ..ApplyOptions::new(Change::Prune, &out) };
     opts.select.top_k_percent = 5.0;
     let report = apply_support::two_threads(|| surgery::apply(&file, &math, &general, &opts)).unwrap();
     assert!(report.selected > 0, "{}: nothing selected", family.name());
-    assert_eq!(report.totals.selected_exact, report.selected, "{}: every pruned Q8_0 entry is exactly 0", family.name());
     let selection = mathneuro::select::select(&file, &math, &general, &opts.select).unwrap();
     let written = GgufFile::open(&out).unwrap();
+    let (mut zeros, mut q4k_selected) = (0, 0);
     for ts in selection.tensors.iter().filter(|t| t.selected > 0) {
         let t = written.tensor(&ts.name).unwrap();
+        assert_eq!(t.ggml_type, ts.ggml_type, "{}: keep keeps the type", ts.name);
         let after = ggml::dequantize_to_vec(t.ggml_type, written.tensor_data(t), t.n_elements() as usize).unwrap();
-        assert!((0..after.len()).filter(|&i| ts.mask.get(i as u64)).all(|i| after[i] == 0.0), "{}", ts.name);
+        let exact = (0..after.len()).filter(|&i| ts.mask.get(i as u64) && after[i] == 0.0).count() as u64;
+        zeros += exact;
+        if t.ggml_type == GgmlType::Q4_K {
+            q4k_selected += ts.selected;
+        } else {
+            assert_eq!(exact, ts.selected, "{} ({}): every pruned entry exactly 0", ts.name, t.ggml_type);
+        }
     }
+    assert_eq!(report.totals.selected_exact, zeros, "{}: the report counts the exact zeros", family.name());
     let edited: Vec<&str> = selection.tensors.iter().filter(|t| t.selected > 0).map(|t| t.name.as_str()).collect();
-    eprintln!("{}: {} entries pruned in {} of {} targets", family.name(), report.selected, edited.len(), targets.len());
+    let q4k_exact = zeros - (report.selected - q4k_selected);
+    eprintln!("{}: {} entries pruned in {} of {} targets; Q4_K: {q4k_exact} of {q4k_selected} exactly 0", family.name(), report.selected, edited.len(), targets.len());
+    // Q4_K holds 0 only where an encoding with dmin = d·2^p exists (docs/apply.md): nearly all.
+    assert!(q4k_exact as f64 >= 0.98 * q4k_selected as f64, "{}: Q4_K exact zeros {q4k_exact} of {q4k_selected}", family.name());
     // Deterministic (seeded weights, fixed texts): every target, the fused and expert ones
     // included, has math-specific entries at K = 5 %.
     assert_eq!(edited.len(), targets.len(), "{}: targets without a selected entry", family.name());
@@ -167,6 +207,18 @@ fn mixtral_experts_are_captured_per_routed_token_applied_and_generate() {
 #[test]
 fn qwen2moe_experts_are_captured_per_routed_token_applied_and_generate() {
     end_to_end(Family::Qwen2Moe);
+}
+
+/// Every family in the layout most laptop files have (Q4_K_M: Q4_K and Q6_K targets, an F32
+/// router) at rows of 256: loads, calibrates, prunes in place and generates.
+#[test]
+fn every_family_in_q4_k_m_calibrates_applies_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    for family in Family::ALL {
+        let sub = dir.path().join(family.name());
+        std::fs::create_dir(&sub).unwrap();
+        check_family(family, &write_q4_k_m(family, &sub));
+    }
 }
 
 /// An architecture llama.cpp does not know is refused by name (an error, not a panic or a file).

@@ -1,5 +1,5 @@
 //! Generated models of the common llama.cpp architectures (issue 25 §3) that llama.cpp loads and
-//! generates with: random weights, tiny shapes, and the complete metadata of each family — the
+//! generates with: random weights, tiny shapes ([`Dims`]), and the complete metadata of each family — the
 //! hyperparameter keys llama.cpp reads for the architecture and a small SentencePiece vocabulary
 //! (byte fallback, so every text tokenizes).
 //!
@@ -15,16 +15,32 @@ use super::writer::TensorSpec;
 
 /// Transformer blocks of every generated family.
 pub const N_LAYER: u64 = 2;
-/// Hidden width.
-pub const N_EMBD: u64 = 64;
-/// Attention heads (head size [`HEAD_DIM`]).
-pub const N_HEAD: u64 = 4;
-/// Key/value heads (grouped-query attention: two query heads per KV head).
-pub const N_HEAD_KV: u64 = 2;
-/// Width of one head.
-pub const HEAD_DIM: u64 = N_EMBD / N_HEAD;
-/// Feed-forward width (of each expert, for the mixtures).
-pub const N_FF: u64 = 128;
+
+/// The widths of a generated model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Hidden width.
+    pub n_embd: u64,
+    /// Attention heads (grouped-query attention: `n_head_kv` of them share keys and values).
+    pub n_head: u64,
+    /// Key/value heads.
+    pub n_head_kv: u64,
+    /// Feed-forward width (of each expert, for the mixtures).
+    pub n_ff: u64,
+}
+
+impl Dims {
+    /// The smallest shapes (rows of 64 and 128: whole blocks of the 32-wide types).
+    pub const TINY: Dims = Dims { n_embd: 64, n_head: 4, n_head_kv: 2, n_ff: 128 };
+    /// Rows of 256, so every target can be a k-quant (Q4_K, Q6_K, … have 256-wide blocks).
+    pub const K_QUANT: Dims = Dims { n_embd: 256, n_head: 4, n_head_kv: 2, n_ff: 256 };
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> u64 {
+        self.n_embd / self.n_head
+    }
+}
+
 /// Experts of the mixture-of-experts families.
 pub const N_EXPERT: u64 = 4;
 /// Experts each token is routed to.
@@ -103,11 +119,16 @@ impl Family {
         matches!(self, Family::LlamaUntied | Family::Qwen3 | Family::Mixtral | Family::Qwen2Moe)
     }
 
-    /// The generated model: metadata, vocabulary and tensors; linear weights (every
-    /// MathNeuro target) of `linear_type`, embeddings and norms F32.
+    /// The generated model at [`Dims::TINY`]: metadata, vocabulary and tensors; linear weights
+    /// (every MathNeuro target) of `linear_type`, embeddings and norms F32.
     pub fn model(self, linear_type: GgmlType) -> SynthModel {
+        self.model_with(Dims::TINY, linear_type)
+    }
+
+    /// [`Family::model`] at other widths.
+    pub fn model_with(self, d: Dims, linear_type: GgmlType) -> SynthModel {
         let mut m = SynthModel::new(self.arch());
-        m.metadata.extend(self.hparams());
+        m.metadata.extend(self.hparams(d));
         m.metadata.extend(spm_vocab());
         let n_vocab = vocab_tokens().len() as u64;
         let mut seed = 1000;
@@ -115,37 +136,38 @@ impl Family {
             seed += 1;
             m.tensor(name, dims, ty, seed)
         };
-        m = add(m, "token_embd.weight", &[N_EMBD, n_vocab], GgmlType::F32);
+        m = add(m, "token_embd.weight", &[d.n_embd, n_vocab], GgmlType::F32);
         if self == Family::Llama {
             // llama3 rope frequency factors: one per rotated pair, positive.
-            m.tensors.push(SynthTensor { spec: spec("rope_freqs.weight", &[HEAD_DIM / 2], GgmlType::F32), values: vec![1.0; (HEAD_DIM / 2) as usize] });
+            let n = d.head_dim() / 2;
+            m.tensors.push(SynthTensor { spec: spec("rope_freqs.weight", &[n], GgmlType::F32), values: vec![1.0; n as usize] });
         }
         for l in 0..N_LAYER {
-            for (name, dims, linear) in self.block_tensors() {
+            for (name, dims, linear) in self.block_tensors(d) {
                 m = add(m, &format!("blk.{l}.{name}"), &dims, if linear { linear_type } else { GgmlType::F32 });
             }
         }
-        m = add(m, "output_norm.weight", &[N_EMBD], GgmlType::F32);
+        m = add(m, "output_norm.weight", &[d.n_embd], GgmlType::F32);
         if self.untied_head() {
-            m = add(m, "output.weight", &[N_EMBD, n_vocab], linear_type);
+            m = add(m, "output.weight", &[d.n_embd, n_vocab], linear_type);
         }
         m
     }
 
     /// The `{arch}.*` hyperparameters llama.cpp reads for this family.
-    fn hparams(self) -> Vec<(String, MetaValue)> {
+    fn hparams(self, d: Dims) -> Vec<(String, MetaValue)> {
         let a = self.arch();
         let u = |k: &str, v: u64| (format!("{a}.{k}"), MetaValue::U32(v as u32));
         let f = |k: &str, v: f32| (format!("{a}.{k}"), MetaValue::F32(v));
         let mut kv = vec![
             u("context_length", N_CTX),
-            u("embedding_length", N_EMBD),
+            u("embedding_length", d.n_embd),
             u("block_count", N_LAYER),
-            u("feed_forward_length", N_FF),
-            u("attention.head_count", N_HEAD),
-            u("attention.head_count_kv", N_HEAD_KV),
+            u("feed_forward_length", d.n_ff),
+            u("attention.head_count", d.n_head),
+            u("attention.head_count_kv", d.n_head_kv),
             f("attention.layer_norm_rms_epsilon", 1e-6),
-            u("rope.dimension_count", HEAD_DIM),
+            u("rope.dimension_count", d.head_dim()),
         ];
         match self {
             Family::Llama | Family::LlamaUntied => kv.extend([f("rope.freq_base", 500_000.0), u("vocab_size", vocab_tokens().len() as u64)]),
@@ -153,69 +175,70 @@ impl Family {
             Family::Phi3 => kv.push(f("rope.freq_base", 10_000.0)),
             Family::Gemma2 => kv.extend([
                 f("rope.freq_base", 10_000.0),
-                u("attention.key_length", HEAD_DIM),
-                u("attention.value_length", HEAD_DIM),
+                u("attention.key_length", d.head_dim()),
+                u("attention.value_length", d.head_dim()),
                 u("attention.sliding_window", N_SWA),
                 f("attn_logit_softcapping", 50.0),
                 f("final_logit_softcapping", 30.0),
             ]),
-            Family::Qwen3 => kv.extend([f("rope.freq_base", 1_000_000.0), u("attention.key_length", HEAD_DIM), u("attention.value_length", HEAD_DIM)]),
+            Family::Qwen3 => kv.extend([f("rope.freq_base", 1_000_000.0), u("attention.key_length", d.head_dim()), u("attention.value_length", d.head_dim())]),
             Family::Mixtral => kv.extend([f("rope.freq_base", 1_000_000.0), u("expert_count", N_EXPERT), u("expert_used_count", N_EXPERT_USED)]),
             Family::Qwen2Moe => kv.extend([
                 f("rope.freq_base", 1_000_000.0),
                 u("expert_count", N_EXPERT),
                 u("expert_used_count", N_EXPERT_USED),
-                u("expert_feed_forward_length", N_FF),
-                u("expert_shared_feed_forward_length", N_FF),
+                u("expert_feed_forward_length", d.n_ff),
+                u("expert_shared_feed_forward_length", d.n_ff),
             ]),
         }
         kv
     }
 
     /// One block's tensors: (name, dims, is a linear weight).
-    fn block_tensors(self) -> Vec<(&'static str, Vec<u64>, bool)> {
-        let (q, kv) = (N_HEAD * HEAD_DIM, N_HEAD_KV * HEAD_DIM);
-        let mut t: Vec<(&'static str, Vec<u64>, bool)> = vec![("attn_norm.weight", vec![N_EMBD], false)];
+    fn block_tensors(self, d: Dims) -> Vec<(&'static str, Vec<u64>, bool)> {
+        let (e, ff, hd) = (d.n_embd, d.n_ff, d.head_dim());
+        let (q, kv) = (d.n_head * hd, d.n_head_kv * hd);
+        let mut t: Vec<(&'static str, Vec<u64>, bool)> = vec![("attn_norm.weight", vec![e], false)];
         if self == Family::Phi3 {
-            t.push(("attn_qkv.weight", vec![N_EMBD, q + 2 * kv], true));
+            t.push(("attn_qkv.weight", vec![e, q + 2 * kv], true));
         } else {
-            t.extend([("attn_q.weight", vec![N_EMBD, q], true), ("attn_k.weight", vec![N_EMBD, kv], true), ("attn_v.weight", vec![N_EMBD, kv], true)]);
+            t.extend([("attn_q.weight", vec![e, q], true), ("attn_k.weight", vec![e, kv], true), ("attn_v.weight", vec![e, kv], true)]);
         }
         if self == Family::Qwen3 {
-            t.extend([("attn_q_norm.weight", vec![HEAD_DIM], false), ("attn_k_norm.weight", vec![HEAD_DIM], false)]);
+            t.extend([("attn_q_norm.weight", vec![hd], false), ("attn_k_norm.weight", vec![hd], false)]);
         }
-        t.push(("attn_output.weight", vec![q, N_EMBD], true));
+        t.push(("attn_output.weight", vec![q, e], true));
         if self == Family::Gemma2 {
-            t.push(("post_attention_norm.weight", vec![N_EMBD], false));
+            t.push(("post_attention_norm.weight", vec![e], false));
         }
-        t.push(("ffn_norm.weight", vec![N_EMBD], false));
+        t.push(("ffn_norm.weight", vec![e], false));
         match self {
-            Family::Phi3 => t.push(("ffn_up.weight", vec![N_EMBD, 2 * N_FF], true)),
+            Family::Phi3 => t.push(("ffn_up.weight", vec![e, 2 * ff], true)),
             Family::Mixtral | Family::Qwen2Moe => {
                 t.extend([
-                    ("ffn_gate_inp.weight", vec![N_EMBD, N_EXPERT], true),
-                    ("ffn_gate_exps.weight", vec![N_EMBD, N_FF, N_EXPERT], true),
-                    ("ffn_up_exps.weight", vec![N_EMBD, N_FF, N_EXPERT], true),
-                    ("ffn_down_exps.weight", vec![N_FF, N_EMBD, N_EXPERT], true),
+                    ("ffn_gate_inp.weight", vec![e, N_EXPERT], true),
+                    ("ffn_gate_exps.weight", vec![e, ff, N_EXPERT], true),
+                    ("ffn_up_exps.weight", vec![e, ff, N_EXPERT], true),
+                    ("ffn_down_exps.weight", vec![ff, e, N_EXPERT], true),
                 ]);
                 if self == Family::Qwen2Moe {
                     t.extend([
-                        ("ffn_gate_inp_shexp.weight", vec![N_EMBD], false),
-                        ("ffn_gate_shexp.weight", vec![N_EMBD, N_FF], true),
-                        ("ffn_up_shexp.weight", vec![N_EMBD, N_FF], true),
-                        ("ffn_down_shexp.weight", vec![N_FF, N_EMBD], true),
+                        ("ffn_gate_inp_shexp.weight", vec![e], false),
+                        ("ffn_gate_shexp.weight", vec![e, ff], true),
+                        ("ffn_up_shexp.weight", vec![e, ff], true),
+                        ("ffn_down_shexp.weight", vec![ff, e], true),
                     ]);
                 }
                 return t;
             }
-            _ => t.push(("ffn_gate.weight", vec![N_EMBD, N_FF], true)),
+            _ => t.push(("ffn_gate.weight", vec![e, ff], true)),
         }
         if self != Family::Phi3 {
-            t.push(("ffn_up.weight", vec![N_EMBD, N_FF], true));
+            t.push(("ffn_up.weight", vec![e, ff], true));
         }
-        t.push(("ffn_down.weight", vec![N_FF, N_EMBD], true));
+        t.push(("ffn_down.weight", vec![ff, e], true));
         if self == Family::Gemma2 {
-            t.push(("post_ffw_norm.weight", vec![N_EMBD], false));
+            t.push(("post_ffw_norm.weight", vec![e], false));
         }
         t
     }
