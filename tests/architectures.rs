@@ -59,7 +59,7 @@ fn write_q4_k_m(family: Family, dir: &Path) -> std::path::PathBuf {
 fn expected_targets(family: Family) -> usize {
     let per_block = match family {
         Family::Phi3 => 4,
-        Family::Mixtral => 8,
+        Family::Mixtral | Family::Qwen3Moe => 8,
         Family::Qwen2Moe => 11,
         _ => 7,
     };
@@ -207,6 +207,11 @@ fn mixtral_experts_are_captured_per_routed_token_applied_and_generate() {
 #[test]
 fn qwen2moe_experts_are_captured_per_routed_token_applied_and_generate() {
     end_to_end(Family::Qwen2Moe);
+}
+
+#[test]
+fn qwen3moe_experts_are_captured_per_routed_token_applied_and_generate() {
+    end_to_end(Family::Qwen3Moe);
 }
 
 /// Every family in the layout most laptop files have (Q4_K_M: Q4_K and Q6_K targets, an F32

@@ -6,8 +6,8 @@
 //! One [`Family`] per layout a laptop user meets: llama (Llama 3.2: GQA, llama3 rope factors,
 //! tied head; and untied), mistral (llama with a sliding window), phi3 (fused `attn_qkv` and
 //! fused `ffn_up` = gate|up), gemma2 (post-norms, soft-capping, sliding window), qwen3 (q/k norms)
-//! and two mixtures of experts: mixtral (llama with `ffn_*_exps`) and qwen2moe (routed experts
-//! plus a shared expert). Tensor bytes come from the caller's encoder, as for [`SynthModel`].
+//! and three mixtures of experts: mixtral (llama with `ffn_*_exps`), qwen2moe (routed experts
+//! plus a shared expert) and qwen3moe (q/k norms, routed experts only). Tensor bytes come from the caller's encoder, as for [`SynthModel`].
 
 use super::synth::{SynthModel, SynthTensor};
 use super::types::{GgmlType, MetaType, MetaValue};
@@ -69,11 +69,13 @@ pub enum Family {
     Mixtral,
     /// Qwen2-MoE: routed experts plus a shared expert with its own gate.
     Qwen2Moe,
+    /// Qwen3-MoE (Qwen3-30B-A3B): Qwen3's q/k norms with routed experts, no shared expert.
+    Qwen3Moe,
 }
 
 impl Family {
     /// Every family, in the order above.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Llama,
         Family::LlamaUntied,
         Family::Mistral,
@@ -82,6 +84,7 @@ impl Family {
         Family::Qwen3,
         Family::Mixtral,
         Family::Qwen2Moe,
+        Family::Qwen3Moe,
     ];
 
     /// A short name for messages and file names.
@@ -95,6 +98,7 @@ impl Family {
             Family::Qwen3 => "qwen3",
             Family::Mixtral => "mixtral",
             Family::Qwen2Moe => "qwen2moe",
+            Family::Qwen3Moe => "qwen3moe",
         }
     }
 
@@ -106,17 +110,18 @@ impl Family {
             Family::Gemma2 => "gemma2",
             Family::Qwen3 => "qwen3",
             Family::Qwen2Moe => "qwen2moe",
+            Family::Qwen3Moe => "qwen3moe",
         }
     }
 
     /// True for the mixture-of-experts families.
     pub fn is_moe(self) -> bool {
-        matches!(self, Family::Mixtral | Family::Qwen2Moe)
+        matches!(self, Family::Mixtral | Family::Qwen2Moe | Family::Qwen3Moe)
     }
 
     /// True when the file has its own `output.weight` (the head is a target).
     pub fn untied_head(self) -> bool {
-        matches!(self, Family::LlamaUntied | Family::Qwen3 | Family::Mixtral | Family::Qwen2Moe)
+        matches!(self, Family::LlamaUntied | Family::Qwen3 | Family::Mixtral | Family::Qwen2Moe | Family::Qwen3Moe)
     }
 
     /// The generated model at [`Dims::TINY`]: metadata, vocabulary and tensors; linear weights
@@ -190,6 +195,14 @@ impl Family {
                 u("expert_feed_forward_length", d.n_ff),
                 u("expert_shared_feed_forward_length", d.n_ff),
             ]),
+            Family::Qwen3Moe => kv.extend([
+                f("rope.freq_base", 1_000_000.0),
+                u("attention.key_length", d.head_dim()),
+                u("attention.value_length", d.head_dim()),
+                u("expert_count", N_EXPERT),
+                u("expert_used_count", N_EXPERT_USED),
+                u("expert_feed_forward_length", d.n_ff),
+            ]),
         }
         kv
     }
@@ -204,7 +217,7 @@ impl Family {
         } else {
             t.extend([("attn_q.weight", vec![e, q], true), ("attn_k.weight", vec![e, kv], true), ("attn_v.weight", vec![e, kv], true)]);
         }
-        if self == Family::Qwen3 {
+        if matches!(self, Family::Qwen3 | Family::Qwen3Moe) {
             t.extend([("attn_q_norm.weight", vec![hd], false), ("attn_k_norm.weight", vec![hd], false)]);
         }
         t.push(("attn_output.weight", vec![q, e], true));
@@ -214,7 +227,7 @@ impl Family {
         t.push(("ffn_norm.weight", vec![e], false));
         match self {
             Family::Phi3 => t.push(("ffn_up.weight", vec![e, 2 * ff], true)),
-            Family::Mixtral | Family::Qwen2Moe => {
+            Family::Mixtral | Family::Qwen2Moe | Family::Qwen3Moe => {
                 t.extend([
                     ("ffn_gate_inp.weight", vec![e, N_EXPERT], true),
                     ("ffn_gate_exps.weight", vec![e, ff, N_EXPERT], true),
