@@ -10,6 +10,7 @@ mod apply_exact;
 mod apply_llama;
 mod apply_real;
 mod apply_types;
+mod architectures;
 mod calibrate_real;
 mod cli_inspect;
 mod eval_end_to_end;

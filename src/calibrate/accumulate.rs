@@ -404,6 +404,46 @@ mod tests {
         assert_eq!(stats.weights["k"].sum_sq, vec![26.0f32, 5.0]);
     }
 
+    /// Mixture of experts: each expert's A_j counts only the tokens routed to it, per text.
+    /// Three tokens (text A: 0 and 1, text B: 2), two of three experts each (ids 0 1 | 1 2 | 0 2);
+    /// the gate/up input is one row per token (broadcast over the slots), the down input one row
+    /// per (slot, token).
+    #[test]
+    fn experts_count_only_their_routed_tokens() {
+        let experts = |name: &str, n_in| WeightShape { name: name.into(), n_in, n_groups: 3 };
+        let mut acc = Accumulator::new(vec![experts("up_exps", 2), experts("down_exps", 1)], 2);
+        acc.begin_decode(&[Segment { slot: 0, start: 0, end: 2 }, Segment { slot: 1, start: 2, end: 3 }], 3);
+        let ids = [0, 1, 1, 2, 0, 2];
+        let ids = ExpertIds::contiguous(&ids, 2);
+        let up = [3.0, 0.0, 4.0, 1.0, 1.0, 2.0];
+        acc.matmul_id(0, &Activations::contiguous_3d(&up, 2, [1, 3, 1]), &ids);
+        // Row (slot k, token t) holds 10·t + k + 1.
+        let down = [1.0, 2.0, 11.0, 12.0, 21.0, 22.0];
+        acc.matmul_id(1, &Activations::contiguous_3d(&down, 1, [2, 3, 1]), &ids);
+        acc.end_decode().unwrap();
+        acc.finish_text(0);
+        acc.finish_text(1);
+        let t = &acc.totals;
+        // Expert 0: A's token 0 and B's token 2 (two texts); expert 1: A's tokens 0 and 1 (one
+        // text: one norm of two rows); expert 2: A's token 1 and B's token 2.
+        assert_eq!(t.norm_sum[0], vec![3.0 + 1.0, 0.0 + 2.0, 5.0, 1.0, 4.0 + 1.0, 1.0 + 2.0]);
+        assert_eq!(t.sum_sq[0], vec![10.0, 4.0, 25.0, 1.0, 17.0, 5.0]);
+        assert_eq!(t.norm_sum[1], vec![1.0 + 21.0, 125f64.sqrt(), 12.0 + 22.0]);
+        assert_eq!(t.sum_sq[1], vec![442.0, 125.0, 628.0]);
+        assert_eq!(t.tokens[0], vec![2, 2, 2]);
+        assert_eq!(t.tokens[1], vec![2, 2, 2]);
+    }
+
+    /// An expert id outside the weight's experts is an error naming the weight.
+    #[test]
+    fn an_expert_id_out_of_range_is_reported() {
+        let mut acc = Accumulator::new(vec![WeightShape { name: "up_exps".into(), n_in: 1, n_groups: 2 }], 1);
+        acc.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }], 1);
+        acc.matmul_id(0, &Activations::contiguous_3d(&[1.0], 1, [1, 1, 1]), &ExpertIds::contiguous(&[5], 1));
+        let e = acc.end_decode().unwrap_err().to_string();
+        assert!(e.contains("up_exps") && e.contains("expert id 5 outside 0..2"), "{e}");
+    }
+
     /// A weight not multiplied in a decode is an error naming it.
     #[test]
     fn an_unseen_weight_is_reported() {

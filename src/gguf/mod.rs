@@ -3,6 +3,7 @@
 
 mod cursor;
 pub mod error;
+pub mod families;
 mod header;
 pub mod hparams;
 pub mod reader;

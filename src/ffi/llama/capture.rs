@@ -81,6 +81,12 @@ impl<'a> Activations<'a> {
         Activations { data, n_in, ne: [rows, 1, 1], strides: [n_in, rows * n_in, rows * n_in] }
     }
 
+    /// A contiguous 3-D view: rows of `n_in` values indexed by (i1, i2, i3) with i1 fastest — the
+    /// shape of a MUL_MAT_ID input (`ne = [slots, tokens, 1]`), for tests of a sink.
+    pub fn contiguous_3d(data: &'a [f32], n_in: usize, ne: [usize; 3]) -> Activations<'a> {
+        Activations { data, n_in, ne, strides: [n_in, n_in * ne[0], n_in * ne[0] * ne[1]] }
+    }
+
     /// Rows in all (`ne[0]·ne[1]·ne[2]`).
     pub fn n_rows(&self) -> usize {
         self.ne[0] * self.ne[1] * self.ne[2]
@@ -111,7 +117,12 @@ pub struct ExpertIds<'a> {
     stride: usize,
 }
 
-impl ExpertIds<'_> {
+impl<'a> ExpertIds<'a> {
+    /// Contiguous ids: `n_used` per token, tokens one after another (for tests of a sink).
+    pub fn contiguous(data: &'a [i32], n_used: usize) -> ExpertIds<'a> {
+        ExpertIds { data, n_used, n_tokens: data.len() / n_used.max(1), stride: n_used }
+    }
+
     /// The `k`-th expert chosen for token `t`.
     pub fn get(&self, k: usize, t: usize) -> i32 {
         self.data[t * self.stride + k]

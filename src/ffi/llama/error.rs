@@ -48,9 +48,15 @@ impl DecodeStatus {
 /// Why a llama.cpp call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LlamaError {
-    /// The model file could not be loaded by llama.cpp.
-    #[error("{}: llama.cpp could not load this model although its GGUF structure is valid (unsupported architecture or tensor layout?); run with MATHNEURO_LLAMA_LOG=1 to see why", .0.display())]
-    ModelLoad(PathBuf),
+    /// The model file could not be loaded by llama.cpp: an architecture this llama.cpp does not
+    /// know, or a tensor layout or hyperparameter it does not accept for that architecture.
+    #[error("{}: llama.cpp could not load this model of architecture \"{arch}\" although its GGUF structure is valid: either this llama.cpp does not support architecture \"{arch}\", or the file's tensors or hyperparameters are not what llama.cpp expects for it; run with MATHNEURO_LLAMA_LOG=1 to see why", .path.display())]
+    ModelLoad {
+        /// The file.
+        path: PathBuf,
+        /// Its `general.architecture` (`(none)` when the key is missing).
+        arch: String,
+    },
     /// A path with an interior NUL byte or not valid UTF-8.
     #[error("{}: path cannot be passed to llama.cpp", .0.display())]
     BadPath(PathBuf),

@@ -46,7 +46,7 @@ impl Model {
             params.n_gpu_layers = 0;
             sys::llama_model_load_from_file(c_path.as_ptr(), params)
         };
-        let raw = NonNull::new(raw).ok_or_else(|| LlamaError::ModelLoad(path.to_path_buf()))?;
+        let raw = NonNull::new(raw).ok_or_else(|| LlamaError::ModelLoad { path: path.to_path_buf(), arch: architecture_of(path) })?;
         // SAFETY: a loaded model; its vocabulary lives as long as the model.
         let vocab = unsafe { sys::llama_model_get_vocab(raw.as_ptr()) };
         Ok(Model { raw, vocab, path: path.to_path_buf() })
@@ -158,4 +158,10 @@ impl Drop for Model {
         // none outlives it.
         unsafe { sys::llama_model_free(self.raw.as_ptr()) }
     }
+}
+
+/// `general.architecture` of the GGUF at `path`, for the message of a failed load (`(none)`
+/// when the key is missing; the file was read once already by `check_loadable`).
+fn architecture_of(path: &Path) -> String {
+    crate::gguf::GgufFile::open(path).ok().and_then(|f| f.architecture().map(str::to_string)).unwrap_or_else(|| "(none)".into())
 }
