@@ -243,31 +243,40 @@ mod tests {
         }
     }
 
+    /// Runs 10 items in chunks of 3 into a log at `path` with texts kept, stopped when the third
+    /// chunk starts (and, when `torn`, a half-written line appended, as a crash mid-write leaves
+    /// it), then resumes with `text`: the chunks the resumed run computed, and its outcome.
+    fn stop_then_resume(path: &Path, make: fn(Range<usize>) -> TaskOutcome, text: ItemText, torn: bool) -> (Vec<Range<usize>>, TaskOutcome) {
+        let mut log = ItemLog::open(path, "k", false, ItemText::Keep).unwrap();
+        let stopped = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            if r.start >= 6 {
+                return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("killed") });
+            }
+            Ok(make(r))
+        });
+        assert!(stopped.is_err());
+        drop(log);
+        if torn {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            f.write_all(b"{\"pos\":6,\"item\":{\"ind").unwrap();
+        }
+        let mut ran = Vec::new();
+        let mut log = ItemLog::open(path, "k", true, text).unwrap();
+        let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
+            ran.push(r.clone());
+            Ok(make(r))
+        })
+        .unwrap();
+        (ran, resumed)
+    }
+
     #[test]
     fn an_interrupted_log_resumes_to_the_same_outcome_running_only_missing_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
         let full = run_chunked::<ItemLogError>(10, 3, &mut ItemLog::none(), |r| Ok(outcome(r))).unwrap();
-        // First run: stop in the third chunk.
-        let mut log = ItemLog::open(&path, "k", false, ItemText::Keep).unwrap();
-        let stopped = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
-            if r.start >= 6 {
-                return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("killed") });
-            }
-            Ok(outcome(r))
-        });
-        assert!(stopped.is_err());
-        drop(log);
-        // A torn line at the end, as a crash mid-write leaves it.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"pos\":6,\"item\":{\"ind").unwrap();
-        let mut ran = Vec::new();
-        let mut log = ItemLog::open(&path, "k", true, ItemText::Keep).unwrap();
-        let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
-            ran.push(r.clone());
-            Ok(outcome(r))
-        })
-        .unwrap();
+        // First run: stop in the third chunk, leaving a torn line as a crash mid-write does.
+        let (ran, resumed) = stop_then_resume(&path, outcome, ItemText::Keep, true);
         assert_eq!(ran, vec![6..9, 9..10]);
         assert_eq!(resumed, full);
         assert!(matches!(ItemLog::open(&path, "other", true, ItemText::Keep), Err(ItemLogError::OtherSettings { .. })));
@@ -290,22 +299,7 @@ mod tests {
         let full = run_chunked::<ItemLogError>(10, 3, &mut ItemLog::none(), |r| Ok(texts(r))).unwrap();
         // A run with texts stopped after two chunks, then continued with hashing: the kept
         // lines lose their texts too.
-        let mut log = ItemLog::open(&path, "k", false, ItemText::Keep).unwrap();
-        let _ = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
-            if r.start >= 6 {
-                return Err(ItemLogError::Io { path: PathBuf::new(), source: std::io::Error::other("stop") });
-            }
-            Ok(texts(r))
-        });
-        drop(log);
-        let mut log = ItemLog::open(&path, "k", true, ItemText::Hash).unwrap();
-        let mut ran = Vec::new();
-        let resumed = run_chunked::<ItemLogError>(10, 3, &mut log, |r| {
-            ran.push(r.clone());
-            Ok(texts(r))
-        })
-        .unwrap();
-        drop(log);
+        let (ran, resumed) = stop_then_resume(&path, texts, ItemText::Hash, false);
         assert_eq!(ran, vec![6..9, 9..10]);
         let scores = |o: &TaskOutcome| o.items.iter().map(|i| (i.index, i.scores.clone())).collect::<Vec<_>>();
         assert_eq!(scores(&resumed), scores(&full));
