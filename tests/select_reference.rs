@@ -1,6 +1,7 @@
 //! Selection equals a straightforward reference (dequantize, score, sort by (score desc, index
 //! asc), take k) on generated matrices with planted ties and on real tensors of the default model;
-//! the random baseline has mathneuro's count per matrix and is seeded; STATS that do not match
+//! the random baseline has mathneuro's count per matrix and is seeded; an expert tensor takes
+//! each expert's own top k (a small expert too); STATS that do not match
 //! the model are refused naming the tensor; masks round-trip through the mask file; the single
 //! pass equals the exact three passes on every real target, and gives up when its sample misleads.
 
