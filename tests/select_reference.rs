@@ -1,6 +1,7 @@
 //! Selection equals a straightforward reference (dequantize, score, sort by (score desc, index
 //! asc), take k) on generated matrices with planted ties and on real tensors of the default model;
-//! the random baseline has mathneuro's count per matrix and is seeded; STATS that do not match
+//! the random baseline has mathneuro's count per matrix and is seeded; an expert tensor takes
+//! each expert's own top k (a small expert too); STATS that do not match
 //! the model are refused naming the tensor; masks round-trip through the mask file; the single
 //! pass equals the exact three passes on every real target, and gives up when its sample misleads.
 
@@ -167,25 +168,70 @@ fn stats_that_do_not_match_the_model_are_refused_naming_the_tensor() {
     assert!(select::select(&file, &math, &general, &SelectOptions { top_k_percent: 0.0, ..opts }).is_err());
 }
 
+/// The top K % of `|W·A|` on one expert tensor, expert by expert: each expert's 2-D slice
+/// (`n_out` rows of `n_in`) is one matrix scored with its own A and its own k.
+fn reference_per_expert(w: &[f32], a: &[f32], n_in: usize, n_out: usize, experts: usize, k_percent: f64) -> HashSet<u64> {
+    let per = n_in * n_out;
+    let k = top_k_count(per as u64, k_percent);
+    let mut out = HashSet::new();
+    for e in 0..experts {
+        let we = &w[e * per..(e + 1) * per];
+        let math = reference_top_k(we, &a[e * n_in..(e + 1) * n_in], n_in, k);
+        out.extend(math.into_iter().map(|i| i + (e * per) as u64));
+    }
+    out
+}
+
 #[test]
-fn expert_tensors_use_each_experts_statistics_and_prune_cleanly() {
-    // blk.0.ffn_up_exps.weight: [n_in 64, n_out 16, 4 experts], Q8_0; A differs per expert.
-    let m = SynthModel::new("toy").tensor("blk.0.ffn_up_exps.weight", &[64, 16, 4], GgmlType::Q8_0, 5).tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0, 6);
+fn expert_tensors_take_each_experts_top_k_and_prune_cleanly() {
+    // blk.0.ffn_up_exps.weight: [n_in 64, n_out 16, 4 experts], Q8_0; A differs per expert, and
+    // expert 2's weights are 1000× smaller than the others': over the whole tensor none of its
+    // scores would reach the top K %, per expert it still gets its own K %.
+    let (n_in, n_out, experts) = (64usize, 16usize, 4usize);
+    let per = n_in * n_out;
+    let mut m = SynthModel::new("toy").tensor("blk.0.ffn_up_exps.weight", &[64, 16, 4], GgmlType::Q8_0, 5).tensor("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0, 6);
+    for v in &mut m.tensors[0].values[2 * per..3 * per] {
+        *v *= 1e-3;
+    }
     let file = GgufFile::from_bytes("moe.gguf", m.to_bytes(&|ty, v| ggml::quantize(ty, v, 64, None).unwrap()).unwrap()).unwrap();
     let (math, general) = apply_support::stats_pair(&file);
     let t = file.tensor("blk.0.ffn_up_exps.weight").unwrap();
     assert_eq!(math.weights[&t.name].n_groups, 4);
-    let opts = SelectOptions::default();
-    let got = select_tensor(&file, t, &math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum, &opts).unwrap();
+    let (am, ag) = (&math.weights[&t.name].norm_sum, &general.weights[&t.name].norm_sum);
     let w = ggml::dequantize_to_vec(t.ggml_type, file.tensor_data(t), t.n_elements() as usize).unwrap();
-    let score = |a: &[f32]| -> Vec<f32> { w.iter().enumerate().map(|(i, v)| (v * a[(i / (64 * 16)) * 64 + i % 64]).abs()).collect() };
-    let top = |s: &[f32]| -> HashSet<u64> {
-        let mut idx: Vec<u64> = (0..s.len() as u64).collect();
-        idx.sort_by(|&x, &y| s[y as usize].partial_cmp(&s[x as usize]).unwrap().then(x.cmp(&y)));
-        idx.into_iter().take(got.k as usize).collect()
-    };
-    let want: HashSet<u64> = top(&score(&math.weights[&t.name].norm_sum)).difference(&top(&score(&general.weights[&t.name].norm_sum))).copied().collect();
+    let k_e = top_k_count(per as u64, 5.0);
+    let in_expert = |mask: &mathneuro::select::BitMask, e: usize| mask.ones().filter(|&i| i as usize / per == e).count() as u64;
+
+    // Wanda: exactly k_e in every expert, the small one included; the top k_e of each expert.
+    let wanda = select_tensor(&file, t, am, ag, &SelectOptions { method: Method::Wanda, ..SelectOptions::default() }).unwrap();
+    assert_eq!(wanda.k, k_e * experts as u64, "k is the per-expert k summed");
+    for e in 0..experts {
+        assert_eq!(in_expert(&wanda.mask, e), k_e, "expert {e} gets its own top K %");
+    }
+    let top_math = reference_per_expert(&w, am, n_in, n_out, experts, 5.0);
+    assert_eq!(wanda.mask.ones().collect::<HashSet<_>>(), top_math);
+    // The whole-tensor rule (one top k over all experts) would give the small expert nothing.
+    let whole: Vec<f32> = w.iter().enumerate().map(|(i, v)| (v * am[(i / per) * n_in + i % n_in]).abs()).collect();
+    let mut idx: Vec<usize> = (0..whole.len()).collect();
+    idx.sort_by(|&x, &y| whole[y].total_cmp(&whole[x]).then(x.cmp(&y)));
+    assert!(idx[..k_e as usize * experts].iter().all(|&i| i / per != 2), "the test's small expert must be out of the whole-tensor top k");
+
+    // MathNeuro: per expert, its math top k_e minus its general top k_e.
+    let got = select_tensor(&file, t, am, ag, &SelectOptions::default()).unwrap();
+    let top_general = reference_per_expert(&w, ag, n_in, n_out, experts, 5.0);
+    let want: HashSet<u64> = top_math.difference(&top_general).copied().collect();
     assert_eq!(got.mask.ones().collect::<HashSet<_>>(), want);
+    assert!(in_expert(&got.mask, 2) > 0, "the small expert has math-specific weights of its own");
+    assert_eq!(got, select_tensor_exact(&file, t, am, ag, &SelectOptions::default()).unwrap(), "single pass = exact passes per expert");
+
+    // Random: per expert as many as mathneuro selects there, seeded.
+    let random = |seed| select_tensor(&file, t, am, ag, &SelectOptions { method: Method::Random, seed, ..SelectOptions::default() }).unwrap();
+    let r7 = random(7);
+    assert_eq!(r7, random(7), "same seed, same selection");
+    assert_ne!(r7.mask, random(8).mask, "another seed, another selection");
+    for e in 0..experts {
+        assert_eq!(in_expert(&r7.mask, e), in_expert(&got.mask, e), "expert {e}: random has mathneuro's count");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("moe.gguf");

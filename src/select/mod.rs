@@ -1,12 +1,14 @@
 //! Selection of math-specific weights (MathNeuro, arXiv 2410.16930).
 //!
-//! For every target weight W (see `model::target_weights`), with A the per-column sum over
-//! samples of activation L2 norms from a STATS file: S = |W·A| over the whole flattened matrix
-//! (flat index = row · n_in + column, row = output). k = floor(numel · K / 100).
+//! For every matrix W of every target weight (see `model::target_weights`), with A the
+//! per-column sum over samples of activation L2 norms from a STATS file: S = |W·A| over the whole
+//! flattened matrix (flat index = row · n_in + column, row = output). k = floor(numel · K / 100).
+//! A 3-D expert tensor (`*_exps`) is `n_expert` matrices, each with its own A and its own k (as
+//! the reference's top-K per `nn.Linear`, one per expert); a 2-D weight is one matrix.
 //! - `mathneuro`: in the top k of S_math and not in the top k of S_general;
 //! - `wanda`: the top k of S_math;
 //! - `random`: per matrix, as many entries as `mathneuro` selects, at positions drawn by ChaCha8
-//!   seeded from (seed, tensor name).
+//!   seeded from (seed, tensor name), and the expert index for an expert.
 //!
 //! Ties: scores are ordered by `f32::total_cmp`, larger first; **equal scores: the lower flat
 //! index wins** (see `topk`). No matrix of scores is ever stored: a single pass over the
@@ -64,7 +66,8 @@ impl Method {
 pub struct SelectOptions {
     /// Selection rule.
     pub method: Method,
-    /// K, in percent of each matrix's entries (the reference default is 5).
+    /// K, in percent of each matrix's entries (each expert's, for an expert tensor; the
+    /// reference default is 5).
     pub top_k_percent: f64,
     /// Seed for `Method::Random`.
     pub seed: u64,
@@ -85,7 +88,7 @@ pub struct TensorSelection {
     pub dims: Vec<u64>,
     /// Element type of the weight.
     pub ggml_type: GgmlType,
-    /// k of the top-k rule for this matrix.
+    /// k of the top-k rule for this weight: the per-matrix k summed over its experts.
     pub k: u64,
     /// Entries selected.
     pub selected: u64,

@@ -228,10 +228,10 @@ pub fn apply(model: &GgufFile, math: &ActivationStats, general: &ActivationStats
     outputs::check_outputs(model.path(), opts)?;
     // A K so small that not one weight of even the largest matrix is in its top K% cannot
     // select anything: say so with the bound rather than after the selection.
-    let largest = crate::model::target_weights(model).iter().map(|t| t.n_elements()).max().unwrap_or(0);
+    let largest = crate::model::target_weights(model).iter().map(|t| select::matrix::matrix_numel(t)).max().unwrap_or(0);
     if largest > 0 && select::matrix::top_k_count(largest, opts.select.top_k_percent) == 0 {
         return Err(ApplyError::NothingSelected(format!(
-            "--top-k {:e} is below one weight of the largest target matrix ({largest} weights): give --top-k of at least {:.3e} (percent)",
+            "--top-k {:e} is below one weight of the largest target matrix ({largest} weights; an expert is one matrix): give --top-k of at least {:.3e} (percent)",
             opts.select.top_k_percent,
             100.0 / largest as f64
         )));
