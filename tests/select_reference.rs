@@ -233,6 +233,19 @@ fn expert_tensors_take_each_experts_top_k_and_prune_cleanly() {
         assert_eq!(in_expert(&r7.mask, e), in_expert(&got.mask, e), "expert {e}: random has mathneuro's count");
     }
 
+    // An expert no math token was routed to (its statistic all 0) selects nothing, by any method;
+    // the other experts keep their selections.
+    let mut am3 = am.clone();
+    am3[3 * n_in..4 * n_in].fill(0.0);
+    for method in [Method::MathNeuro, Method::Wanda, Method::Random] {
+        let sel = select_tensor(&file, t, &am3, ag, &SelectOptions { method, seed: 7, ..SelectOptions::default() }).unwrap();
+        assert_eq!(in_expert(&sel.mask, 3), 0, "{method:?}: the unrouted expert");
+        let with = select_tensor(&file, t, am, ag, &SelectOptions { method, seed: 7, ..SelectOptions::default() }).unwrap();
+        for e in 0..3 {
+            assert_eq!(in_expert(&sel.mask, e), in_expert(&with.mask, e), "{method:?}: expert {e}");
+        }
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("moe.gguf");
     std::fs::write(&src, file.bytes()).unwrap();

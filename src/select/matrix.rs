@@ -168,8 +168,14 @@ fn select_by(
     Ok(finish(info, k, masks, opts))
 }
 
-/// The mathneuro/wanda mask of one matrix (flat indices local to it).
+/// The mathneuro/wanda mask of one matrix (flat indices local to it). A matrix without math
+/// evidence — an expert no calibration token was routed to, so its statistic is all zero and
+/// every score ties at 0 — selects nothing: its "top k" would be its first k entries in flat
+/// order, an arbitrary choice that says nothing about math.
 fn select_matrix(rows: &Rows<'_>, a_math: &[f32], a_general: Option<&[f32]>, k: u64, single_pass: bool) -> Result<BitMask, SelectError> {
+    if a_math[rows.a_offset..rows.a_offset + rows.n_in].iter().all(|&a| a == 0.0) {
+        return Ok(BitMask::new(rows.numel()));
+    }
     let fast = if single_pass {
         let block = rows.info.ggml_type.block_size() as usize;
         let plan = onepass::SamplePlan::new(rows.n_rows, rows.n_in, block);
