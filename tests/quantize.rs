@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
-use mathneuro::eval::kld::{divergences, summarize};
+use mathneuro::eval::kld::{chunk_divergences, divergences, summarize};
 use mathneuro::eval::perplexity::Windows;
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::surgery::dequant::write_float_master;
@@ -72,6 +72,15 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     assert_eq!(naive.len(), diff.len());
     for (i, (d, n)) in diff.iter().zip(&naive).enumerate() {
         assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "token {i}: {} vs naive {n}", d.kl);
+    }
+
+    // `kld --text`, llama-perplexity's protocol: a context [bos] + tokens[..15] scored on its
+    // second half only — rows 8..15, the same numbers as the naive rows predicting tokens 8..15.
+    let chunk: Vec<Token> = std::iter::once(master.bos()).chain(tokens[..15].iter().copied()).collect();
+    let halves = chunk_divergences(&mut sa, &mut sq, &[chunk.clone(), chunk], |_| {}).unwrap();
+    assert_eq!(halves.len(), 2 * 7);
+    for (i, (d, n)) in halves.iter().zip(naive[8..15].iter().cycle()).enumerate() {
+        assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "chunk row {i}: {} vs naive {n}", d.kl);
     }
 }
 
