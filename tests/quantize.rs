@@ -84,6 +84,38 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     }
 }
 
+/// `kld --text FILE`: the file is scored in llama-perplexity's contexts; a model against itself
+/// is 0 on every scored token; a file shorter than one context, or missing, is refused naming it.
+#[test]
+fn kld_text_scores_second_halves_of_contexts_and_names_a_file_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = apply_support::real_model();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell altogether in April and May? ".repeat(4)).unwrap();
+    let kld = |window: &str, file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mathneuro"))
+            .args(["kld", "-q", "--threads", "2", "--tokens", "20", "--window", window, "--text"])
+            .arg(file)
+            .arg("--master")
+            .arg(&model)
+            .arg(&model)
+            .output()
+            .unwrap()
+    };
+    let ok = kld("32", &text);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // 20 tokens at 15 scored per context of 32: 2 contexts, 30 tokens, all KL 0.
+    assert!(out.contains("| text | 30 | 0.000000"), "{out}");
+    assert!(out.contains("the first 2 of") && out.contains("second halves scored"), "{out}");
+    let short = kld("4096", &text);
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success() && err.contains("t.txt") && err.contains("fewer than one context"), "{err}");
+    let missing = kld("32", &dir.path().join("none.txt"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("none.txt"), "{err}");
+}
+
 mod quantizer {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
