@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
-use mathneuro::eval::kld::{divergences, summarize};
+use mathneuro::eval::kld::{chunk_divergences, divergences, summarize};
 use mathneuro::eval::perplexity::Windows;
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::surgery::dequant::write_float_master;
@@ -73,6 +73,47 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     for (i, (d, n)) in diff.iter().zip(&naive).enumerate() {
         assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "token {i}: {} vs naive {n}", d.kl);
     }
+
+    // `kld --text`, llama-perplexity's protocol: a context [bos] + tokens[..15] scored on its
+    // second half only — rows 8..15, the same numbers as the naive rows predicting tokens 8..15.
+    let chunk: Vec<Token> = std::iter::once(master.bos()).chain(tokens[..15].iter().copied()).collect();
+    let halves = chunk_divergences(&mut sa, &mut sq, &[chunk.clone(), chunk], |_| {}).unwrap();
+    assert_eq!(halves.len(), 2 * 7);
+    for (i, (d, n)) in halves.iter().zip(naive[8..15].iter().cycle()).enumerate() {
+        assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "chunk row {i}: {} vs naive {n}", d.kl);
+    }
+}
+
+/// `kld --text FILE`: the file is scored in llama-perplexity's contexts; a model against itself
+/// is 0 on every scored token; a file shorter than one context, or missing, is refused naming it.
+#[test]
+fn kld_text_scores_second_halves_of_contexts_and_names_a_file_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = apply_support::real_model();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell altogether in April and May? ".repeat(4)).unwrap();
+    let kld = |window: &str, file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mathneuro"))
+            .args(["kld", "-q", "--threads", "2", "--tokens", "20", "--window", window, "--text"])
+            .arg(file)
+            .arg("--master")
+            .arg(&model)
+            .arg(&model)
+            .output()
+            .unwrap()
+    };
+    let ok = kld("32", &text);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // 20 tokens at 15 scored per context of 32: 2 contexts, 30 tokens, all KL 0.
+    assert!(out.contains("| text | 30 | 0.000000"), "{out}");
+    assert!(out.contains("the first 2 of") && out.contains("second halves scored"), "{out}");
+    let short = kld("4096", &text);
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success() && err.contains("t.txt") && err.contains("fewer than one context"), "{err}");
+    let missing = kld("32", &dir.path().join("none.txt"));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("none.txt"), "{err}");
 }
 
 mod quantizer {
@@ -130,24 +171,46 @@ mod quantizer {
         }
     }
 
+    /// `path` rewritten with its tensors stored in name order (`blk.10` before `blk.2`), as some
+    /// published GGUFs are (Qwen2.5-Coder-0.5B-Instruct's Q4_K_M).
+    fn name_ordered_copy(path: &Path, out: PathBuf) -> PathBuf {
+        let src = GgufFile::open(path).unwrap();
+        let mut w = mathneuro::gguf::GgufWriter::from_file(&src);
+        w.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        w.write_atomic(&out, Some(path), |_, spec, sink| sink.write_all(src.tensor_data(src.tensor(&spec.name).unwrap()))).unwrap();
+        out
+    }
+
     #[test]
     fn the_stock_mixes_give_each_tensor_the_type_llama_quantize_picks() {
         let dir = tempfile::tempdir().unwrap();
         for gqa in [1, 4] {
-            let master = GgufFile::open(toy_master(dir.path(), &format!("m{gqa}.gguf"), 512, gqa)).unwrap();
-            for mix in Mix::ALL {
-                let types = mix_types(&master, mix);
-                for t in &master.tensors {
-                    let want = if t.name.contains("_norm") {
-                        t.ggml_type
-                    } else if t.name == "token_embd.weight" {
-                        GgmlType::Q6_K // the tied head
-                    } else {
-                        let layer: usize = t.name.split('.').nth(1).unwrap().parse().unwrap();
-                        recipe(mix, t.name.split('.').nth(2).unwrap(), layer, gqa)
-                    };
-                    assert_eq!(types[&t.name], want, "{} {} gqa {gqa}", mix.name(), t.name);
-                }
+            let path = toy_master(dir.path(), &format!("m{gqa}.gguf"), 512, gqa);
+            // llama-quantize counts the i-th attn_v / ffn_down in layer order whatever order the
+            // file stores them in (issue 24: the name-ordered 0.5B got 32 Q4_K_M types wrong).
+            let by_name = name_ordered_copy(&path, dir.path().join(format!("m{gqa}-by-name.gguf")));
+            let stored = GgufFile::open(&by_name).unwrap();
+            let at = |prefix: &str| stored.tensors.iter().position(|t| t.name.starts_with(prefix)).unwrap();
+            assert!(at("blk.10.") < at("blk.2."));
+            for master in [GgufFile::open(&path).unwrap(), GgufFile::open(&by_name).unwrap()] {
+                check_stock_types(&master, gqa);
+            }
+        }
+    }
+
+    fn check_stock_types(master: &GgufFile, gqa: u32) {
+        for mix in Mix::ALL {
+            let types = mix_types(master, mix);
+            for t in &master.tensors {
+                let want = if t.name.contains("_norm") {
+                    t.ggml_type
+                } else if t.name == "token_embd.weight" {
+                    GgmlType::Q6_K // the tied head
+                } else {
+                    let layer: usize = t.name.split('.').nth(1).unwrap().parse().unwrap();
+                    recipe(mix, t.name.split('.').nth(2).unwrap(), layer, gqa)
+                };
+                assert_eq!(types[&t.name], want, "{} {} gqa {gqa} ({})", mix.name(), t.name, master.path().display());
             }
         }
     }

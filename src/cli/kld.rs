@@ -26,6 +26,11 @@ pub struct KldArgs {
     /// Comma-separated text sets: math (held-out GSM8K train), general (WikiText-2 test).
     #[arg(long, default_value = "math,general")]
     pub sets: String,
+    /// Score this text file instead of the sets, as `llama-perplexity -f FILE --kl-divergence
+    /// -c WINDOW` does: the whole file tokenized, cut into contexts of --window tokens, the second
+    /// half of each scored (for checking against llama.cpp on the same text).
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
     /// Tokens scored per text set.
     #[arg(long, default_value_t = DEFAULT_TOKENS, value_parser = crate::cli::args::at_least_one)]
     pub tokens: usize,
@@ -86,19 +91,25 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
     args.model = crate::modelref::resolve(&args.model)?.path;
     args.master = crate::modelref::resolve(&args.master)?.path;
     let mut plan = OutputPlan::new("kld", args.force).input(&args.model).input(&args.master);
+    if let Some(t) = &args.text {
+        plan = plan.input(t);
+    }
     if let Some(j) = &args.json {
         plan = plan.file(j);
     }
     plan.check()?;
     let (draw, windows) = args.held_out.resolve()?;
+    let text_only = args.text.is_some();
     let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(windows.window as u32 * 2), ..EngineOptions::default() };
     engine.threads = args.shared.threads();
     let opts = KldOptions {
         sets: args.sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         tokens: args.tokens,
+        text: args.text.clone(),
         draw,
         windows,
-        data_dir: resolve_data_dir(args.data_dir.as_deref())?,
+        // A --text run reads no data set.
+        data_dir: if text_only { resolve_data_dir(args.data_dir.as_deref()).unwrap_or_default() } else { resolve_data_dir(args.data_dir.as_deref())? },
         engine,
         progress: args.shared.progress(),
     };

@@ -7,7 +7,9 @@
 //! The two models are read in lockstep ([`Session::extend`]): each decodes a piece of a window,
 //! the rows are compared in f64 and dropped, so only one piece of rows per model is held (a
 //! Gemma row is 262 144 floats). Windows are the perplexity ones (`perplexity::window_groups`):
-//! every token of a document after its first is scored exactly once.
+//! every token of a document after its first is scored exactly once. For a check against
+//! llama-perplexity itself, `chunk_divergences` follows its protocol instead (whole contexts,
+//! the second half of each scored).
 
 use super::engine::{EngineError, Session, Token};
 use super::logits::row_stats;
@@ -128,36 +130,61 @@ pub enum KldError {
 /// Every token of every document (tokenized by the master, without the start token) scored
 /// under both models, window by window; `progress` gets the documents done.
 pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
-    let (nm, nq) = (master.model().n_vocab(), model.model().n_vocab());
-    if nm != nq {
-        return Err(KldError::Vocabulary { master: nm, model: nq });
-    }
+    check_vocabulary(master, model)?;
     let bos = master.model().bos();
-    let piece = master.piece_len().min(model.piece_len());
     let mut out = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
         for g in window_groups(bos, doc, windows) {
             let seq: Vec<Token> = g.context.iter().chain(&g.continuations[0]).copied().collect();
             // Row i predicts seq[i + 1]; the rows from the last context token on are scored.
-            let first_scored = g.context.len() - 1;
-            master.restart();
-            model.restart();
-            for start in (0..seq.len() - 1).step_by(piece) {
-                let end = (start + piece).min(seq.len() - 1);
-                let p_rows = master.extend(&seq[start..end], start)?;
-                let q_rows = model.extend(&seq[start..end], start)?;
-                for (i, (p, q)) in (start..end).zip(p_rows.iter().zip(&q_rows)) {
-                    if i >= first_scored {
-                        out.push(row_divergence(p, q, seq[i + 1]));
-                    }
-                }
-            }
+            score_sequence(master, model, &seq, g.context.len() - 1, &mut out)?;
         }
         progress(d + 1);
     }
+    Ok(out)
+}
+
+/// `llama-perplexity --kl-divergence`'s protocol: each chunk (a whole context, its first token
+/// already replaced by the start token where the vocabulary adds one) is decoded from position
+/// 0, and only its second half is scored — rows `n/2 .. n − 1` predicting tokens `n/2 + 1 .. n`,
+/// so every scored token has at least half a context before it. `progress` gets the chunks done.
+pub fn chunk_divergences(master: &mut Session<'_>, model: &mut Session<'_>, chunks: &[Vec<Token>], mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
+    check_vocabulary(master, model)?;
+    let mut out = Vec::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        score_sequence(master, model, chunk, chunk.len() / 2, &mut out)?;
+        progress(c + 1);
+    }
+    Ok(out)
+}
+
+fn check_vocabulary(master: &Session<'_>, model: &Session<'_>) -> Result<(), KldError> {
+    let (nm, nq) = (master.model().n_vocab(), model.model().n_vocab());
+    if nm != nq {
+        return Err(KldError::Vocabulary { master: nm, model: nq });
+    }
+    Ok(())
+}
+
+/// Decodes `seq` from position 0 in both models, one piece at a time, and appends the
+/// divergence of every row `i` in `first_scored .. seq.len() − 1` (row i predicts `seq[i + 1]`).
+fn score_sequence(master: &mut Session<'_>, model: &mut Session<'_>, seq: &[Token], first_scored: usize, out: &mut Vec<TokenDivergence>) -> Result<(), KldError> {
+    let piece = master.piece_len().min(model.piece_len());
     master.restart();
     model.restart();
-    Ok(out)
+    for start in (0..seq.len().saturating_sub(1)).step_by(piece) {
+        let end = (start + piece).min(seq.len() - 1);
+        let p_rows = master.extend(&seq[start..end], start)?;
+        let q_rows = model.extend(&seq[start..end], start)?;
+        for (i, (p, q)) in (start..end).zip(p_rows.iter().zip(&q_rows)) {
+            if i >= first_scored {
+                out.push(row_divergence(p, q, seq[i + 1]));
+            }
+        }
+    }
+    master.restart();
+    model.restart();
+    Ok(())
 }
 
 #[cfg(test)]

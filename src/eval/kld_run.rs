@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::engine::{EngineOptions, Model, Session};
 use super::kld::{self, KldSummary};
-use super::kld_texts::{self, CalibrationDraw, KldTexts};
+use super::kld_texts::{self, CalibrationDraw, KldTexts, Scoring};
 use super::perplexity::Windows;
 use crate::progress::Progress;
 
@@ -20,6 +20,8 @@ pub struct KldOptions {
     pub draw: CalibrationDraw,
     /// Window geometry (context of the scored tokens).
     pub windows: Windows,
+    /// Score this file instead of the sets, with llama-perplexity's protocol (`kld --text`).
+    pub text: Option<PathBuf>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Context sizes and threads.
@@ -93,7 +95,10 @@ pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldRepo
     let load = |p: &Path| Model::load(p).map_err(|source| KldRunError::Load { path: p.to_path_buf(), source });
     let (m, q) = (load(master)?, load(model)?);
     let mut texts: Vec<KldTexts> = Vec::new();
-    for set in &opts.sets {
+    if let Some(path) = &opts.text {
+        texts.push(kld_texts::text_file(&m, path, opts.windows.window, opts.tokens)?);
+    }
+    for set in opts.sets.iter().filter(|_| opts.text.is_none()) {
         texts.push(match set.as_str() {
             "math" => kld_texts::math(&m, &opts.data_dir, opts.draw, opts.tokens)?,
             _ => kld_texts::general(&m, &opts.data_dir, opts.tokens)?,
@@ -103,7 +108,10 @@ pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldRepo
     let mut sets = Vec::new();
     for t in texts {
         let bar = Progress::new(&format!("kld {}", t.name), t.docs.len() as u64, "documents", opts.progress);
-        let rows = kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, |d| bar.set_position(d as u64))?;
+        let rows = match t.scoring {
+            Scoring::Windows => kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, |d| bar.set_position(d as u64))?,
+            Scoring::SecondHalf => kld::chunk_divergences(&mut sm, &mut sq, &t.docs, |d| bar.set_position(d as u64))?,
+        };
         bar.finish_and_clear();
         sets.push(KldSet { name: t.name.to_string(), source: t.source, documents: t.docs.len(), summary: kld::summarize(&rows) });
     }

@@ -7,6 +7,11 @@
 //! - `general`: WikiText-2 test articles (lm-eval's detokenizer applied), in file order.
 //!
 //! Documents are taken whole until the budget; the last one is cut to fit.
+//!
+//! - `text` (`kld --text FILE`): any text file, read as `llama-perplexity -f FILE` reads it — the
+//!   whole file tokenized at once (with the start token where the vocabulary adds one) and cut
+//!   into contexts of `n_ctx` tokens, each scored on its second half (`kld::chunk_divergences`),
+//!   so the numbers can be set beside `llama-perplexity --kl-divergence` on the same file.
 
 use std::path::Path;
 
@@ -38,14 +43,29 @@ pub struct KldTexts {
     pub name: &'static str,
     /// Where the texts come from, for the report.
     pub source: String,
-    /// Token sequences (without the start token).
+    /// Token sequences: documents without the start token (`Scoring::Windows`), or whole
+    /// contexts (`Scoring::SecondHalf`).
     pub docs: Vec<Vec<Token>>,
+    /// How the sequences are scored.
+    pub scoring: Scoring,
+}
+
+/// How a text set's sequences are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// Documents in perplexity windows, every token scored once (`kld::divergences`).
+    Windows,
+    /// llama-perplexity's contexts, each scored on its second half (`kld::chunk_divergences`).
+    SecondHalf,
 }
 
 impl KldTexts {
-    /// Tokens to be scored (every token of every document).
+    /// Tokens to be scored.
     pub fn tokens(&self) -> usize {
-        self.docs.iter().map(Vec::len).sum()
+        match self.scoring {
+            Scoring::Windows => self.docs.iter().map(Vec::len).sum(),
+            Scoring::SecondHalf => self.docs.iter().map(|c| c.len() - 1 - c.len() / 2).sum(),
+        }
     }
 }
 
@@ -61,6 +81,9 @@ pub enum TextsError {
     /// The calibration draw could not be recomputed.
     #[error("the calibration draw: {0}")]
     Draw(#[from] sample::SampleError),
+    /// A `--text` file could not be used.
+    #[error("{0}")]
+    File(String),
     /// Tokenizing failed.
     #[error(transparent)]
     Llama(#[from] crate::ffi::llama::LlamaError),
@@ -123,7 +146,7 @@ fn math_from(model: &Model, data_dir: &Path, draw: CalibrationDraw, budget: usiz
         docs.len(),
         keep.len()
     );
-    Ok(KldTexts { name: "math", source, docs })
+    Ok(KldTexts { name: "math", source, docs, scoring: Scoring::Windows })
 }
 
 /// WikiText-2 test articles, `budget` tokens.
@@ -132,7 +155,36 @@ pub fn general(model: &Model, data_dir: &Path, budget: usize) -> Result<KldTexts
     let articles: Vec<String> = wikitext_articles(&raw).iter().map(|a| wikitext_detokenize(a)).collect();
     let docs = take_budget(model, articles.iter().map(String::as_str), budget)?;
     let source = format!("WikiText-2 test, first {} articles (detokenized)", docs.len());
-    Ok(KldTexts { name: "general", source, docs })
+    Ok(KldTexts { name: "general", source, docs, scoring: Scoring::Windows })
+}
+
+/// The file at `path` as llama-perplexity reads it: tokenized whole (the start token first
+/// where the vocabulary adds one), cut into contexts of `n_ctx` tokens (a last partial one is
+/// dropped), the first token of each replaced by the start token where the vocabulary adds
+/// one; as many contexts as `budget` scored tokens need (`n_ctx − 1 − n_ctx / 2` each).
+pub fn text_file(model: &Model, path: &Path, n_ctx: usize, budget: usize) -> Result<KldTexts, TextsError> {
+    let text = crate::safety::inputs::read_text(path).map_err(|e| TextsError::File(format!("{}: {e}", path.display())))?;
+    let tokens = model.tokenize(&text, true)?;
+    let n_ctx = n_ctx.max(4);
+    let per_chunk = n_ctx - 1 - n_ctx / 2;
+    let available = tokens.len() / n_ctx;
+    if available == 0 {
+        return Err(TextsError::File(format!("{}: {} tokens, fewer than one context of {n_ctx} (lower --window)", path.display(), tokens.len())));
+    }
+    let take = budget.div_ceil(per_chunk).clamp(1, available);
+    let docs: Vec<Vec<Token>> = tokens
+        .chunks_exact(n_ctx)
+        .take(take)
+        .map(|c| {
+            let mut c = c.to_vec();
+            if model.adds_bos() {
+                c[0] = model.bos();
+            }
+            c
+        })
+        .collect();
+    let source = format!("{}: {} tokens, the first {take} of {available} contexts of {n_ctx}, second halves scored (llama-perplexity --kl-divergence)", path.display(), tokens.len());
+    Ok(KldTexts { name: "text", source, docs, scoring: Scoring::SecondHalf })
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 //!   layers `use_more_bits` picks (the first and last eighth and every third layer between),
 //!   else Q4_K; everything else → Q4_K;
 //! - a row length that is not a multiple of the type's block: Q4_K → Q5_0, Q6_K → Q8_0, and F16
-//!   when even 32 does not divide it.
+//!   when even 32 does not divide it;
+//! - "the i-th `attn_v`/`ffn_down`" counts in llama.cpp's loader order (layer number, then name),
+//!   not the file's: files that store `blk.10` before `blk.2` get the same types.
 //!
 //! Left out (not reachable for these dense architectures): the mixture-of-experts rules
 //! (`n_expert` ≥ 4/8), the 70B `attn_v` rule, Falcon's ffn_down mix, user overrides
@@ -90,6 +92,20 @@ fn ffn_down_type(mix: Mix, i: usize, n: usize) -> GgmlType {
     }
 }
 
+/// llama.cpp's `weight_name_comparer` key: the layer of `blk.N.…` (−1 for other tensors), then
+/// the name.
+fn loader_key(name: &str) -> (i64, &str) {
+    let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok()).unwrap_or(-1);
+    (layer, name)
+}
+
+/// The tensors of `model` in the order llama-quantize visits them (`loader_key`).
+pub fn loader_order(model: &GgufFile) -> Vec<&TensorInfo> {
+    let mut order: Vec<&TensorInfo> = model.tensors.iter().collect();
+    order.sort_by(|a, b| loader_key(&a.name).cmp(&loader_key(&b.name)));
+    order
+}
+
 /// The type of every tensor of `model` under `mix`, by name.
 pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
     let base = mix.base_type();
@@ -100,7 +116,10 @@ pub fn mix_types(model: &GgufFile, mix: Mix) -> HashMap<String, GgmlType> {
     let n_ffn_down = model.tensors.iter().filter(|t| t.name.contains("ffn_down")).count();
     let (mut i_attn_v, mut i_ffn_down) = (0usize, 0usize);
     let mut types = HashMap::new();
-    for t in &model.tensors {
+    // The per-kind counters run in llama-quantize's order, not the file's: its loader keeps the
+    // tensors sorted by layer number, then name, so blk.2 comes before blk.10 even in a file
+    // that stores blk.10 first.
+    for t in loader_order(model) {
         let ty = if !allows_quantization(t) {
             t.ggml_type
         } else if t.name == "output.weight" || (tied && t.name == "token_embd.weight") {

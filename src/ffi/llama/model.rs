@@ -150,6 +150,13 @@ impl Model {
         // SAFETY: the vocabulary lives as long as the model.
         unsafe { sys::llama_vocab_bos(self.vocab) }
     }
+
+    /// Whether the vocabulary asks for the start token at the beginning of a text
+    /// (`tokenizer.ggml.add_bos_token`; false for Qwen2.5, true for Gemma and Llama).
+    pub fn adds_bos(&self) -> bool {
+        // SAFETY: the vocabulary lives as long as the model.
+        unsafe { sys::llama_vocab_get_add_bos(self.vocab) }
+    }
 }
 
 impl Drop for Model {
