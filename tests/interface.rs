@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("experiments", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("tune", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
     ("protocol", &["--quiet", "--threads", "--force", "--seed", "--chat", "--data-dir"]),
+    ("protocol-combine", &["--force"]),
 ];
 
 fn help(path: &[&str]) -> String {
