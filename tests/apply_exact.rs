@@ -163,17 +163,31 @@ fn master_flow_refuses_a_shape_difference() {
     assert!(!out.exists());
 }
 
+/// The mix reproduces Gemma's published Q4_K_M type for type. Qwen's published file stores its
+/// tensors in name order (`blk.10` before `blk.2`) and was made by a llama-quantize that counted
+/// "the i-th `attn_v`/`ffn_down`" in file order; today's llama-quantize (and `quantmix`, checked
+/// byte for byte against it, docs/quantize.md) counts by layer number. So for Qwen the mix may
+/// differ only on those two kinds, and per kind it gives the same number of tensors each type.
 #[test]
 fn q4_k_m_mix_reproduces_both_real_models() {
-    for path in [apply_support::real_model(), apply_support::qwen_model()] {
+    for (path, exact) in [(apply_support::real_model(), true), (apply_support::qwen_model(), false)] {
         let model = GgufFile::open(&path).unwrap();
         let mix = quantmix::mix_types(&model, Mix::Q4KM);
-        let differ: Vec<String> = model
-            .tensors
-            .iter()
-            .filter(|t| mix[&t.name] != t.ggml_type)
-            .map(|t| format!("{} {} (mix {})", t.name, t.ggml_type, mix[&t.name]))
-            .collect();
-        assert!(differ.is_empty(), "{}: {differ:?}", path.display());
+        let differ: Vec<&str> = model.tensors.iter().filter(|t| mix[&t.name] != t.ggml_type).map(|t| t.name.as_str()).collect();
+        if exact {
+            assert!(differ.is_empty(), "{}: {differ:?}", path.display());
+            continue;
+        }
+        assert!(differ.iter().all(|n| n.contains("attn_v") || n.contains("ffn_down")), "{}: {differ:?}", path.display());
+        for kind in ["attn_v", "ffn_down"] {
+            let count = |f: &dyn Fn(&str) -> String| {
+                let mut v: Vec<String> = model.tensors.iter().filter(|t| t.name.contains(kind)).map(|t| f(&t.name)).collect();
+                v.sort();
+                v
+            };
+            let file_types = count(&|n| model.tensor(n).unwrap().ggml_type.to_string());
+            let mix_types = count(&|n| mix[n].to_string());
+            assert_eq!(file_types, mix_types, "{}: {kind} types per count", path.display());
+        }
     }
 }
