@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use mathneuro::data::dir::resolve_data_dir;
 use mathneuro::eval::protocol::{PairTable, Paired, ProtocolSettings, analyse, paper_average, tables};
-use mathneuro::eval::protocol_report::{EditResult, ProtocolReport, markdown, subsets_svg};
+use mathneuro::eval::protocol_report::{Coverage, EditResult, ProtocolReport, markdown, subsets_svg};
 use mathneuro::tune::splits::{SplitSizes, Splits};
 
 fn main() -> anyhow::Result<()> {
@@ -67,11 +67,7 @@ fn main() -> anyhow::Result<()> {
         paper_average: if flags.iter().any(|f| f == "--average") { metrics.iter().zip(&papers).filter_map(|(m, t)| paper_average(m, t)).collect() } else { Vec::new() },
         edits,
         command: format!("cargo run --release --example protocol_from_tune -- {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
-        base_sha256: String::new(),
-        gsm8k_available: file_index.len(),
-        gsm8k_range: None,
-        gsm8k_conditions: String::new(),
-        combined_from: Vec::new(),
+        coverage: Coverage { gsm8k_available: file_index.len(), ..Coverage::default() },
     };
     print!("{}", markdown(&report));
     for f in &flags {

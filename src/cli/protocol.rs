@@ -15,7 +15,7 @@ use anyhow::Context as _;
 
 use crate::data::dir::resolve_data_dir;
 use crate::eval::protocol::{PairTable, Paired, ProtocolSettings, analyse, paper_average, tables};
-use crate::eval::protocol_report::{EditResult, ProtocolReport, markdown, subsets_svg};
+use crate::eval::protocol_report::{Coverage, EditResult, ProtocolReport, markdown, subsets_svg};
 use crate::eval::report::{EvalReport, TaskResult};
 use crate::eval::{DEFAULT_BOOTSTRAP, DEFAULT_SEED, EngineOptions, EvalOptions, Task};
 use crate::safety::OutputPlan;
@@ -242,11 +242,13 @@ pub fn run(mut args: ProtocolArgs) -> anyhow::Result<ExitCode> {
         edits,
         paper_average,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        base_sha256: crate::eval::content::file_sha256(&args.base)?,
-        gsm8k_available: base.gsm8k.n_available,
-        gsm8k_range: args.gsm8k_range.as_ref().map(|r| (r.start, r.end.min(base.gsm8k.n_available))),
-        gsm8k_conditions: gsm8k_conditions(&args)?,
-        combined_from: Vec::new(),
+        coverage: Coverage {
+            base_sha256: crate::eval::content::file_sha256(&args.base)?,
+            gsm8k_available: base.gsm8k.n_available,
+            gsm8k_range: args.gsm8k_range.as_ref().map(|r| (r.start, r.end.min(base.gsm8k.n_available))),
+            gsm8k_conditions: gsm8k_conditions(&args)?,
+            combined_from: Vec::new(),
+        },
     };
     let md = write_report(&args.out, &report)?;
     print!("{md}");

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::protocol::{PairTable, ProtocolAnalysis, ProtocolSettings, analyse, paper_average};
-use super::protocol_report::{EditResult, ProtocolReport};
+use super::protocol_report::{Coverage, EditResult, ProtocolReport};
 use super::report::TaskComparison;
 
 /// One metric of one edit in a slice: its tables.
@@ -55,21 +55,9 @@ pub struct Slice {
     pub settings: ProtocolSettings,
     /// Per edit.
     pub edits: Vec<SliceEdit>,
-    /// sha256 of the base.
-    #[serde(default)]
-    pub base_sha256: String,
-    /// GSM8K test questions in the file.
-    #[serde(default)]
-    pub gsm8k_available: usize,
-    /// The slice's range.
-    #[serde(default)]
-    pub gsm8k_range: Option<(usize, usize)>,
-    /// What decides an answer besides the model and the slice.
-    #[serde(default)]
-    pub gsm8k_conditions: String,
-    /// Set when the report is itself combined.
-    #[serde(default)]
-    pub combined_from: Vec<(PathBuf, (usize, usize))>,
+    /// Which questions, under which conditions.
+    #[serde(flatten)]
+    pub coverage: Coverage,
 }
 
 /// Why slices cannot be combined.
@@ -121,22 +109,22 @@ fn check(mut slices: Vec<(PathBuf, Slice)>) -> Result<Vec<Ranged>, CombineError>
         return Err(CombineError::TooFew(slices.len()));
     }
     for (p, r) in &slices {
-        if r.gsm8k_range.is_none() || !r.combined_from.is_empty() {
+        if r.coverage.gsm8k_range.is_none() || !r.coverage.combined_from.is_empty() {
             return Err(CombineError::NotASlice(p.clone()));
         }
     }
-    slices.sort_by_key(|(_, r)| r.gsm8k_range);
+    slices.sort_by_key(|(_, r)| r.coverage.gsm8k_range);
     let first = &slices[0];
     for s in &slices[1..] {
-        same(first, s, "base model (sha256)", |r| r.base_sha256.clone())?;
+        same(first, s, "base model (sha256)", |r| r.coverage.base_sha256.clone())?;
         same(first, s, "set of edited models (sha256, in order)", |r| r.edits.iter().map(|e| e.sha256.clone()).collect::<Vec<_>>())?;
-        same(first, s, "GSM8K conditions (data, prompt, decoding, threads)", |r| r.gsm8k_conditions.clone())?;
+        same(first, s, "GSM8K conditions (data, prompt, decoding, threads)", |r| r.coverage.gsm8k_conditions.clone())?;
         same(first, s, "protocol settings (paper N, subsets, resamples, seed)", |r| r.settings)?;
-        same(first, s, "GSM8K test file size", |r| r.gsm8k_available)?;
+        same(first, s, "GSM8K test file size", |r| r.coverage.gsm8k_available)?;
         same(first, s, "GSM8K metrics", |r| r.edits.iter().map(|e| e.gsm8k.iter().map(|a| a.metric.clone()).collect::<Vec<_>>()).collect::<Vec<_>>())?;
     }
     let ranged: Vec<_> = slices.into_iter().map(|(p, r)| {
-        let range = r.gsm8k_range.unwrap_or_default();
+        let range = r.coverage.gsm8k_range.unwrap_or_default();
         (p, r, range)
     }).collect();
     for w in ranged.windows(2) {
@@ -191,10 +179,10 @@ pub fn combine(slices: Vec<(PathBuf, Slice)>) -> Result<ProtocolReport, CombineE
         edits,
         paper_average,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        base_sha256: first.base_sha256.clone(),
-        gsm8k_available: first.gsm8k_available,
-        gsm8k_range: None,
-        gsm8k_conditions: first.gsm8k_conditions.clone(),
-        combined_from: slices.iter().map(|(p, _, range)| (p.clone(), *range)).collect(),
+        coverage: Coverage {
+            gsm8k_range: None,
+            combined_from: slices.iter().map(|(p, _, range)| (p.clone(), *range)).collect(),
+            ..first.coverage.clone()
+        },
     })
 }

@@ -45,21 +45,26 @@ pub struct ProtocolReport {
     pub paper_average: Vec<PaperAverage>,
     /// The command line.
     pub command: String,
+    /// Which GSM8K questions, under which conditions (what slices are checked and added by).
+    #[serde(flatten)]
+    pub coverage: Coverage,
+}
+
+/// Which GSM8K questions a report covers and what decided their answers: what
+/// `protocol-combine` checks slices by (the fields sit at the top level of protocol.json).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Coverage {
     /// sha256 of the base model's file.
-    #[serde(default)]
     pub base_sha256: String,
     /// GSM8K questions in the test file.
-    #[serde(default)]
     pub gsm8k_available: usize,
     /// The GSM8K slice evaluated (`--gsm8k-range`), positions in file order, end exclusive.
-    #[serde(default)]
     pub gsm8k_range: Option<(usize, usize)>,
     /// Everything that decides a GSM8K answer besides the model and the slice (data sha256,
     /// prompt, decoding, threads, chunking): slices are combined only when these agree.
-    #[serde(default)]
     pub gsm8k_conditions: String,
     /// For a combined report: the slice reports it adds up, with their ranges.
-    #[serde(default)]
     pub combined_from: Vec<(PathBuf, (usize, usize))>,
 }
 
@@ -143,13 +148,15 @@ fn gsm8k_section(out: &mut String, e: &EditResult, k: usize) {
 
 /// Which questions: the slice, or the slices combined, and whether they cover the test file.
 fn coverage(r: &ProtocolReport) -> String {
+    let n = r.gsm8k_n;
+    let r = &r.coverage;
     let whole = |n: usize| if r.gsm8k_available > 0 && n == r.gsm8k_available { " (the whole test file)".to_string() } else { format!(" of {}", r.gsm8k_available) };
     if !r.combined_from.is_empty() {
         let ranges: Vec<String> = r.combined_from.iter().map(|(_, (a, b))| format!("{a}..{b}")).collect();
-        return format!(", combined from {} slices ({}){}", ranges.len(), ranges.join(", "), whole(r.gsm8k_n));
+        return format!(", combined from {} slices ({}){}", ranges.len(), ranges.join(", "), whole(n));
     }
     match r.gsm8k_range {
-        Some((a, b)) => format!(", positions {a}..{b} in file order (one slice){}", whole(r.gsm8k_n)),
+        Some((a, b)) => format!(", positions {a}..{b} in file order (one slice){}", whole(n)),
         None => String::new(),
     }
 }
