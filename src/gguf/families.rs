@@ -132,10 +132,9 @@ impl Family {
 
     /// [`Family::model`] at other widths.
     pub fn model_with(self, d: Dims, linear_type: GgmlType) -> SynthModel {
-        let mut m = SynthModel::new(self.arch());
-        m.metadata.extend(self.hparams(d));
-        m.metadata.extend(spm_vocab());
         let n_vocab = vocab_tokens().len() as u64;
+        let mut m = SynthModel::new(self.arch());
+        m.metadata.extend(self.metadata(d, N_LAYER, n_vocab));
         let mut seed = 1000;
         let mut add = |m: SynthModel, name: &str, dims: &[u64], ty: GgmlType| {
             seed += 1;
@@ -159,15 +158,24 @@ impl Family {
         m
     }
 
+    /// The family's metadata for `n_layer` blocks and `n_vocab` tokens: the `{arch}.*`
+    /// hyperparameters and the vocabulary ([`spm_vocab`], padded with unused tokens up to
+    /// `n_vocab` so that a file of a real model's shape — e.g. Llama 3.1 8B's 128 256 rows — loads).
+    pub fn metadata(self, d: Dims, n_layer: u64, n_vocab: u64) -> Vec<(String, MetaValue)> {
+        let mut kv = self.hparams(d, n_layer, n_vocab);
+        kv.extend(spm_vocab(n_vocab as usize));
+        kv
+    }
+
     /// The `{arch}.*` hyperparameters llama.cpp reads for this family.
-    fn hparams(self, d: Dims) -> Vec<(String, MetaValue)> {
+    fn hparams(self, d: Dims, n_layer: u64, n_vocab: u64) -> Vec<(String, MetaValue)> {
         let a = self.arch();
         let u = |k: &str, v: u64| (format!("{a}.{k}"), MetaValue::U32(v as u32));
         let f = |k: &str, v: f32| (format!("{a}.{k}"), MetaValue::F32(v));
         let mut kv = vec![
             u("context_length", N_CTX),
             u("embedding_length", d.n_embd),
-            u("block_count", N_LAYER),
+            u("block_count", n_layer),
             u("feed_forward_length", d.n_ff),
             u("attention.head_count", d.n_head),
             u("attention.head_count_kv", d.n_head_kv),
@@ -175,7 +183,7 @@ impl Family {
             u("rope.dimension_count", d.head_dim()),
         ];
         match self {
-            Family::Llama | Family::LlamaUntied => kv.extend([f("rope.freq_base", 500_000.0), u("vocab_size", vocab_tokens().len() as u64)]),
+            Family::Llama | Family::LlamaUntied => kv.extend([f("rope.freq_base", 500_000.0), u("vocab_size", n_vocab)]),
             Family::Mistral => kv.extend([f("rope.freq_base", 1_000_000.0), u("attention.sliding_window", N_SWA)]),
             Family::Phi3 => kv.push(f("rope.freq_base", 10_000.0)),
             Family::Gemma2 => kv.extend([
@@ -265,6 +273,7 @@ fn spec(name: &str, dims: &[u64], ggml_type: GgmlType) -> TensorSpec {
 const NORMAL: i32 = 1;
 const UNKNOWN: i32 = 2;
 const CONTROL: i32 = 3;
+const UNUSED: i32 = 5;
 const BYTE: i32 = 6;
 
 /// The vocabulary: `<unk>`, `<s>`, `</s>`, the 256 byte-fallback pieces, `▁` and the printable
@@ -277,9 +286,12 @@ fn vocab_tokens() -> Vec<(String, i32)> {
     v
 }
 
-/// The `tokenizer.ggml.*` keys of a SentencePiece ("llama") vocabulary.
-fn spm_vocab() -> Vec<(String, MetaValue)> {
-    let tokens = vocab_tokens();
+/// The `tokenizer.ggml.*` keys of a SentencePiece ("llama") vocabulary of `n` tokens: those of
+/// [`vocab_tokens`], then unused `<pad_N>` pieces (never produced by tokenizing text).
+fn spm_vocab(n: usize) -> Vec<(String, MetaValue)> {
+    let mut tokens = vocab_tokens();
+    let base = tokens.len();
+    tokens.extend((base..n).map(|i| (format!("<pad_{i}>"), UNUSED)));
     let array = |elem: MetaType, items: Vec<MetaValue>| MetaValue::Array { elem, items };
     vec![
         ("tokenizer.ggml.model".into(), MetaValue::string("llama")),
@@ -311,5 +323,22 @@ mod tests {
             assert_eq!(m.tensors.iter().any(|t| t.spec.name == "output.weight"), f.untied_head(), "{}", f.name());
             assert_eq!(m.tensors.iter().any(|t| t.spec.name.contains("_exps")), f.is_moe(), "{}", f.name());
         }
+    }
+
+    /// A real model's shape (the 8B benchmark's): the vocabulary is padded with unused tokens to
+    /// the embedding's rows, and the depth and vocabulary size are the caller's.
+    #[test]
+    fn metadata_pads_the_vocabulary_to_a_real_models_size() {
+        let d = Dims { n_embd: 4096, n_head: 32, n_head_kv: 8, n_ff: 14336 };
+        let kv = Family::LlamaUntied.metadata(d, 32, 128_256);
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
+        assert_eq!(get("llama.block_count"), MetaValue::U32(32));
+        assert_eq!(get("llama.vocab_size"), MetaValue::U32(128_256));
+        let MetaValue::Array { items, .. } = get("tokenizer.ggml.tokens") else { panic!("tokens") };
+        assert_eq!(items.len(), 128_256);
+        assert_eq!(items[items.len() - 1], MetaValue::string("<pad_128255>"));
+        let MetaValue::Array { items: types, .. } = get("tokenizer.ggml.token_type") else { panic!("types") };
+        assert_eq!(types[128_255], MetaValue::I32(UNUSED));
+        assert_eq!(types.len(), 128_256);
     }
 }
