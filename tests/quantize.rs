@@ -299,7 +299,7 @@ mod quantizer {
         for ((i, ty), probe) in plan.iter().zip(&seen[1..]) {
             let name = &master.tensors[*i].name;
             assert_eq!(probe, &vec![(name.clone(), *ty)]);
-            assert_eq!(Some(*ty), step(stock[name], false), "{name}");
+            assert_eq!(Some(*ty), step(stock[name], false, master.tensors[*i].row_len()), "{name}");
         }
         assert!(r.probes.iter().all(|p| p.score > 0.0 && p.bytes_delta < 0), "a step down loses precision and bytes");
         // The file: a JSON object tensor → score, the same bytes on a second run.
@@ -384,6 +384,10 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     assert_eq!(stock.types["blk.0.attn_v.weight"], "Q5_1");
     assert_eq!(stock.types["blk.0.attn_q.weight"], "Q4_0");
     assert_eq!(stock.types["blk.0.ffn_down.weight"], "Q5_K");
+    // Those fallback types move along the 32-wide ladder (Q4_0 < Q4_1 < Q5_0 < Q5_1 < Q8_0).
+    let moved_32 = out.exchange.promoted.iter().chain(&out.exchange.demoted).filter(|n| !n.contains("ffn_down")).count();
+    assert!(moved_32 > 0, "{:?}", out.exchange);
+    assert!(out.types.values().any(|t| t == "Q4_1" || t == "Q8_0"), "a Q4_0 went up a step, or a Q5_1 did");
     assert!(!apply_support::generate(&out_path, 6).trim().is_empty());
 
     let m = Model::load(&master_path).unwrap();

@@ -1,8 +1,10 @@
 //! Allocation: which tensors of a stock mix move a type up or down, at the stock mix's size.
 //!
 //! A source of per-tensor **scores** ranks the tensors (higher = needs precision more); the
-//! **greedy exchange** then promotes the highest-scored share one step up the K-quant ladder
-//! (Q2_K → Q3_K → Q4_K → Q5_K → Q6_K → Q8_0) and, for each promotion, demotes the
+//! **greedy exchange** then promotes the highest-scored share one step up its tensor's ladder —
+//! the K-quant ladder (Q2_K → Q3_K → Q4_K → Q5_K → Q6_K → Q8_0) for rows of whole 256-blocks,
+//! the ladder of the 32-wide types (Q4_0 → Q4_1 → Q5_0 → Q5_1 → Q8_0) for rows of whole
+//! 32-blocks only, where llama-quantize's fallbacks put them — and, for each promotion, demotes the
 //! lowest-scored tensors one step down until the file is no larger than the stock mix. When no
 //! tensor is left to demote, the last promotion is undone and the exchange stops. So the
 //! result is never larger than the stock mix and smaller by at most one demotion's saving.
@@ -16,13 +18,32 @@ use std::collections::HashMap;
 
 use crate::gguf::{GgmlType, GgufFile, TensorInfo};
 
-/// The K-quant ladder the exchange moves along.
+/// The K-quant ladder: tensors whose rows are whole 256-blocks move along it.
 pub const LADDER: [GgmlType; 6] = [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::Q8_0];
 
-/// One step up (`up`) or down the ladder from `ty`, if there is one.
-pub fn step(ty: GgmlType, up: bool) -> Option<GgmlType> {
-    let i = LADDER.iter().position(|&t| t == ty)?;
-    if up { LADDER.get(i + 1).copied() } else { i.checked_sub(1).map(|j| LADDER[j]) }
+/// The ladder of the 32-wide block types (4.5, 5, 5.5, 6 and 8.5 bits per weight): tensors whose
+/// rows are whole 32-blocks but not 256-blocks (Gemma 3 270M's 640, Qwen2.5-0.5B's 896) move
+/// along it. llama-quantize's fallbacks for such rows are on it (Q2_K/Q3_K → Q4_0, Q4_K → Q5_0,
+/// Q5_K → Q5_1, Q6_K → Q8_0); nothing below Q4_0 is, so such a tensor is never demoted past it.
+pub const LADDER_32: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0];
+
+/// The ladder a tensor with rows of `row_len` moves along (empty when its rows are not whole
+/// 32-blocks: it keeps its type).
+pub fn ladder(row_len: u64) -> &'static [GgmlType] {
+    if row_len.is_multiple_of(256) {
+        &LADDER
+    } else if row_len.is_multiple_of(32) {
+        &LADDER_32
+    } else {
+        &[]
+    }
+}
+
+/// One step up (`up`) or down from `ty` on the ladder of rows of `row_len`, if there is one.
+pub fn step(ty: GgmlType, up: bool, row_len: u64) -> Option<GgmlType> {
+    let ladder = ladder(row_len);
+    let i = ladder.iter().position(|&t| t == ty)?;
+    if up { ladder.get(i + 1).copied() } else { i.checked_sub(1).map(|j| ladder[j]) }
 }
 
 /// Bytes of tensor `t` stored as `ty`.
@@ -72,14 +93,14 @@ pub struct Exchange {
 
 /// The greedy exchange on `stock` (see the module doc): `share` (0..=1) of the scored tensors
 /// that can move are candidates for promotion. Tensors without a score, or whose stock type
-/// is off the ladder or whose rows are not whole 256-blocks, keep their stock type.
+/// is off their rows' [`ladder`], keep their stock type.
 pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &HashMap<String, f64>, share: f64) -> (HashMap<String, GgmlType>, Exchange) {
     let mut types = stock.clone();
     let stock_bytes = total_bytes(model, stock);
     let mut movable: Vec<(&TensorInfo, f64)> = model
         .tensors
         .iter()
-        .filter(|t| t.row_len().is_multiple_of(256) && stock.get(&t.name).is_some_and(|ty| LADDER.contains(ty)))
+        .filter(|t| stock.get(&t.name).is_some_and(|ty| ladder(t.row_len()).contains(ty)))
         .filter_map(|t| scores.get(&t.name).filter(|s| s.is_finite()).map(|&s| (t, s)))
         .collect();
     // Highest score first; the name breaks ties so the order never depends on the map.
@@ -91,7 +112,7 @@ pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &Ha
     let mut low = movable.len();
     'promote: for i in 0..n_promote {
         let (t, _) = movable[i];
-        let Some(up) = step(types[&t.name], true) else { continue };
+        let Some(up) = step(types[&t.name], true, t.row_len()) else { continue };
         let gain = bytes_as(t, up) as i64 - bytes_as(t, types[&t.name]) as i64;
         total += gain;
         let mut demoted_now = Vec::new();
@@ -109,7 +130,7 @@ pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &Ha
             low -= 1;
             let (d, _) = movable[low];
             let from = types[&d.name];
-            if let Some(down) = step(from, false) {
+            if let Some(down) = step(from, false, d.row_len()) {
                 let saved = bytes_as(d, from) as i64 - bytes_as(d, down) as i64;
                 types.insert(d.name.clone(), down);
                 total -= saved;
@@ -136,10 +157,29 @@ mod tests {
 
     #[test]
     fn the_ladder_steps_one_type_and_stops_at_its_ends() {
-        assert_eq!(step(GgmlType::Q3_K, true), Some(GgmlType::Q4_K));
-        assert_eq!(step(GgmlType::Q3_K, false), Some(GgmlType::Q2_K));
-        assert_eq!(step(GgmlType::Q2_K, false), None);
-        assert_eq!(step(GgmlType::Q8_0, true), None);
-        assert_eq!(step(GgmlType::F16, true), None);
+        assert_eq!(step(GgmlType::Q3_K, true, 1536), Some(GgmlType::Q4_K));
+        assert_eq!(step(GgmlType::Q3_K, false, 1536), Some(GgmlType::Q2_K));
+        assert_eq!(step(GgmlType::Q2_K, false, 1536), None);
+        assert_eq!(step(GgmlType::Q8_0, true, 1536), None);
+        assert_eq!(step(GgmlType::F16, true, 1536), None);
+        assert_eq!(step(GgmlType::Q6_K, true, 1536), Some(GgmlType::Q8_0));
+    }
+
+    /// Rows of whole 32-blocks but not 256-blocks (Qwen2.5-0.5B's 896) move along the 32-wide
+    /// ladder; K-quants are off it there, and rows of neither keep their type.
+    #[test]
+    fn rows_of_32_blocks_move_along_the_32_wide_ladder() {
+        assert_eq!(step(GgmlType::Q4_0, true, 896), Some(GgmlType::Q4_1));
+        assert_eq!(step(GgmlType::Q4_1, true, 896), Some(GgmlType::Q5_0));
+        assert_eq!(step(GgmlType::Q5_0, false, 896), Some(GgmlType::Q4_1));
+        assert_eq!(step(GgmlType::Q5_1, true, 896), Some(GgmlType::Q8_0));
+        assert_eq!(step(GgmlType::Q4_0, false, 896), None);
+        assert_eq!(step(GgmlType::Q8_0, true, 896), None);
+        assert_eq!(step(GgmlType::Q3_K, true, 896), None);
+        assert_eq!(step(GgmlType::Q8_0, false, 1536), Some(GgmlType::Q6_K));
+        assert_eq!(step(GgmlType::Q8_0, false, 896), Some(GgmlType::Q5_1));
+        assert!(ladder(100).is_empty());
+        let bpw = |t: GgmlType| t.bytes_for(32 * 256).unwrap();
+        assert!(LADDER_32.windows(2).all(|w| bpw(w[0]) < bpw(w[1])), "the 32-wide ladder grows in size");
     }
 }

@@ -114,7 +114,7 @@ pub enum SensitivityError {
     #[error(transparent)]
     Quantize(#[from] QuantizeError),
     /// No tensor can be probed.
-    #[error("no tensor of {master} can move a step {direction:?} from the {mix} mix{only}: only tensors on the K-quant ladder whose rows are whole 256-blocks move")]
+    #[error("no tensor of {master} can move a step {direction:?} from the {mix} mix{only}: only tensors on their rows' ladder move (K-quants for rows of whole 256-blocks, Q4_0 … Q8_0 for rows of whole 32-blocks)")]
     NothingToProbe {
         /// The master.
         master: String,
@@ -157,8 +157,8 @@ pub fn probe_plan(master_file: &GgufFile, stock: &HashMap<String, GgmlType>, dir
         .tensors
         .iter()
         .enumerate()
-        .filter(|(_, t)| t.row_len().is_multiple_of(256) && (only.is_empty() || only.iter().any(|o| t.name.contains(o.as_str()))))
-        .filter_map(|(i, t)| alloc::step(*stock.get(&t.name)?, direction == Direction::Up).map(|ty| (i, ty)))
+        .filter(|(_, t)| only.is_empty() || only.iter().any(|o| t.name.contains(o.as_str())))
+        .filter_map(|(i, t)| alloc::step(*stock.get(&t.name)?, direction == Direction::Up, t.row_len()).map(|ty| (i, ty)))
         .collect()
 }
 
