@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 24's table for one model (docs/RESULTS.md, "Smaller, and still good at math"): the float
+# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–4 at equal size,
+# and their KLD against the master at 10 240 tokens per set under both protocols (`kld`'s
+# per-document sets, and llama-perplexity's on WikiText-2 test text). Every step is skipped when
+# its output exists, so an interrupted run resumes; outputs go to DIR (never into git).
+#   scripts/quantize-table.sh MODEL.gguf DIR [THREADS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
+dir=${2:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
+threads=${3:-2}
+bin=${MATHNEURO_BIN:-target/release/mathneuro}
+data=${MATHNEURO_DATA:-../shared/data}
+mkdir -p "$dir"
+run() { local out=$1; shift; [ -e "$out" ] || { echo "== $(date -u +%H:%M:%S) $out"; /usr/bin/time -f "$out: %e s, %M KiB" "$@"; }; }
+m=$dir/master-f16.gguf
+run "$m" "$bin" quantize "$model" --type F16 -q -o "$m"
+# General calibration text: WikiText-2 test paragraphs from line 1480 on (the first 1 479 lines
+# are what the general KLD sets score), headings dropped, ≥ 300 characters.
+[ -e "$dir/wiki-calib.txt" ] || python3 -c "import sys; ls=open(sys.argv[1]).read().split('\n')[1479:]; open(sys.argv[2],'w').write('\n\n'.join(l.strip() for l in ls if len(l.strip())>=300 and not l.strip().startswith('='))+'\n')" "$data/wikitext2/wiki.test.raw.txt" "$dir/wiki-calib.txt"
+[ -e "$dir/wiki-head.txt" ] || python3 -c "import sys; ls=open(sys.argv[1]).read().split('\n')[:1479]; open(sys.argv[2],'w').write('\n'.join(ls)+'\n')" "$data/wikitext2/wiki.test.raw.txt" "$dir/wiki-head.txt"
+run "$dir/math.gguf" "$bin" calibrate "$model" --data gsm8k --samples 110 --seed 42 --threads "$threads" -q -o "$dir/math.gguf"
+run "$dir/general.gguf" "$bin" calibrate "$model" --data "$dir/wiki-calib.txt" --samples 125 --no-replacement --seed 42 --threads "$threads" -q -o "$dir/general.gguf"
+q() { local name=$1; shift; run "$dir/q3-$name.gguf" "$bin" quantize "$m" --type Q3_K_M -q --report "$dir/q3-$name.json" -o "$dir/q3-$name.gguf" "$@"; }
+q 1plain --importance none
+q 2general --general "$dir/general.gguf" --importance general
+q 3math --math "$dir/math.gguf" --importance math
+q 4mathneuro --math "$dir/math.gguf" --general "$dir/general.gguf" --importance general --allocation mathneuro --top-k 5 --promote-share 0.25
+for v in 1plain 2general 3math 4mathneuro; do
+  run "$dir/kld-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --threads "$threads" -q --json "$dir/kld-$v.json"
+  run "$dir/kldtext-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --text "$dir/wiki-head.txt" --window 512 --tokens 10240 --threads "$threads" -q --json "$dir/kldtext-$v.json"
+done
+echo "== $(date -u +%H:%M:%S) done: $dir"
