@@ -3,16 +3,20 @@
 # master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–4 at equal size,
 # and their KLD against the master at 10 240 tokens per set under both protocols (`kld`'s
 # per-document sets, and llama-perplexity's on WikiText-2 test text). Every step is skipped when
-# its output exists, so an interrupted run resumes; outputs go to DIR (never into git).
-#   scripts/quantize-table.sh MODEL.gguf DIR [THREADS]
+# its output exists, so an interrupted run resumes; models go to DIR (never into git). The KLD
+# reports and each variant's sha256 are copied to RESULTS (default docs/results/quantize-NAME) as
+# they finish: quantizing is deterministic, so a later session that rebuilds a variant checks its
+# sha256 against the committed one and measures only what is missing.
+#   scripts/quantize-table.sh MODEL.gguf DIR [THREADS] [RESULTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
 dir=${2:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
 threads=${3:-2}
+results=${4:-docs/results/quantize-$(basename "$model" .gguf)}
 bin=${MATHNEURO_BIN:-target/release/mathneuro}
 data=${MATHNEURO_DATA:-../shared/data}
-mkdir -p "$dir"
+mkdir -p "$dir" "$results"
 run() { local out=$1; shift; [ -e "$out" ] || { echo "== $(date -u +%H:%M:%S) $out"; /usr/bin/time -f "$out: %e s, %M KiB" "$@"; }; }
 m=$dir/master-f16.gguf
 run "$m" "$bin" quantize "$model" --type F16 -q -o "$m"
@@ -22,13 +26,29 @@ run "$m" "$bin" quantize "$model" --type F16 -q -o "$m"
 [ -e "$dir/wiki-head.txt" ] || python3 -c "import sys; ls=open(sys.argv[1]).read().split('\n')[:1479]; open(sys.argv[2],'w').write('\n'.join(ls)+'\n')" "$data/wikitext2/wiki.test.raw.txt" "$dir/wiki-head.txt"
 run "$dir/math.gguf" "$bin" calibrate "$model" --data gsm8k --samples 110 --seed 42 --threads "$threads" -q -o "$dir/math.gguf"
 run "$dir/general.gguf" "$bin" calibrate "$model" --data "$dir/wiki-calib.txt" --samples 125 --no-replacement --seed 42 --threads "$threads" -q -o "$dir/general.gguf"
-q() { local name=$1; shift; run "$dir/q3-$name.gguf" "$bin" quantize "$m" --type Q3_K_M -q --report "$dir/q3-$name.json" -o "$dir/q3-$name.gguf" "$@"; }
+q() {
+  local name=$1; shift
+  run "$dir/q3-$name.gguf" "$bin" quantize "$m" --type Q3_K_M -q --report "$dir/q3-$name.json" -o "$dir/q3-$name.gguf" "$@"
+  local got; got=$(sha256sum "$dir/q3-$name.gguf" | cut -d' ' -f1)
+  if [ -e "$results/q3-$name.sha256" ] && [ "$(cat "$results/q3-$name.sha256")" != "$got" ]; then
+    echo "quantize-table: $dir/q3-$name.gguf has sha256 $got, the committed results were measured on $(cat "$results/q3-$name.sha256"); remove $results/*-$name.json to measure it again" >&2
+    exit 1
+  fi
+  echo "$got" > "$results/q3-$name.sha256"
+}
 q 1plain --importance none
 q 2general --general "$dir/general.gguf" --importance general
 q 3math --math "$dir/math.gguf" --importance math
 q 4mathneuro --math "$dir/math.gguf" --general "$dir/general.gguf" --importance general --allocation mathneuro --top-k 5 --promote-share 0.25
 for v in 1plain 2general 3math 4mathneuro; do
-  run "$dir/kld-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --threads "$threads" -q --json "$dir/kld-$v.json"
-  run "$dir/kldtext-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --text "$dir/wiki-head.txt" --window 512 --tokens 10240 --threads "$threads" -q --json "$dir/kldtext-$v.json"
+  for kind in kld kldtext; do
+    [ -e "$results/$kind-$v.json" ] && continue
+    if [ $kind = kld ]; then
+      run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --threads "$threads" -q --json "$dir/$kind-$v.json"
+    else
+      run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --text "$dir/wiki-head.txt" --window 512 --tokens 10240 --threads "$threads" -q --json "$dir/$kind-$v.json"
+    fi
+    cp "$dir/$kind-$v.json" "$results/"
+  done
 done
 echo "== $(date -u +%H:%M:%S) done: $dir"

@@ -128,7 +128,7 @@ mod quantizer {
     use mathneuro::surgery::quantmix::mix_types;
     use mathneuro::ffi::ggml::dequantize_rows;
     use mathneuro::quantize::alloc::step;
-    use mathneuro::quantize::sensitivity::{Direction, SensitivityOptions, measure_sensitivity, probe_plan};
+    use mathneuro::quantize::sensitivity::{Direction, SensitivityOptions, journal_path, measure_sensitivity, probe_plan};
 
     use crate::apply_support;
 
@@ -280,6 +280,8 @@ mod quantizer {
             report: None,
             force: false,
             progress: false,
+            resume: false,
+            measure_key: "weight error".into(),
         };
         let mut seen = Vec::new();
         let measure = |p: &Path, seen: &mut Vec<Vec<(String, GgmlType)>>| {
@@ -334,6 +336,57 @@ mod quantizer {
         let err = measure_sensitivity(&master, Some(&math), Some(&general), &sens_opts("down.json", Direction::Down), |_| Ok(0.0)).unwrap_err().to_string();
         assert!(err.contains("--force"), "{err}");
         assert_eq!(std::fs::read_to_string(dir.path().join("down.json")).unwrap(), text);
+    }
+
+    /// A stopped sensitivity run keeps its journal; `resume` measures only what is missing and
+    /// writes the file an uninterrupted run writes; the journal is refused without `resume` or
+    /// `--force`, and under another measure.
+    #[test]
+    fn an_interrupted_sensitivity_run_resumes_from_its_journal_to_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = GgufFile::open(toy_master(dir.path(), "master.gguf", 512, 4)).unwrap();
+        let (math, general) = (synthetic_stats(&master, 1, 100, "m"), synthetic_stats(&master, 2, 100, "g"));
+        let opts = |name: &str, resume: bool, key: &str| SensitivityOptions {
+            mix: Mix::Q3KM,
+            importance: Importance::General,
+            direction: Direction::Down,
+            only: vec!["ffn_down".into()],
+            output: dir.path().join(name),
+            report: None,
+            force: false,
+            progress: false,
+            resume,
+            measure_key: key.into(),
+        };
+        let whole = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &opts("a.json", false, "w"), |p| Ok(weight_error(&master, p)))).unwrap();
+        assert_eq!(whole.probes.len(), LAYERS);
+        assert!(!journal_path(&dir.path().join("a.json")).exists(), "the journal goes once the file is written");
+        let expected = std::fs::read_to_string(dir.path().join("a.json")).unwrap();
+        // Stopped at the sixth measure: the stock mix and four probes are journaled.
+        let mut calls = 0;
+        let stopped = measure_sensitivity(&master, Some(&math), Some(&general), &opts("b.json", false, "w"), |p| {
+            calls += 1;
+            if calls == 6 { Err("stopped".into()) } else { Ok(weight_error(&master, p)) }
+        });
+        assert!(stopped.unwrap_err().to_string().contains("stopped"));
+        let journal = journal_path(&dir.path().join("b.json"));
+        assert!(journal.exists() && !dir.path().join("b.json").exists());
+        assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 1 + 5, "header, stock mix, four probes");
+        let err = measure_sensitivity(&master, Some(&math), Some(&general), &opts("b.json", false, "w"), |_| Ok(0.0)).unwrap_err().to_string();
+        assert!(err.contains("--force") && err.contains("partial.jsonl"), "{err}");
+        let err = measure_sensitivity(&master, Some(&math), Some(&general), &opts("b.json", true, "another measure"), |_| Ok(0.0)).unwrap_err().to_string();
+        assert!(err.contains("other settings"), "{err}");
+        let mut calls = 0;
+        apply_support::two_threads(|| {
+            measure_sensitivity(&master, Some(&math), Some(&general), &opts("b.json", true, "w"), |p| {
+                calls += 1;
+                Ok(weight_error(&master, p))
+            })
+        })
+        .unwrap();
+        assert_eq!(calls, LAYERS - 4, "only the probes the journal lacks are measured");
+        assert_eq!(std::fs::read_to_string(dir.path().join("b.json")).unwrap(), expected);
+        assert!(!journal.exists());
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct SensitivityArgs {
     /// Overwrite existing outputs (never an input).
     #[arg(long)]
     pub force: bool,
+    /// Continue an interrupted run from its journal (OUT.partial.jsonl: every measure is
+    /// journaled as it finishes; the journal is removed when the file is written).
+    #[arg(long)]
+    pub resume: bool,
     /// Data directory (default: $MATHNEURO_DATA, else ../shared/data).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -76,6 +80,8 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &args.report {
         plan = plan.file(r);
     }
+    let journal = crate::quantize::sensitivity::journal_path(&args.output);
+    plan = if args.resume && journal.is_file() { plan.input(&journal) } else { plan.file(&journal).kept() };
     plan.check()?;
     let (draw, windows) = args.held_out.resolve()?;
     let data_dir = resolve_data_dir(args.data_dir.as_deref())?;
@@ -102,6 +108,8 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
         report: args.report.clone(),
         force: args.force,
         progress: args.shared.progress(),
+        resume: args.resume,
+        measure_key: format!("{}, threads {:?}", probe.describe(), args.shared.threads()),
     };
     let report = measure_sensitivity(&master, math.as_ref(), general.as_ref(), &opts, |p| probe.measure(p).map(|s| s.mean).map_err(|e| e.to_string()))?;
     let mut ranked: Vec<_> = report.probes.iter().collect();

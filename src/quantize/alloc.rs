@@ -5,9 +5,10 @@
 //! the K-quant ladder (Q2_K → Q3_K → Q4_K → Q5_K → Q6_K → Q8_0) for rows of whole 256-blocks,
 //! the ladder of the 32-wide types (Q4_0 → Q4_1 → Q5_0 → Q5_1 → Q8_0) for rows of whole
 //! 32-blocks only, where llama-quantize's fallbacks put them — and, for each promotion, demotes the
-//! lowest-scored tensors one step down until the file is no larger than the stock mix. When no
-//! tensor is left to demote, the last promotion is undone and the exchange stops. So the
-//! result is never larger than the stock mix and smaller by at most one demotion's saving.
+//! lowest-scored tensors one step down until the file is no larger than the stock mix, passing
+//! over a tensor whose step would take the file more than 1 % under it. When no tensor is left
+//! to demote, the last promotion is undone and the exchange stops. So the result is never
+//! larger than the stock mix and never more than 1 % smaller.
 //!
 //! Score sources ([`Scores`], the extension point): MathNeuro's statistics (the share of a
 //! tensor's entries selected as math-specific at K, `quantize::mass`) or a measured
@@ -107,6 +108,9 @@ pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &Ha
     movable.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.name.cmp(&b.0.name)));
     let n_promote = ((share.clamp(0.0, 1.0) * movable.len() as f64).round() as usize).min(movable.len());
     let mut total = stock_bytes as i64;
+    // A demotion never takes the file below 1 % under the stock mix: a tensor whose one step
+    // saves more than that (a large head stepping Q8_0 → Q5_1) is passed over, not demoted.
+    let floor = stock_bytes as i64 - (stock_bytes / 100) as i64;
     let mut ex = Exchange { stock_bytes, ..Exchange::default() };
     // Demotion candidates are taken from the end of the ranking.
     let mut low = movable.len();
@@ -130,7 +134,8 @@ pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &Ha
             low -= 1;
             let (d, _) = movable[low];
             let from = types[&d.name];
-            if let Some(down) = step(from, false, d.row_len()) {
+            let down = step(from, false, d.row_len()).filter(|&down| total - (bytes_as(d, from) as i64 - bytes_as(d, down) as i64) >= floor);
+            if let Some(down) = down {
                 let saved = bytes_as(d, from) as i64 - bytes_as(d, down) as i64;
                 types.insert(d.name.clone(), down);
                 total -= saved;
@@ -181,5 +186,28 @@ mod tests {
         assert!(ladder(100).is_empty());
         let bpw = |t: GgmlType| t.bytes_for(32 * 256).unwrap();
         assert!(LADDER_32.windows(2).all(|w| bpw(w[0]) < bpw(w[1])), "the 32-wide ladder grows in size");
+    }
+
+    /// A tensor whose one step saves more than 1 % of the file (Qwen2.5-0.5B's untied head,
+    /// Q8_0 → Q5_1) is passed over, so the result stays within 1 % under the stock mix.
+    #[test]
+    fn a_demotion_that_would_overshoot_by_more_than_one_percent_is_passed_over() {
+        use crate::gguf::synth::{SynthModel, encode_plain};
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = SynthModel::new("toy");
+        for l in 0..8 {
+            m = m.tensor(&format!("blk.{l}.attn_q.weight"), &[896, 64], GgmlType::F32, l);
+        }
+        m = m.tensor("output.weight", &[896, 1024], GgmlType::F32, 99);
+        let path = dir.path().join("m.gguf");
+        m.write(&path, &encode_plain).unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        let mut stock: HashMap<String, GgmlType> = file.tensors.iter().map(|t| (t.name.clone(), GgmlType::Q4_0)).collect();
+        stock.insert("output.weight".into(), GgmlType::Q8_0);
+        // The head ranks last, so it is the first demotion candidate.
+        let scores: HashMap<String, f64> = file.tensors.iter().map(|t| (t.name.clone(), if t.name == "output.weight" { 0.0 } else { 1.0 + t.name.len() as f64 })).collect();
+        let (types, ex) = exchange(&file, &stock, &scores, 0.5);
+        assert_eq!(types["output.weight"], GgmlType::Q8_0, "{ex:?}");
+        assert!(ex.bytes <= ex.stock_bytes && ex.bytes * 100 >= ex.stock_bytes * 99, "{ex:?}");
     }
 }

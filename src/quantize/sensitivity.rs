@@ -10,6 +10,12 @@
 //! needs its precision more (down: measure(probe) − measure(stock); up: measure(stock) −
 //! measure(probe)). Tensors are named in file order of the master, and the same inputs and
 //! measure give the same bytes.
+//!
+//! Each measure is journaled as it finishes (`OUT.partial.jsonl`, `safety::journal`), so a run
+//! of hundreds of probes that is stopped loses at most the probe in flight: with `resume` the
+//! measures of the journal are taken instead of being made again (the journal's key holds the
+//! master, mix, importance, direction, filter, STATS and the measure's own description), and
+//! the journal is removed once the file is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Write as _};
@@ -19,6 +25,7 @@ use super::alloc::{self, Exchange};
 use super::{Importance, QuantizeError, QuantizeOptions, check_stats, encode_tensor, output_writer};
 use crate::gguf::{GgmlType, GgufFile, GgufWriter};
 use crate::progress::Progress;
+use crate::safety::journal::Journal;
 use crate::safety::tempfiles::TempFile;
 use crate::stats::ActivationStats;
 use crate::surgery::{Mix, quantmix};
@@ -63,6 +70,24 @@ pub struct SensitivityOptions {
     pub force: bool,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Continue from the journal (`OUT.partial.jsonl`) of an interrupted run when it exists.
+    pub resume: bool,
+    /// What the measure is (texts, tokens, windows): part of the journal's key.
+    pub measure_key: String,
+}
+
+/// One journaled measure: the stock mix (`tensor` empty) or one probe.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Measured {
+    tensor: String,
+    value: f64,
+}
+
+/// The journal beside `output`: `OUT.partial.jsonl`.
+pub fn journal_path(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".partial.jsonl");
+    PathBuf::from(s)
 }
 
 /// One probe: a tensor moved a step, and what the measure said.
@@ -141,6 +166,9 @@ pub enum SensitivityError {
         /// The measure's error.
         message: String,
     },
+    /// The journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] crate::safety::journal::JournalError),
     /// Writing an output failed.
     #[error("writing {}: {source}", path.display())]
     Write {
@@ -168,10 +196,14 @@ pub fn measure_sensitivity<M>(master_file: &GgufFile, math: Option<&ActivationSt
 where
     M: FnMut(&Path) -> Result<f64, String>,
 {
+    let journal_file = journal_path(&opts.output);
+    let resuming = opts.resume && journal_file.is_file();
     let mut plan = crate::safety::OutputPlan::new("quantize sensitivity", opts.force).input(master_file.path()).file(&opts.output);
     if let Some(r) = &opts.report {
         plan = plan.file(r);
     }
+    // The journal stays when the run fails or is stopped: a rerun with `resume` continues it.
+    plan = if resuming { plan.input(&journal_file) } else { plan.file(&journal_file).kept() };
     plan.check().map_err(QuantizeError::from)?;
     let qopts = QuantizeOptions { mix: opts.mix, importance: opts.importance, allocation: None, protect: None, output: opts.output.clone(), force: opts.force, progress: false };
     check_stats(master_file, math, general, &qopts)?;
@@ -197,16 +229,31 @@ where
         let tmp = write_probe(&w, &dir, &encoded, swap)?;
         measure(tmp.path()).map_err(|message| SensitivityError::Measure { what: what.to_string(), message })
     };
-    let baseline = run(&stock, None, "the stock mix", &mut measure)?;
+    let mut journal = open_journal(&journal_file, &journal_key(master_file, math, general, opts), resuming)?;
+    let done: HashMap<String, f64> = journal.entries.iter().map(|m| (m.tensor.clone(), m.value)).collect();
+    let mut measured = |tensor: &str, value: Result<f64, SensitivityError>| -> Result<f64, SensitivityError> {
+        let value = value?;
+        journal.append(&Measured { tensor: tensor.to_string(), value })?;
+        Ok(value)
+    };
+    let baseline = match done.get("") {
+        Some(&v) => v,
+        None => measured("", run(&stock, None, "the stock mix", &mut measure))?,
+    };
     let bar = Progress::new("probing", probes.len() as u64, "tensors", opts.progress);
     let mut out = Vec::with_capacity(probes.len());
     for (i, ty) in probes {
         let t = &master_file.tensors[i];
-        let bytes = encode_tensor(master_file, t, ty, opts.importance, math, general, None)?;
-        master_file.release(t);
-        let mut types = stock.clone();
-        types.insert(t.name.clone(), ty);
-        let value = run(&types, Some((i, &bytes)), &t.name, &mut measure)?;
+        let value = match done.get(&t.name) {
+            Some(&v) => v,
+            None => {
+                let bytes = encode_tensor(master_file, t, ty, opts.importance, math, general, None)?;
+                master_file.release(t);
+                let mut types = stock.clone();
+                types.insert(t.name.clone(), ty);
+                measured(&t.name, run(&types, Some((i, &bytes)), &t.name, &mut measure))?
+            }
+        };
         let score = if opts.direction == Direction::Down { value - baseline } else { baseline - value };
         let from = stock[&t.name];
         let bytes_delta = alloc::bytes_as(t, ty) as i64 - alloc::bytes_as(t, from) as i64;
@@ -220,7 +267,31 @@ where
     if let Some(r) = &opts.report {
         save(r, &(serde_json::to_string_pretty(&report).expect("a report serializes") + "\n"))?;
     }
+    drop(journal);
+    std::fs::remove_file(&journal_file).map_err(|source| SensitivityError::Probe { dir: journal_file.clone(), source })?;
     Ok(report)
+}
+
+/// The journal's key: everything a measure depends on besides the probe itself.
+fn journal_key(master: &GgufFile, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &SensitivityOptions) -> String {
+    let stats = |s: Option<&ActivationStats>| s.map_or("-".to_string(), |s| format!("{}:{}:{}:{:?}:{:?}", s.model_fingerprint, s.samples, s.tokens, s.datasets, s.seeds));
+    let size = std::fs::metadata(master.path()).map_or(0, |m| m.len());
+    format!(
+        "master={} bytes={size} mix={} importance={} direction={:?} only={:?} math={} general={} measure={}",
+        master.path().display(),
+        opts.mix.name(),
+        opts.importance.name(),
+        opts.direction,
+        opts.only,
+        stats(math),
+        stats(general),
+        opts.measure_key
+    )
+}
+
+/// Opens the journal: replayed when resuming, else started fresh.
+fn open_journal(path: &Path, key: &str, resuming: bool) -> Result<Journal<Measured>, SensitivityError> {
+    Ok(if resuming { Journal::resume(path, key, "sensitivity")? } else { Journal::create(path, key)? })
 }
 
 /// Writes the stock tensors `encoded` (tensor `swap.0` replaced by `swap.1`) under `w` to a

@@ -1,9 +1,11 @@
 //! Never lose a user's file, never leave a file behind: the output-path policy every writing
 //! command checks before it starts ([`OutputPlan`]), the refusal of non-regular input files
 //! ([`inputs`]), the lock that keeps a second writer off the same outputs ([`lock`]), and the
-//! registry of temporary files and outputs that a signal or a failure cleans up ([`tempfiles`]).
+//! registry of temporary files and outputs that a signal or a failure cleans up ([`tempfiles`]),
+//! and the journal a long run resumes from ([`journal`]).
 
 pub mod inputs;
+pub mod journal;
 pub mod lock;
 pub mod outputs;
 pub mod tempfiles;

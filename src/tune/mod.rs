@@ -128,7 +128,7 @@ pub fn tune(o: &TuneOptions) -> anyhow::Result<TuneReport> {
     // model's content and the data's (issue 27 case 9).
     let model_file = GgufFile::open(&o.model).with_context(|| format!("reading {}", o.model.display()))?;
     let config = config_key(o, &model_file, &[&math_set, &general_set])?;
-    let journal = if o.resume && journal_path.is_file() { Journal::resume(&journal_path, &config)? } else { Journal::create(&journal_path, &config)? };
+    let journal = if o.resume && journal_path.is_file() { Journal::resume(&journal_path, &config, journal::WHAT)? } else { Journal::create(&journal_path, &config)? };
     let (math, general) = calibrate(o, &math_set, &general_set)?;
     let calibrate_s = t0.elapsed().as_secs_f64();
 
