@@ -14,7 +14,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ("stats imatrix", &["--force"]),
     ("stats show", &[]),
     ("apply", &["--quiet", "--threads", "--force", "--seed"]),
-    ("quantize", &["--quiet", "--force"]),
+    ("quantize", &["--quiet", "--threads", "--force"]),
     ("sensitivity", &["--quiet", "--threads", "--force", "--data-dir"]),
     ("mask compare", &[]),
     ("mask show", &[]),

@@ -61,9 +61,9 @@ pub struct QuantizeArgs {
     /// Also write the report (types, bytes, moves) as JSON here.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
-    /// No progress on stderr (alias --no-progress).
-    #[arg(short, long, visible_alias = "no-progress")]
-    pub quiet: bool,
+    /// Threads and progress (the flags every long-running command shares).
+    #[command(flatten)]
+    pub shared: crate::cli::args::Shared,
 }
 
 /// What `--type` asks for: a stock mix, or a float master.
@@ -94,7 +94,8 @@ fn write_master(args: &QuantizeArgs, ty: GgmlType) -> anyhow::Result<ExitCode> {
     );
     crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output).check()?;
     let model = GgufFile::open(&args.master).with_context(|| format!("reading {}", args.master.display()))?;
-    crate::surgery::dequant::write_float_master(&model, &args.output, ty).with_context(|| format!("writing {}", args.output.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
+    pool.install(|| crate::surgery::dequant::write_float_master(&model, &args.output, ty)).with_context(|| format!("writing {}", args.output.display()))?;
     let bytes = std::fs::metadata(&args.output).map(|m| m.len()).unwrap_or(0);
     println!("wrote {} ({bytes} bytes): the float master of {}, {} targets as {ty}", args.output.display(), args.master.display(), crate::model::target_weights(&model).len());
     Ok(ExitCode::SUCCESS)
@@ -145,8 +146,9 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let opts = QuantizeOptions { mix, importance, allocation, protect, output: args.output.clone(), force: args.force, progress: !args.quiet };
-    let report = quantize(&master, math.as_ref(), general.as_ref(), &opts)?;
+    let opts = QuantizeOptions { mix, importance, allocation, protect, output: args.output.clone(), force: args.force, progress: args.shared.progress() };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
+    let report = pool.install(|| quantize(&master, math.as_ref(), general.as_ref(), &opts))?;
     let ex = &report.exchange;
     println!(
         "wrote {} ({} bytes): {} from {}, importance {}, allocation {}, protection {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
