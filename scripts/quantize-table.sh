@@ -7,6 +7,8 @@
 # reports and each variant's sha256 are copied to RESULTS (default docs/results/quantize-NAME) as
 # they finish: quantizing is deterministic, so a later session that rebuilds a variant checks its
 # sha256 against the committed one and measures only what is missing.
+# KINDS="kld" measures only the per-document sets (half the time; kldtext is the check against
+# llama-perplexity's protocol).
 #   scripts/quantize-table.sh MODEL.gguf DIR [THREADS] [RESULTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +43,7 @@ q 2general --general "$dir/general.gguf" --importance general
 q 3math --math "$dir/math.gguf" --importance math
 q 4mathneuro --math "$dir/math.gguf" --general "$dir/general.gguf" --importance general --allocation mathneuro --top-k 5 --promote-share 0.25
 for v in 1plain 2general 3math 4mathneuro; do
-  for kind in kld kldtext; do
+  for kind in ${KINDS:-kld kldtext}; do
     [ -e "$results/$kind-$v.json" ] && continue
     if [ $kind = kld ]; then
       run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --threads "$threads" -q --json "$dir/$kind-$v.json"
