@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 24's table for one model (docs/RESULTS.md, "Smaller, and still good at math"): the float
-# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–4 at equal size,
+# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–5 at equal size
+# (5: a measured-sensitivity allocation, from a journaled `sensitivity` run over every target),
 # and their KLD against the master at 10 240 tokens per set under both protocols (`kld`'s
 # per-document sets, and llama-perplexity's on WikiText-2 test text). Every step is skipped when
 # its output exists, so an interrupted run resumes; models go to DIR (never into git). The KLD
@@ -42,7 +43,8 @@ q 1plain --importance none
 q 2general --general "$dir/general.gguf" --importance general
 q 3math --math "$dir/math.gguf" --importance math
 q 4mathneuro --math "$dir/math.gguf" --general "$dir/general.gguf" --importance general --allocation mathneuro --top-k 5 --promote-share 0.25
-for v in 1plain 2general 3math 4mathneuro; do
+kld_of() {
+  local v=$1 kind
   for kind in ${KINDS:-kld kldtext}; do
     [ -e "$results/$kind-$v.json" ] && continue
     if [ $kind = kld ]; then
@@ -52,5 +54,14 @@ for v in 1plain 2general 3math 4mathneuro; do
     fi
     cp "$dir/$kind-$v.json" "$results/"
   done
-done
+}
+for v in 1plain 2general 3math 4mathneuro; do kld_of $v; done
+# Variant 5: every target a step down alone (general importance, as variants 2 and 4), math KLD
+# on 1 024 held-out GSM8K tokens from the end of the held-out list (not the texts `kld` scores);
+# journaled, so an interrupted run resumes.
+sens=$dir/sens-q3-down.json
+[ -e "$sens" ] || { echo "== $(date -u +%H:%M:%S) $sens"; /usr/bin/time -f "$sens: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction down --tokens 1024 --calibration-draw 110:42 --threads "$threads" -q --resume --report "$dir/sens-q3-down.report.json" -o "$sens"; }
+cp "$sens" "$dir/sens-q3-down.report.json" "$results/"
+q 5sens --general "$dir/general.gguf" --importance general --allocation "sensitivity=$sens" --promote-share 0.25
+kld_of 5sens
 echo "== $(date -u +%H:%M:%S) done: $dir"
