@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 24's table for one model (docs/RESULTS.md, "Smaller, and still good at math"): the float
-# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–5 at equal size
-# (5: a measured-sensitivity allocation, from a journaled `sensitivity` run over every target),
+# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–7 at equal size
+# (5: a measured-sensitivity allocation, from a journaled `sensitivity` run over every target;
+# 6, 7: the same measure spent as a knapsack, with estimated or measured gains of a step up),
 # and their KLD against the master at 10 240 tokens per set under both protocols (`kld`'s
 # per-document sets, and llama-perplexity's on WikiText-2 test text). Every step is skipped when
 # its output exists, so an interrupted run resumes; models go to DIR (never into git). The KLD
@@ -64,4 +65,13 @@ sens=$dir/sens-q3-down.json
 cp "$sens" "$dir/sens-q3-down.report.json" "$results/"
 q 5sens --general "$dir/general.gguf" --importance general --allocation "sensitivity=$sens" --promote-share 0.25
 kld_of 5sens
+# Variant 6: the same losses spent as a knapsack (gains estimated from them); variant 7: with
+# measured gains from a `--direction up` run (journaled too).
+q 6knap --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens"
+kld_of 6knap
+up=$dir/sens-q3-up.json
+[ -e "$up" ] || { echo "== $(date -u +%H:%M:%S) $up"; /usr/bin/time -f "$up: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction up --tokens 1024 --calibration-draw 110:42 --threads "$threads" -q --resume --report "$dir/sens-q3-up.report.json" -o "$up"; }
+cp "$up" "$dir/sens-q3-up.report.json" "$results/"
+q 7knapup --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens,$up"
+kld_of 7knapup
 echo "== $(date -u +%H:%M:%S) done: $dir"

@@ -330,6 +330,14 @@ mod quantizer {
         let up = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &only, |p| Ok(weight_error(&master, p)))).unwrap();
         assert_eq!(up.probes.len(), LAYERS);
         assert!(up.probes.iter().all(|p| p.score > 0.0 && p.bytes_delta > 0 && p.tensor.contains("ffn_down")));
+        // `--allocation knapsack=DOWN,UP` spends both files by the byte, promotes only tensors
+        // with a measured gain, and keeps the stock size.
+        let out = dir.path().join("knap.gguf");
+        let knap = Scores::Knapsack { down: dir.path().join("down.json"), up: Some(dir.path().join("up.json")) };
+        let k = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(Mix::Q3KM, out.clone(), Some(Allocation { scores: knap, promote_share: 0.25 })))).unwrap();
+        assert!(k.exchange.bytes <= k.exchange.stock_bytes && k.exchange.bytes as f64 >= 0.99 * k.exchange.stock_bytes as f64, "{:?}", k.exchange);
+        assert!(k.exchange.promoted.iter().all(|n| n.contains("ffn_down")), "{:?}", k.exchange);
+        assert!(k.allocation.starts_with("knapsack="), "{}", k.allocation);
         let none = SensitivityOptions { only: vec!["no_such".into()], ..sens_opts("none.json", Direction::Down) };
         let err = measure_sensitivity(&master, Some(&math), Some(&general), &none, |_| Ok(0.0)).unwrap_err().to_string();
         assert!(err.contains("no_such") && err.contains("256-blocks"), "{err}");

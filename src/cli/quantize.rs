@@ -39,7 +39,9 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub importance: Option<Importance>,
     /// Allocation: stock (the mix as is), mathneuro (rank tensors by the share of their entries
-    /// MathNeuro selects at --top-k) or sensitivity=FILE.json (tensor → score).
+    /// MathNeuro selects at --top-k), sensitivity=FILE.json (tensor → score, ranked) or
+    /// knapsack=DOWN.json[,UP.json] (`sensitivity` files spent by the byte: a promotion is made
+    /// only when it gains more than its demotions lose; --promote-share does not apply).
     #[arg(long, default_value = "stock")]
     pub allocation: String,
     /// K in percent for --allocation mathneuro.
@@ -106,9 +108,13 @@ fn parse_allocation(s: &str, top_k: f64, share: f64) -> anyhow::Result<Option<Al
     let scores = match s.trim() {
         "stock" => return Ok(None),
         "mathneuro" => Scores::MathNeuro { top_k_percent: top_k },
-        other => match other.strip_prefix("sensitivity=") {
-            Some(p) if !p.is_empty() => Scores::Sensitivity(PathBuf::from(p)),
-            _ => anyhow::bail!("`--allocation {s}`: expected stock, mathneuro or sensitivity=FILE.json"),
+        other => match (other.strip_prefix("sensitivity="), other.strip_prefix("knapsack=")) {
+            (Some(p), _) if !p.is_empty() => Scores::Sensitivity(PathBuf::from(p)),
+            (_, Some(p)) if !p.is_empty() && !p.starts_with(',') && !p.ends_with(',') => match p.split_once(',') {
+                Some((down, up)) => Scores::Knapsack { down: down.into(), up: Some(up.into()) },
+                None => Scores::Knapsack { down: p.into(), up: None },
+            },
+            _ => anyhow::bail!("`--allocation {s}`: expected stock, mathneuro, sensitivity=FILE.json or knapsack=DOWN.json[,UP.json]"),
         },
     };
     anyhow::ensure!((0.0..=1.0).contains(&share), "--promote-share {share}: must be in 0..=1");
@@ -121,15 +127,20 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         Target::Float(ty) => return write_master(&args, ty),
         Target::Mix(m) => m,
     };
+    let allocation = parse_allocation(&args.allocation, args.top_k, args.promote_share)?;
+    let score_files: Vec<PathBuf> = match allocation.as_ref().map(|a| &a.scores) {
+        Some(Scores::Sensitivity(p)) => vec![p.clone()],
+        Some(Scores::Knapsack { down, up }) => std::iter::once(down.clone()).chain(up.clone()).collect(),
+        _ => Vec::new(),
+    };
     let mut plan = crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output);
-    for p in [&args.math, &args.general].into_iter().flatten() {
+    for p in [&args.math, &args.general].into_iter().flatten().chain(&score_files) {
         plan = plan.input(p);
     }
     if let Some(r) = &args.report {
         plan = plan.file(r);
     }
     plan.check()?;
-    let allocation = parse_allocation(&args.allocation, args.top_k, args.promote_share)?;
     let master = GgufFile::open(&args.master).with_context(|| format!("reading master {}", args.master.display()))?;
     let load = |p: &Option<PathBuf>| p.as_ref().map(|p| ActivationStats::load(p).with_context(|| format!("reading STATS {}", p.display()))).transpose();
     let (math, general) = (load(&args.math)?, load(&args.general)?);
@@ -181,6 +192,9 @@ mod tests {
         let a = parse_allocation("mathneuro", 5.0, 0.25).unwrap().unwrap();
         assert_eq!(a.scores, Scores::MathNeuro { top_k_percent: 5.0 });
         assert!(matches!(parse_allocation("sensitivity=s.json", 5.0, 0.1).unwrap().unwrap().scores, Scores::Sensitivity(_)));
+        assert_eq!(parse_allocation("knapsack=d.json,u.json", 5.0, 0.1).unwrap().unwrap().scores, Scores::Knapsack { down: "d.json".into(), up: Some("u.json".into()) });
+        assert_eq!(parse_allocation("knapsack=d.json", 5.0, 0.1).unwrap().unwrap().scores, Scores::Knapsack { down: "d.json".into(), up: None });
+        assert!(parse_allocation("knapsack=", 5.0, 0.1).is_err() && parse_allocation("knapsack=d.json,", 5.0, 0.1).is_err());
         assert!(format!("{:#}", parse_allocation("best", 5.0, 0.25).unwrap_err()).contains("stock, mathneuro"));
         assert!(parse_allocation("mathneuro", 5.0, 2.0).is_err());
         assert_eq!(parse_mix("q3_k_m"), Ok(Mix::Q3KM));

@@ -14,6 +14,13 @@
 //! tensor's entries selected as math-specific at K, `quantize::mass`) or a measured
 //! sensitivity file (per tensor, how much math KLD rises when it alone goes a step lower;
 //! JSON `{"tensor": score, …}`, written by a separate measuring stage).
+//!
+//! The **knapsack** ([`knapsack`]) spends measured sensitivity by the byte instead of by rank:
+//! a step down of tensor j costs its measured KLD rise `l_j` and saves `s_j` bytes; a step up of
+//! tensor i gains `g_i` (measured with `sensitivity --direction up`, or estimated from `l_i`)
+//! and costs `c_i` bytes. Promotions are taken in order of `g/c`, each paid for by the demotions
+//! of lowest `l/s`, and only when what the promotion gains exceeds what its demotions lose — so
+//! it stops by itself where the exchange stops paying, with no share to choose.
 
 use std::collections::HashMap;
 
@@ -67,6 +74,14 @@ pub enum Scores {
     },
     /// A measured sensitivity file (JSON object tensor → score).
     Sensitivity(std::path::PathBuf),
+    /// Measured sensitivity spent as a [`knapsack`]: the step-down file, and optionally the
+    /// step-up file (without it, gains are estimated from the step-down losses).
+    Knapsack {
+        /// `sensitivity --direction down` output.
+        down: std::path::PathBuf,
+        /// `sensitivity --direction up` output.
+        up: Option<std::path::PathBuf>,
+    },
 }
 
 impl Scores {
@@ -75,6 +90,8 @@ impl Scores {
         match self {
             Scores::MathNeuro { top_k_percent } => format!("mathneuro-mass@K={top_k_percent}"),
             Scores::Sensitivity(p) => format!("sensitivity={}", p.display()),
+            Scores::Knapsack { down, up: None } => format!("knapsack={}", down.display()),
+            Scores::Knapsack { down, up: Some(up) } => format!("knapsack={},{}", down.display(), up.display()),
         }
     }
 }
@@ -156,6 +173,97 @@ pub fn exchange(model: &GgufFile, stock: &HashMap<String, GgmlType>, scores: &Ha
     (types, ex)
 }
 
+/// Bits per weight of tensor `t` stored as `ty`.
+fn bits(t: &TensorInfo, ty: GgmlType) -> f64 {
+    bytes_as(t, ty) as f64 * 8.0 / t.n_elements().max(1) as f64
+}
+
+/// The gain of a step up estimated from the measured loss `loss` of a step down, for a tensor
+/// at `from` with neighbours `down` and `up`: quantization error falls by 2^(−2·Δbits), so the
+/// up step removes `1 − 2^(−2·Δb_up)` of the current error where the down step adds
+/// `2^(2·Δb_down) − 1` of it (a step of one bit each way: a quarter of the loss).
+pub fn estimated_gain(t: &TensorInfo, from: GgmlType, down: GgmlType, up: GgmlType, loss: f64) -> f64 {
+    let (b0, bd, bu) = (bits(t, from), bits(t, down), bits(t, up));
+    loss * (1.0 - (-2.0 * (bu - b0)).exp2()) / ((2.0 * (b0 - bd)).exp2() - 1.0).max(f64::EPSILON)
+}
+
+/// One possible move: a tensor, its new type, the bytes it adds (a promotion) or saves (a
+/// demotion), and its measured or estimated KLD gain or loss.
+#[derive(Clone, Debug)]
+struct Move<'a> {
+    t: &'a TensorInfo,
+    to: GgmlType,
+    bytes: i64,
+    value: f64,
+}
+
+/// The knapsack allocation (see the module doc) on `stock`: `down` holds each tensor's measured
+/// KLD rise for a step down, `up` (optional) its measured KLD fall for a step up; without `up`
+/// the gain is [`estimated_gain`]. Each tensor moves at most one step. The result is never larger
+/// than the stock mix and never more than 1 % smaller.
+pub fn knapsack(model: &GgufFile, stock: &HashMap<String, GgmlType>, down: &HashMap<String, f64>, up: Option<&HashMap<String, f64>>) -> (HashMap<String, GgmlType>, Exchange) {
+    let stock_bytes = total_bytes(model, stock);
+    let floor = stock_bytes as i64 - (stock_bytes / 100) as i64;
+    let (mut promotions, mut demotions) = (Vec::new(), Vec::new());
+    for t in &model.tensors {
+        let Some(&from) = stock.get(&t.name) else { continue };
+        let (dn, upt) = (step(from, false, t.row_len()), step(from, true, t.row_len()));
+        let loss = down.get(&t.name).copied().filter(|v| v.is_finite());
+        if let (Some(d), Some(l)) = (dn, loss) {
+            demotions.push(Move { t, to: d, bytes: bytes_as(t, from) as i64 - bytes_as(t, d) as i64, value: l });
+        }
+        let gain = match (up, upt) {
+            (Some(u), Some(_)) => u.get(&t.name).copied().filter(|v| v.is_finite()),
+            (None, Some(u)) => dn.zip(loss).map(|(d, l)| estimated_gain(t, from, d, u, l)),
+            _ => None,
+        };
+        if let (Some(u), Some(g)) = (upt, gain) {
+            promotions.push(Move { t, to: u, bytes: bytes_as(t, u) as i64 - bytes_as(t, from) as i64, value: g });
+        }
+    }
+    let per_byte = |m: &Move| m.value / m.bytes.max(1) as f64;
+    // Best promotion first; cheapest demotion first; names break ties.
+    promotions.sort_by(|a, b| per_byte(b).total_cmp(&per_byte(a)).then_with(|| a.t.name.cmp(&b.t.name)));
+    demotions.sort_by(|a, b| per_byte(a).total_cmp(&per_byte(b)).then_with(|| a.t.name.cmp(&b.t.name)));
+    let mut types = stock.clone();
+    let mut total = stock_bytes as i64;
+    let mut ex = Exchange { stock_bytes, ..Exchange::default() };
+    let moved = |types: &HashMap<String, GgmlType>, name: &str| types[name] != stock[name];
+    for p in &promotions {
+        if p.value <= 0.0 || moved(&types, &p.t.name) {
+            continue;
+        }
+        // Pay for it with the cheapest demotions still available (never the tensor itself).
+        let (mut need, mut lost, mut pay) = (total + p.bytes - stock_bytes as i64, 0.0, Vec::new());
+        let mut after = total + p.bytes;
+        for d in demotions.iter().filter(|d| d.t.name != p.t.name && !moved(&types, &d.t.name)) {
+            if need <= 0 {
+                break;
+            }
+            if after - d.bytes < floor {
+                continue;
+            }
+            need -= d.bytes;
+            after -= d.bytes;
+            lost += d.value;
+            pay.push(d);
+        }
+        if need > 0 || lost >= p.value {
+            continue;
+        }
+        types.insert(p.t.name.clone(), p.to);
+        ex.promoted.push(p.t.name.clone());
+        for d in pay {
+            types.insert(d.t.name.clone(), d.to);
+            ex.demoted.push(d.t.name.clone());
+        }
+        total = after;
+    }
+    ex.bytes = total as u64;
+    debug_assert_eq!(ex.bytes, total_bytes(model, &types));
+    (types, ex)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +317,68 @@ mod tests {
         let (types, ex) = exchange(&file, &stock, &scores, 0.5);
         assert_eq!(types["output.weight"], GgmlType::Q8_0, "{ex:?}");
         assert!(ex.bytes <= ex.stock_bytes && ex.bytes * 100 >= ex.stock_bytes * 99, "{ex:?}");
+    }
+
+    /// A toy model of eight 256-wide tensors at Q4_K, plus its stock map.
+    fn toy(dir: &std::path::Path) -> (GgufFile, HashMap<String, GgmlType>) {
+        use crate::gguf::synth::{SynthModel, encode_plain};
+        let mut m = SynthModel::new("toy");
+        for l in 0..8 {
+            m = m.tensor(&format!("blk.{l}.ffn_down.weight"), &[256, 64], GgmlType::F32, l);
+        }
+        let path = dir.join("m.gguf");
+        m.write(&path, &encode_plain).unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        let stock = file.tensors.iter().map(|t| (t.name.clone(), GgmlType::Q4_K)).collect();
+        (file, stock)
+    }
+
+    fn losses(v: [f64; 8]) -> HashMap<String, f64> {
+        v.iter().enumerate().map(|(l, &x)| (format!("blk.{l}.ffn_down.weight"), x)).collect()
+    }
+
+    /// One step of one bit each way: the estimated gain of a step up is a quarter of the loss
+    /// of a step down (the quantization error model behind the estimate).
+    #[test]
+    fn the_estimated_gain_of_a_one_bit_step_is_a_quarter_of_the_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = toy(dir.path());
+        let t = &file.tensors[0];
+        let g = estimated_gain(t, GgmlType::Q4_K, GgmlType::Q3_K, GgmlType::Q5_K, 1.0);
+        // Q3_K 3.4375, Q4_K 4.5, Q5_K 5.5 bits per weight.
+        let want = (1.0 - 0.25) / ((2.0f64 * 1.0625).exp2() - 1.0);
+        assert!((g - want).abs() < 1e-12, "{g} vs {want}");
+    }
+
+    /// A tensor far more sensitive than the rest is promoted, paid for by the least sensitive,
+    /// and the file stays within 1 % under the stock size; where gains no longer beat losses
+    /// (all tensors alike), nothing moves.
+    #[test]
+    fn the_knapsack_promotes_only_where_the_gain_beats_what_it_costs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, stock) = toy(dir.path());
+        let (types, ex) = knapsack(&file, &stock, &losses([40.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), None);
+        assert_eq!(ex.promoted, vec!["blk.0.ffn_down.weight".to_string()], "{ex:?}");
+        assert_eq!(types["blk.0.ffn_down.weight"], GgmlType::Q5_K);
+        assert!(!ex.demoted.is_empty() && ex.demoted.iter().all(|n| types[n] == GgmlType::Q3_K), "{ex:?}");
+        assert!(ex.bytes <= ex.stock_bytes && ex.bytes * 100 >= ex.stock_bytes * 99, "{ex:?}");
+        assert_eq!(ex.bytes, total_bytes(&file, &types));
+        let (same, none) = knapsack(&file, &stock, &losses([1.0; 8]), None);
+        assert_eq!(same, stock, "{none:?}");
+        assert!(none.promoted.is_empty() && none.demoted.is_empty());
+    }
+
+    /// Measured gains (a `--direction up` file) replace the estimate: a tensor whose step up
+    /// gains much is promoted even though its step down costs little.
+    #[test]
+    fn measured_gains_replace_the_estimate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, stock) = toy(dir.path());
+        let down = losses([1.0; 8]);
+        let up = losses([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0]);
+        let (types, ex) = knapsack(&file, &stock, &down, Some(&up));
+        assert_eq!(ex.promoted, vec!["blk.3.ffn_down.weight".to_string()], "{ex:?}");
+        assert_eq!(types["blk.3.ffn_down.weight"], GgmlType::Q5_K);
+        assert!(ex.bytes <= ex.stock_bytes, "{ex:?}");
     }
 }

@@ -220,16 +220,20 @@ fn scores_for(master_file: &GgufFile, math: Option<&ActivationStats>, general: O
             let (m, g) = (math.expect("checked"), general.expect("checked"));
             Ok(mass::selected_share(master_file, m, g, *top_k_percent)?)
         }
-        Scores::Sensitivity(path) => {
-            let bad = |problem: String| QuantizeError::Sensitivity { path: path.clone(), problem };
-            let text = crate::safety::inputs::read_text(path).map_err(|e| bad(e.to_string()))?;
-            let map: HashMap<String, f64> = serde_json::from_str(&text).map_err(|e| bad(format!("expected a JSON object tensor → number: {e}")))?;
-            if let Some(name) = map.keys().find(|n| master_file.tensor(n).is_none()) {
-                return Err(bad(format!("names {name}, which {} does not have", master_file.path().display())));
-            }
-            Ok(map)
-        }
+        Scores::Sensitivity(path) => read_scores(master_file, path),
+        Scores::Knapsack { down, .. } => read_scores(master_file, down),
     }
+}
+
+/// A sensitivity file: a JSON object tensor → number, every name a tensor of the master.
+fn read_scores(master_file: &GgufFile, path: &std::path::Path) -> Result<HashMap<String, f64>, QuantizeError> {
+    let bad = |problem: String| QuantizeError::Sensitivity { path: path.to_path_buf(), problem };
+    let text = crate::safety::inputs::read_text(path).map_err(|e| bad(e.to_string()))?;
+    let map: HashMap<String, f64> = serde_json::from_str(&text).map_err(|e| bad(format!("expected a JSON object tensor → number: {e}")))?;
+    if let Some(name) = map.keys().find(|n| master_file.tensor(n).is_none()) {
+        return Err(bad(format!("names {name}, which {} does not have", master_file.path().display())));
+    }
+    Ok(map)
 }
 
 /// Quantizes `master_file` to `opts.mix` (with the allocation, if any) and writes `opts.output`.
@@ -244,8 +248,14 @@ pub fn quantize(master_file: &GgufFile, math: Option<&ActivationStats>, general:
         }
         Some(a) => {
             let scores = scores_for(master_file, math, general, &a.scores)?;
-            let (types, ex) = alloc::exchange(master_file, &stock, &scores, a.promote_share);
-            (types, ex, format!("{}, promote share {}", a.scores.name(), a.promote_share))
+            if let Scores::Knapsack { up, .. } = &a.scores {
+                let up = up.as_deref().map(|p| read_scores(master_file, p)).transpose()?;
+                let (types, ex) = alloc::knapsack(master_file, &stock, &scores, up.as_ref());
+                (types, ex, a.scores.name())
+            } else {
+                let (types, ex) = alloc::exchange(master_file, &stock, &scores, a.promote_share);
+                (types, ex, format!("{}, promote share {}", a.scores.name(), a.promote_share))
+            }
         }
     };
     let masks = match (opts.protect, math, general) {
