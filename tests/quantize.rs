@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
-use mathneuro::eval::kld::{chunk_divergences, divergences, summarize};
+use mathneuro::eval::kld::{chunk_divergences, divergences, divergences_from_rows, master_rows, summarize};
 use mathneuro::eval::perplexity::Windows;
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::surgery::dequant::write_float_master;
@@ -73,6 +73,16 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     for (i, (d, n)) in diff.iter().zip(&naive).enumerate() {
         assert!((d.kl - n).abs() <= 1e-6 + 1e-6 * n.abs(), "token {i}: {} vs naive {n}", d.kl);
     }
+
+    // The master's rows kept once (the sensitivity probes' measure) give exactly the lockstep
+    // numbers, at any window geometry.
+    for w in [whole, windows] {
+        let kept = master_rows(&mut sa, &docs, w).unwrap();
+        assert_eq!(kept.len(), tokens.len());
+        assert_eq!(divergences_from_rows(&kept, master.bos(), &mut sq, &docs, w).unwrap(), divergences(&mut sa, &mut sq, &docs, w, |_| {}).unwrap());
+    }
+    let short = master_rows(&mut sa, &docs, whole).unwrap()[1..].to_vec();
+    assert!(divergences_from_rows(&short, master.bos(), &mut sq, &docs, whole).unwrap_err().to_string().contains("rows"));
 
     // `kld --text`, llama-perplexity's protocol: a context [bos] + tokens[..15] scored on its
     // second half only — rows 8..15, the same numbers as the naive rows predicting tokens 8..15.

@@ -122,6 +122,12 @@ pub enum KldError {
         /// The model's.
         model: usize,
     },
+    /// The model scored another number of rows than the master's kept rows.
+    #[error("the model scored another number of rows than the {kept} kept from the master: not the same texts or tokenizer")]
+    RowCount {
+        /// Rows kept from the master.
+        kept: usize,
+    },
     /// Decoding failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -156,6 +162,62 @@ pub fn chunk_divergences(master: &mut Session<'_>, model: &mut Session<'_>, chun
         progress(c + 1);
     }
     Ok(out)
+}
+
+/// The master's rows for the tokens [`divergences`] scores, in the order it scores them: kept
+/// once, they let many models be measured against one master with one pass each
+/// (`kld_run::KldProbe`). Rows do not depend on how a sequence is split into pieces, so
+/// [`divergences_from_rows`] gives exactly the numbers of the lockstep [`divergences`].
+pub fn master_rows(master: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows) -> Result<Vec<Vec<f32>>, KldError> {
+    let bos = master.model().bos();
+    let mut rows = Vec::new();
+    for_each_scored_row(master, bos, docs, windows, |row, _| {
+        rows.push(row.to_vec());
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// [`divergences`] against the master's kept [`master_rows`] (made with the master's start
+/// token `bos`): only `model` is decoded.
+pub fn divergences_from_rows(rows: &[Vec<f32>], bos: Token, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows) -> Result<Vec<TokenDivergence>, KldError> {
+    let nq = model.model().n_vocab();
+    if let Some(r) = rows.first().filter(|r| r.len() != nq) {
+        return Err(KldError::Vocabulary { master: r.len(), model: nq });
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for_each_scored_row(model, bos, docs, windows, |row, next| {
+        let p = rows.get(out.len()).ok_or(KldError::RowCount { kept: rows.len() })?;
+        out.push(row_divergence(p, row, next));
+        Ok(())
+    })?;
+    if out.len() != rows.len() {
+        return Err(KldError::RowCount { kept: rows.len() });
+    }
+    Ok(out)
+}
+
+/// Calls `f(row, next)` for every scored row of `docs` under `session`, window by window, as
+/// [`divergences`] walks them.
+fn for_each_scored_row(session: &mut Session<'_>, bos: Token, docs: &[Vec<Token>], windows: Windows, mut f: impl FnMut(&[f32], Token) -> Result<(), KldError>) -> Result<(), KldError> {
+    let piece = session.piece_len();
+    for doc in docs {
+        for g in window_groups(bos, doc, windows) {
+            let seq: Vec<Token> = g.context.iter().chain(&g.continuations[0]).copied().collect();
+            let first_scored = g.context.len() - 1;
+            session.restart();
+            for start in (0..seq.len().saturating_sub(1)).step_by(piece) {
+                let end = (start + piece).min(seq.len() - 1);
+                for (i, row) in (start..end).zip(session.extend(&seq[start..end], start)?.iter()) {
+                    if i >= first_scored {
+                        f(row, seq[i + 1])?;
+                    }
+                }
+            }
+            session.restart();
+        }
+    }
+    Ok(())
 }
 
 fn check_vocabulary(master: &Session<'_>, model: &Session<'_>) -> Result<(), KldError> {

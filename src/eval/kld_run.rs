@@ -125,6 +125,9 @@ pub struct KldProbe {
     texts: KldTexts,
     windows: Windows,
     engine: EngineOptions,
+    /// The master's rows for the scored tokens, decoded at the first measure and kept (a row
+    /// of vocabulary floats per scored token), so each later probe decodes only its model.
+    rows: std::cell::OnceCell<Vec<Vec<f32>>>,
 }
 
 impl KldProbe {
@@ -133,7 +136,7 @@ impl KldProbe {
     pub fn math_tail(master: &Path, data_dir: &Path, draw: CalibrationDraw, tokens: usize, windows: Windows, engine: EngineOptions) -> Result<KldProbe, KldRunError> {
         let m = Model::load(master).map_err(|source| KldRunError::Load { path: master.to_path_buf(), source })?;
         let texts = kld_texts::math_tail(&m, data_dir, draw, tokens)?;
-        Ok(KldProbe { master: m, texts, windows, engine })
+        Ok(KldProbe { master: m, texts, windows, engine, rows: std::cell::OnceCell::new() })
     }
 
     /// Where the texts come from, and how many tokens are scored.
@@ -141,11 +144,17 @@ impl KldProbe {
         format!("{} ({} tokens, window {}, stride {})", self.texts.source, self.texts.tokens(), self.windows.window, self.windows.stride)
     }
 
-    /// KL(master ‖ model) on the texts.
+    /// KL(master ‖ model) on the texts: the same numbers as [`kld::divergences`] in lockstep,
+    /// with the master decoded only at the first call.
     pub fn measure(&self, model: &Path) -> Result<KldSummary, KldRunError> {
         let q = Model::load(model).map_err(|source| KldRunError::Load { path: model.to_path_buf(), source })?;
-        let (mut sm, mut sq) = (Session::new(&self.master, &self.engine)?, Session::new(&q, &self.engine)?);
-        let rows = kld::divergences(&mut sm, &mut sq, &self.texts.docs, self.windows, |_| {})?;
+        if self.rows.get().is_none() {
+            let mut sm = Session::new(&self.master, &self.engine)?;
+            let _ = self.rows.set(kld::master_rows(&mut sm, &self.texts.docs, self.windows)?);
+        }
+        let master_rows = self.rows.get().expect("set above");
+        let mut sq = Session::new(&q, &self.engine)?;
+        let rows = kld::divergences_from_rows(master_rows, self.master.bos(), &mut sq, &self.texts.docs, self.windows)?;
         Ok(kld::summarize(&rows))
     }
 }
