@@ -140,10 +140,8 @@ pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Ve
     let bos = master.model().bos();
     let mut out = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
-        for g in window_groups(bos, doc, windows) {
-            let seq: Vec<Token> = g.context.iter().chain(&g.continuations[0]).copied().collect();
-            // Row i predicts seq[i + 1]; the rows from the last context token on are scored.
-            score_sequence(master, model, &seq, g.context.len() - 1, &mut out)?;
+        for (seq, first_scored) in scored_windows(bos, doc, windows) {
+            score_sequence(master, model, &seq, first_scored, &mut out)?;
         }
         progress(d + 1);
     }
@@ -197,14 +195,19 @@ pub fn divergences_from_rows(rows: &[Vec<f32>], bos: Token, model: &mut Session<
     Ok(out)
 }
 
+/// The windows of one document as decoded sequences (context, then the scored tokens) and the
+/// first scored row of each: row i predicts `seq[i + 1]`, and the rows from the last context
+/// token on are scored.
+fn scored_windows(bos: Token, doc: &[Token], windows: Windows) -> impl Iterator<Item = (Vec<Token>, usize)> {
+    window_groups(bos, doc, windows).into_iter().map(|g| (g.context.iter().chain(&g.continuations[0]).copied().collect(), g.context.len() - 1))
+}
+
 /// Calls `f(row, next)` for every scored row of `docs` under `session`, window by window, as
 /// [`divergences`] walks them.
 fn for_each_scored_row(session: &mut Session<'_>, bos: Token, docs: &[Vec<Token>], windows: Windows, mut f: impl FnMut(&[f32], Token) -> Result<(), KldError>) -> Result<(), KldError> {
     let piece = session.piece_len();
     for doc in docs {
-        for g in window_groups(bos, doc, windows) {
-            let seq: Vec<Token> = g.context.iter().chain(&g.continuations[0]).copied().collect();
-            let first_scored = g.context.len() - 1;
+        for (seq, first_scored) in scored_windows(bos, doc, windows) {
             session.restart();
             for start in (0..seq.len().saturating_sub(1)).step_by(piece) {
                 let end = (start + piece).min(seq.len() - 1);
