@@ -146,6 +146,7 @@ pub fn calibrate_set(cal: &mut Calibrator<'_>, set: &CalibrationSet, sampling: &
         pack: cal.requested_pack(),
         shard: sampling.shard.map_or_else(|| "0/1".to_string(), |s| s.to_string()),
         head_skipped: cal.head_skipped(),
+        start_token: cal.options().start_token,
     };
     let calibrated = Calibrated { stats, provenance, throughput };
     calibrated.save(output)?;

@@ -47,3 +47,37 @@ fn calibrate_captures_169_targets_with_the_head_and_apply_output_loads() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// `--start-token`: Qwen2.5's vocabulary adds no start token, so calibration texts begin without
+/// the `<|endoftext|>` that `eval`'s prompts and `kld`'s windows begin with; the option puts it
+/// there (once), the statistics then count it, and the STATS file says so.
+#[test]
+fn start_token_begins_every_text_with_the_start_token_only_when_asked() {
+    let path = apply_support::qwen_model();
+    let model = Model::load(&path).unwrap();
+    assert!(!model.adds_bos(), "Qwen2.5 adds no start token by itself");
+    let bos = model.bos();
+    let texts = vec!["Natalia sold 48 clips in April and half as many in May.".to_string(), "The French Revolution began in 1789.".to_string()];
+    let plain = CalibrateOptions { threads: 2, max_tokens: 32, ..CalibrateOptions::default() };
+    let with = CalibrateOptions { start_token: true, ..plain.clone() };
+    let (a, b) = {
+        let cal = Calibrator::new(&model, &plain).unwrap();
+        let a = cal.tokenize(&texts).unwrap();
+        let cal = Calibrator::new(&model, &with).unwrap();
+        (a, cal.tokenize(&texts).unwrap())
+    };
+    for (x, y) in a.texts.iter().zip(&b.texts) {
+        assert_ne!(x[0], bos);
+        assert_eq!(y[0], bos);
+        assert_eq!(&y[1..], &x[..], "the text's own tokens follow unchanged");
+    }
+    let s_plain = Calibrator::new(&model, &plain).unwrap().run(&texts).unwrap();
+    let s_with = Calibrator::new(&model, &with).unwrap().run(&texts).unwrap();
+    assert_eq!(s_with.tokens, s_plain.tokens + 2);
+    let q = "blk.0.attn_q.weight";
+    assert_ne!(s_with.weights[q].norm_sum, s_plain.weights[q].norm_sum, "the start token's activations are measured");
+
+    let meta = |start_token| mathneuro::stats::Provenance { template: "t".into(), replacement: true, max_tokens: 32, truncated: 0, pack: 1, shard: "0/1".into(), head_skipped: false, start_token }.to_meta();
+    assert!(meta(true).iter().any(|(k, _)| k == "mathneuro.start_token"));
+    assert!(!meta(false).iter().any(|(k, _)| k == "mathneuro.start_token"), "files made without it keep their bytes");
+}

@@ -101,6 +101,10 @@ pub struct CalibrateOptions {
     /// Tokenize special-token markup (`<|im_start|>` …) as the special tokens it names, as
     /// chat-templated texts need (`--chat`); plain texts keep it as text.
     pub parse_special: bool,
+    /// Begin every text with the model's start token even when its vocabulary does not add one
+    /// (Qwen2.5's `<|endoftext|>`), as `eval`'s prompts and `kld`'s windows do; a model without
+    /// a start token is left as it is.
+    pub start_token: bool,
 }
 
 /// Tokens per decode unless asked otherwise (`--micro-batch`).
@@ -121,6 +125,7 @@ impl Default for CalibrateOptions {
             capture: true,
             plain_last_output_only: false,
             parse_special: false,
+            start_token: false,
         }
     }
 }
@@ -274,7 +279,7 @@ impl<'m> Calibrator<'m> {
         &self.opts
     }
 
-    /// Tokenizes `texts` (BOS added as the model asks) and truncates each to `max_tokens`.
+    /// Tokenizes `texts` (BOS added as the model asks, or always with `start_token`) and truncates each to `max_tokens`.
     pub fn tokenize(&self, texts: &[String]) -> Result<Tokenized, CalibrateError> {
         let mut out = Tokenized::default();
         for t in texts {
@@ -282,6 +287,10 @@ impl<'m> Calibrator<'m> {
             // tokenized whole to keep its first tokens (issue 27 case 5).
             let t = clip_bytes(t, self.opts.max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
             let mut toks = if self.opts.parse_special { self.model.tokenize_special(t, true)? } else { self.model.tokenize(t, true)? };
+            let bos = self.model.bos();
+            if self.opts.start_token && bos >= 0 && toks.first() != Some(&bos) {
+                toks.insert(0, bos);
+            }
             if toks.len() > self.opts.max_tokens {
                 out.truncated += 1;
                 out.tokens_dropped += toks.len() - self.opts.max_tokens;

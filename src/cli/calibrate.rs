@@ -77,6 +77,11 @@ pub struct CalibrateArgs {
     /// assistant's reply), for instruction-tuned models.
     #[arg(long)]
     pub chat: bool,
+    /// Begin every text with the model's start token even when its vocabulary does not add one
+    /// (Qwen2.5's `<|endoftext|>`), as `eval`'s prompts and `kld`'s windows do. Without it the
+    /// texts start as llama-imatrix starts them (the start token only where the vocabulary asks).
+    #[arg(long)]
+    pub start_token: bool,
     /// Overwrite an existing output (never an input).
     #[arg(long)]
     pub force: bool,
@@ -112,6 +117,7 @@ impl CalibrateArgs {
             max_texts_per_decode: self.pack,
             skip_head: !self.keep_head,
             parse_special: self.chat,
+            start_token: self.start_token,
             ..CalibrateOptions::default()
         }
     }
@@ -120,7 +126,7 @@ impl CalibrateArgs {
     /// statistics besides the model and the texts.
     fn checkpoints(&self, path: PathBuf) -> Checkpoints {
         let settings = format!(
-            "samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={}",
+            "samples={} seed={} replacement={} max_tokens={} micro_batch={} pack={} shard={}{}",
             self.samples,
             self.seed,
             !self.no_replacement,
@@ -128,6 +134,7 @@ impl CalibrateArgs {
             self.micro_batch,
             self.pack,
             self.shard.as_deref().unwrap_or("-"),
+            if self.start_token { " start_token" } else { "" },
         );
         Checkpoints { path, every: self.checkpoint_every, resume: self.resume, stop_after: self.stop_after, settings }
     }

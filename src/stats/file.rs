@@ -61,12 +61,15 @@ pub struct Provenance {
     pub shard: String,
     /// Forward passes stopped before the output head.
     pub head_skipped: bool,
+    /// Every text began with the start token although the vocabulary does not add it
+    /// (`calibrate --start-token`); written only when set, so earlier files keep their bytes.
+    pub start_token: bool,
 }
 
 impl Provenance {
     /// The metadata entries, in the order they are written.
     pub fn to_meta(&self) -> Vec<(String, MetaValue)> {
-        vec![
+        let mut meta = vec![
             ("mathneuro.template".to_string(), MetaValue::string(&self.template)),
             ("mathneuro.tool_version".to_string(), MetaValue::string(env!("CARGO_PKG_VERSION"))),
             ("mathneuro.replacement".to_string(), MetaValue::Bool(self.replacement)),
@@ -75,7 +78,11 @@ impl Provenance {
             ("mathneuro.pack".to_string(), MetaValue::U64(self.pack as u64)),
             ("mathneuro.shard".to_string(), MetaValue::string(&self.shard)),
             ("mathneuro.head_skipped".to_string(), MetaValue::Bool(self.head_skipped)),
-        ]
+        ];
+        if self.start_token {
+            meta.push(("mathneuro.start_token".to_string(), MetaValue::Bool(true)));
+        }
+        meta
     }
 }
 
