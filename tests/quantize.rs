@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
-use mathneuro::eval::kld::{chunk_divergences, divergences, divergences_from_rows, master_rows, summarize};
+use mathneuro::eval::kld::{DocStart, chunk_divergences, divergences, divergences_from_rows, master_rows, summarize};
 use mathneuro::eval::perplexity::Windows;
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::surgery::dequant::write_float_master;
@@ -58,14 +58,14 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     let docs = vec![tokens.clone()];
 
     let (mut sa, mut sb) = (Session::new(&master, &engine()).unwrap(), Session::new(&master, &engine()).unwrap());
-    let same = divergences(&mut sa, &mut sb, &docs, windows, |_| {}).unwrap();
+    let same = divergences(&mut sa, &mut sb, &docs, windows, DocStart::Always, |_| {}).unwrap();
     assert_eq!(same.len(), tokens.len());
     assert!(same.iter().all(|d| d.kl <= 1e-6 && d.same_top1), "{same:?}");
     assert!(summarize(&same).mean <= 1e-6);
 
     let mut sq = Session::new(&quant, &engine()).unwrap();
     let whole = Windows { window: 512, stride: 256 };
-    let diff = divergences(&mut sa, &mut sq, &docs, whole, |_| {}).unwrap();
+    let diff = divergences(&mut sa, &mut sq, &docs, whole, DocStart::Always, |_| {}).unwrap();
     let s = summarize(&diff);
     assert!(s.mean > 0.0 && s.max > 0.0, "{s:?}");
     let naive = naive_kl(&master, &quant, &tokens);
@@ -77,12 +77,15 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
     // The master's rows kept once (the sensitivity probes' measure) give exactly the lockstep
     // numbers, at any window geometry.
     for w in [whole, windows] {
-        let kept = master_rows(&mut sa, &docs, w).unwrap();
+        let kept = master_rows(&mut sa, &docs, w, DocStart::Always).unwrap();
         assert_eq!(kept.len(), tokens.len());
-        assert_eq!(divergences_from_rows(&kept, master.bos(), &mut sq, &docs, w).unwrap(), divergences(&mut sa, &mut sq, &docs, w, |_| {}).unwrap());
+        assert_eq!(divergences_from_rows(&kept, Some(master.bos()), &mut sq, &docs, w).unwrap(), divergences(&mut sa, &mut sq, &docs, w, DocStart::Always, |_| {}).unwrap());
     }
-    let short = master_rows(&mut sa, &docs, whole).unwrap()[1..].to_vec();
-    assert!(divergences_from_rows(&short, master.bos(), &mut sq, &docs, whole).unwrap_err().to_string().contains("rows"));
+    // Gemma's vocabulary adds the start token, so reading documents "as the vocabulary asks" is
+    // the same measure.
+    assert_eq!(divergences(&mut sa, &mut sq, &docs, whole, DocStart::Vocab, |_| {}).unwrap(), diff);
+    let short = master_rows(&mut sa, &docs, whole, DocStart::Always).unwrap()[1..].to_vec();
+    assert!(divergences_from_rows(&short, Some(master.bos()), &mut sq, &docs, whole).unwrap_err().to_string().contains("rows"));
 
     // `kld --text`, llama-perplexity's protocol: a context [bos] + tokens[..15] scored on its
     // second half only — rows 8..15, the same numbers as the naive rows predicting tokens 8..15.
@@ -465,7 +468,7 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     let q = Model::load(&out_path).unwrap();
     let tokens = m.tokenize("Janet has 3 apples and buys 5 more. She gives 2 away, so she has 6 apples left.", false).unwrap();
     let (mut sm, mut sq) = (Session::new(&m, &engine()).unwrap(), Session::new(&q, &engine()).unwrap());
-    let s = summarize(&divergences(&mut sm, &mut sq, &[tokens], Windows { window: 512, stride: 256 }, |_| {}).unwrap());
+    let s = summarize(&divergences(&mut sm, &mut sq, &[tokens], Windows { window: 512, stride: 256 }, DocStart::Always, |_| {}).unwrap());
     assert!(s.mean > 0.0 && s.top1_agreement > 0.3, "{s:?}");
 }
 

@@ -81,3 +81,26 @@ fn start_token_begins_every_text_with_the_start_token_only_when_asked() {
     assert!(meta(true).iter().any(|(k, _)| k == "mathneuro.start_token"));
     assert!(!meta(false).iter().any(|(k, _)| k == "mathneuro.start_token"), "files made without it keep their bytes");
 }
+
+/// `kld --start-token vocab`: Qwen2.5's documents are read after their own first token (which is
+/// then not scored), as llama.cpp and `eval`'s generation prompts run the model; `always` reads
+/// them after `<|endoftext|>` and scores every token. Same tokens predicted, other contexts.
+#[test]
+fn kld_reads_qwen_documents_after_their_own_first_token_when_the_vocabulary_adds_none() {
+    use mathneuro::eval::engine::{EngineOptions, Session};
+    use mathneuro::eval::kld::{DocStart, divergences};
+    use mathneuro::eval::perplexity::Windows;
+    let model = Model::load(&apply_support::qwen_model()).unwrap();
+    let toks = model.tokenize("Natalia sold 48 clips in April and half as many in May.", false).unwrap();
+    let engine = EngineOptions { threads: 2, n_ctx: 1024, max_sequences: 2, ..EngineOptions::default() };
+    let (mut a, mut b) = (Session::new(&model, &engine).unwrap(), Session::new(&model, &engine).unwrap());
+    let w = Windows { window: 512, stride: 256 };
+    let always = divergences(&mut a, &mut b, std::slice::from_ref(&toks), w, DocStart::Always, |_| {}).unwrap();
+    let vocab = divergences(&mut a, &mut b, std::slice::from_ref(&toks), w, DocStart::Vocab, |_| {}).unwrap();
+    assert_eq!(always.len(), toks.len());
+    assert_eq!(vocab.len(), toks.len() - 1);
+    assert!(vocab.iter().all(|d| d.kl <= 1e-6), "a model against itself");
+    assert_ne!(always[1].master_nll, vocab[0].master_nll, "token 1 predicted after `<|endoftext|> t0` vs after `t0` alone");
+    assert_eq!(DocStart::Vocab.token(&model), None);
+    assert_eq!(DocStart::Always.token(&model), Some(model.bos()));
+}

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::data::dir::resolve_data_dir;
 use crate::eval::engine::{DEFAULT_N_CTX, EngineOptions};
+use crate::eval::kld::DocStart;
 use crate::eval::kld_run::{DEFAULT_TOKENS, KldOptions, measure};
 use crate::eval::kld_texts::CalibrationDraw;
 use crate::eval::perplexity::Windows;
@@ -68,6 +69,12 @@ pub struct HeldOutArgs {
     /// New tokens scored per window after the first.
     #[arg(long, default_value_t = 256)]
     pub stride: usize,
+    /// What each held-out document is read after: `always` the model's start token (lm-eval's
+    /// rolling log-likelihood), or `vocab`: the start token only where the vocabulary adds one,
+    /// as llama.cpp and generation prompts run the model (Qwen2.5 adds none: its documents then
+    /// open with their own first token, not scored).
+    #[arg(long, value_enum, default_value_t = DocStart::Always)]
+    pub start_token: DocStart,
 }
 
 impl HeldOutArgs {
@@ -108,6 +115,7 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
         text: args.text.clone(),
         draw,
         windows,
+        start: args.held_out.start_token,
         // A --text run reads no data set.
         data_dir: if text_only { resolve_data_dir(args.data_dir.as_deref()).unwrap_or_default() } else { resolve_data_dir(args.data_dir.as_deref())? },
         engine,

@@ -95,7 +95,7 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
     });
     let mut engine = EngineOptions { n_ctx: DEFAULT_N_CTX.max(windows.window as u32 * 2), ..EngineOptions::default() };
     engine.threads = args.shared.threads();
-    let probe = KldProbe::math_tail(&args.master, &data_dir, draw, args.tokens, windows, engine)?;
+    let probe = KldProbe::math_tail(&args.master, &data_dir, draw, args.tokens, windows, args.held_out.start_token, engine)?;
     if args.shared.progress() {
         eprintln!("sensitivity: math KLD on {}", probe.describe());
     }

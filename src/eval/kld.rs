@@ -11,9 +11,33 @@
 //! llama-perplexity itself, `chunk_divergences` follows its protocol instead (whole contexts,
 //! the second half of each scored).
 
-use super::engine::{EngineError, Session, Token};
+use super::engine::{EngineError, Model, Session, Token};
 use super::logits::row_stats;
 use super::perplexity::{Windows, window_groups};
+
+/// What each document is read after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocStart {
+    /// The model's start token before every document, whether or not its vocabulary adds one
+    /// (lm-eval's rolling log-likelihood, and `eval`'s perplexity tasks).
+    #[default]
+    Always,
+    /// The start token only where the vocabulary adds one, as llama.cpp and `eval`'s generation
+    /// prompts run the model; elsewhere (Qwen2.5) the document's own first token opens the
+    /// context and is not scored.
+    Vocab,
+}
+
+impl DocStart {
+    /// The token each document is read after; `None`: its own first token.
+    pub fn token(self, model: &Model) -> Option<Token> {
+        match self {
+            DocStart::Vocab if !model.adds_bos() => None,
+            _ => Some(model.bos()),
+        }
+    }
+}
 
 /// One scored token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,14 +157,15 @@ pub enum KldError {
     Engine(#[from] EngineError),
 }
 
-/// Every token of every document (tokenized by the master, without the start token) scored
-/// under both models, window by window; `progress` gets the documents done.
-pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
+/// Every token of every document (tokenized by the master, without the start token; read after
+/// what `start` says) scored under both models, window by window; `progress` gets the documents
+/// done.
+pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, start: DocStart, mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
     check_vocabulary(master, model)?;
-    let bos = master.model().bos();
+    let open = start.token(master.model());
     let mut out = Vec::new();
     for (d, doc) in docs.iter().enumerate() {
-        for (seq, first_scored) in scored_windows(bos, doc, windows) {
+        for (seq, first_scored) in scored_windows(open, doc, windows) {
             score_sequence(master, model, &seq, first_scored, &mut out)?;
         }
         progress(d + 1);
@@ -166,25 +191,26 @@ pub fn chunk_divergences(master: &mut Session<'_>, model: &mut Session<'_>, chun
 /// once, they let many models be measured against one master with one pass each
 /// (`kld_run::KldProbe`). Rows do not depend on how a sequence is split into pieces, so
 /// [`divergences_from_rows`] gives exactly the numbers of the lockstep [`divergences`].
-pub fn master_rows(master: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows) -> Result<Vec<Vec<f32>>, KldError> {
-    let bos = master.model().bos();
+pub fn master_rows(master: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, start: DocStart) -> Result<Vec<Vec<f32>>, KldError> {
+    let open = start.token(master.model());
     let mut rows = Vec::new();
-    for_each_scored_row(master, bos, docs, windows, |row, _| {
+    for_each_scored_row(master, open, docs, windows, |row, _| {
         rows.push(row.to_vec());
         Ok(())
     })?;
     Ok(rows)
 }
 
-/// [`divergences`] against the master's kept [`master_rows`] (made with the master's start
-/// token `bos`): only `model` is decoded.
-pub fn divergences_from_rows(rows: &[Vec<f32>], bos: Token, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows) -> Result<Vec<TokenDivergence>, KldError> {
+/// [`divergences`] against the master's kept [`master_rows`] (made with the token each document
+/// is read after, `open`, as [`DocStart::token`] gave it for the master): only `model` is
+/// decoded.
+pub fn divergences_from_rows(rows: &[Vec<f32>], open: Option<Token>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows) -> Result<Vec<TokenDivergence>, KldError> {
     let nq = model.model().n_vocab();
     if let Some(r) = rows.first().filter(|r| r.len() != nq) {
         return Err(KldError::Vocabulary { master: r.len(), model: nq });
     }
     let mut out = Vec::with_capacity(rows.len());
-    for_each_scored_row(model, bos, docs, windows, |row, next| {
+    for_each_scored_row(model, open, docs, windows, |row, next| {
         let p = rows.get(out.len()).ok_or(KldError::RowCount { kept: rows.len() })?;
         out.push(row_divergence(p, row, next));
         Ok(())
@@ -195,19 +221,24 @@ pub fn divergences_from_rows(rows: &[Vec<f32>], bos: Token, model: &mut Session<
     Ok(out)
 }
 
-/// The windows of one document as decoded sequences (context, then the scored tokens) and the
-/// first scored row of each: row i predicts `seq[i + 1]`, and the rows from the last context
-/// token on are scored.
-fn scored_windows(bos: Token, doc: &[Token], windows: Windows) -> impl Iterator<Item = (Vec<Token>, usize)> {
-    window_groups(bos, doc, windows).into_iter().map(|g| (g.context.iter().chain(&g.continuations[0]).copied().collect(), g.context.len() - 1))
+/// The windows of one document read after `open` (`None`: after its own first token, which is
+/// not scored) as decoded sequences (context, then the scored tokens) and the first scored row
+/// of each: row i predicts `seq[i + 1]`, and the rows from the last context token on are scored.
+fn scored_windows(open: Option<Token>, doc: &[Token], windows: Windows) -> impl Iterator<Item = (Vec<Token>, usize)> {
+    let (first, rest) = match (open, doc.split_first()) {
+        (Some(t), _) => (t, doc),
+        (None, Some((t, rest))) => (*t, rest),
+        (None, None) => (0, doc),
+    };
+    window_groups(first, rest, windows).into_iter().map(|g| (g.context.iter().chain(&g.continuations[0]).copied().collect(), g.context.len() - 1))
 }
 
 /// Calls `f(row, next)` for every scored row of `docs` under `session`, window by window, as
 /// [`divergences`] walks them.
-fn for_each_scored_row(session: &mut Session<'_>, bos: Token, docs: &[Vec<Token>], windows: Windows, mut f: impl FnMut(&[f32], Token) -> Result<(), KldError>) -> Result<(), KldError> {
+fn for_each_scored_row(session: &mut Session<'_>, open: Option<Token>, docs: &[Vec<Token>], windows: Windows, mut f: impl FnMut(&[f32], Token) -> Result<(), KldError>) -> Result<(), KldError> {
     let piece = session.piece_len();
     for doc in docs {
-        for (seq, first_scored) in scored_windows(bos, doc, windows) {
+        for (seq, first_scored) in scored_windows(open, doc, windows) {
             session.restart();
             for start in (0..seq.len().saturating_sub(1)).step_by(piece) {
                 let end = (start + piece).min(seq.len() - 1);
@@ -255,6 +286,19 @@ fn score_sequence(master: &mut Session<'_>, model: &mut Session<'_>, seq: &[Toke
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_without_a_start_token_opens_with_its_own_first_token_unscored() {
+        let doc: Vec<Token> = (10..30).collect();
+        let w = Windows { window: 8, stride: 3 };
+        let scored = |open| scored_windows(open, &doc, w).map(|(seq, first)| seq[first + 1..].to_vec()).collect::<Vec<_>>().concat();
+        assert_eq!(scored(Some(1)), doc, "after a start token every token is scored once");
+        assert_eq!(scored(None), doc[1..].to_vec(), "without one, every token but the first");
+        let first: Vec<(Vec<Token>, usize)> = scored_windows(None, &doc, w).take(2).collect();
+        assert_eq!(first[0], ((10..18).collect(), 0), "the first window is the document's own start");
+        assert_eq!(first[1], (doc[3..11].to_vec(), 4), "later windows slide over the document itself");
+        assert_eq!(scored_windows(None, &[], w).count(), 0);
+    }
 
     #[test]
     fn identical_rows_diverge_by_zero_and_shifted_ones_by_the_direct_sum() {

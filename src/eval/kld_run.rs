@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::engine::{EngineOptions, Model, Session};
-use super::kld::{self, KldSummary};
+use super::kld::{self, DocStart, KldSummary};
 use super::kld_texts::{self, CalibrationDraw, KldTexts, Scoring};
 use super::perplexity::Windows;
 use crate::progress::Progress;
@@ -20,6 +20,8 @@ pub struct KldOptions {
     pub draw: CalibrationDraw,
     /// Window geometry (context of the scored tokens).
     pub windows: Windows,
+    /// What each document of the sets is read after.
+    pub start: DocStart,
     /// Score this file instead of the sets, with llama-perplexity's protocol (`kld --text`).
     pub text: Option<PathBuf>,
     /// The data directory.
@@ -58,6 +60,9 @@ pub struct KldReport {
     pub model: PathBuf,
     /// Window and stride in tokens.
     pub window: (usize, usize),
+    /// What each document was read after (reports written before this field: `always`).
+    #[serde(default)]
+    pub start: DocStart,
     /// One entry per text set.
     pub sets: Vec<KldSet>,
 }
@@ -109,13 +114,13 @@ pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldRepo
     for t in texts {
         let bar = Progress::new(&format!("kld {}", t.name), t.docs.len() as u64, "documents", opts.progress);
         let rows = match t.scoring {
-            Scoring::Windows => kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, |d| bar.set_position(d as u64))?,
+            Scoring::Windows => kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, opts.start, |d| bar.set_position(d as u64))?,
             Scoring::SecondHalf => kld::chunk_divergences(&mut sm, &mut sq, &t.docs, |d| bar.set_position(d as u64))?,
         };
         bar.finish_and_clear();
         sets.push(KldSet { name: t.name.to_string(), source: t.source, documents: t.docs.len(), summary: kld::summarize(&rows) });
     }
-    Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), sets })
+    Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), start: opts.start, sets })
 }
 
 /// The math KLD of many models against one master on the same texts (the measured-sensitivity
@@ -124,6 +129,7 @@ pub struct KldProbe {
     master: Model,
     texts: KldTexts,
     windows: Windows,
+    start: DocStart,
     engine: EngineOptions,
     /// The master's rows for the scored tokens, decoded at the first measure and kept (a row
     /// of vocabulary floats per scored token), so each later probe decodes only its model.
@@ -133,15 +139,17 @@ pub struct KldProbe {
 impl KldProbe {
     /// `tokens` of held-out GSM8K train text taken from the end of the held-out records
     /// (`kld_texts::math_tail`), so they are not the texts `measure` scores by default.
-    pub fn math_tail(master: &Path, data_dir: &Path, draw: CalibrationDraw, tokens: usize, windows: Windows, engine: EngineOptions) -> Result<KldProbe, KldRunError> {
+    pub fn math_tail(master: &Path, data_dir: &Path, draw: CalibrationDraw, tokens: usize, windows: Windows, start: DocStart, engine: EngineOptions) -> Result<KldProbe, KldRunError> {
         let m = Model::load(master).map_err(|source| KldRunError::Load { path: master.to_path_buf(), source })?;
         let texts = kld_texts::math_tail(&m, data_dir, draw, tokens)?;
-        Ok(KldProbe { master: m, texts, windows, engine, rows: std::cell::OnceCell::new() })
+        Ok(KldProbe { master: m, texts, windows, start, engine, rows: std::cell::OnceCell::new() })
     }
 
     /// Where the texts come from, and how many tokens are scored.
     pub fn describe(&self) -> String {
-        format!("{} ({} tokens, window {}, stride {})", self.texts.source, self.texts.tokens(), self.windows.window, self.windows.stride)
+        // Only the non-default start is named, so journals keyed by this text still resume.
+        let start = if self.start == DocStart::Vocab { ", start token as the vocabulary asks" } else { "" };
+        format!("{} ({} tokens, window {}, stride {}{start})", self.texts.source, self.texts.tokens(), self.windows.window, self.windows.stride)
     }
 
     /// KL(master ‖ model) on the texts: the same numbers as [`kld::divergences`] in lockstep,
@@ -150,11 +158,11 @@ impl KldProbe {
         let q = Model::load(model).map_err(|source| KldRunError::Load { path: model.to_path_buf(), source })?;
         if self.rows.get().is_none() {
             let mut sm = Session::new(&self.master, &self.engine)?;
-            let _ = self.rows.set(kld::master_rows(&mut sm, &self.texts.docs, self.windows)?);
+            let _ = self.rows.set(kld::master_rows(&mut sm, &self.texts.docs, self.windows, self.start)?);
         }
         let master_rows = self.rows.get().expect("set above");
         let mut sq = Session::new(&q, &self.engine)?;
-        let rows = kld::divergences_from_rows(master_rows, self.master.bos(), &mut sq, &self.texts.docs, self.windows)?;
+        let rows = kld::divergences_from_rows(master_rows, self.start.token(&self.master), &mut sq, &self.texts.docs, self.windows)?;
         Ok(kld::summarize(&rows))
     }
 }
@@ -163,11 +171,12 @@ impl KldReport {
     /// The report as a Markdown table, one row per text set.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "KL(P_master ‖ P_model): master {}, model {} (window {}, stride {})\n\n",
+            "KL(P_master ‖ P_model): master {}, model {} (window {}, stride {}{})\n\n",
             self.master.display(),
             self.model.display(),
             self.window.0,
-            self.window.1
+            self.window.1,
+            if self.start == DocStart::Vocab { "; documents start with the start token only where the vocabulary adds one" } else { "" }
         );
         s.push_str("| text | tokens | mean KLD (95 % CI) | median | p99 | max | top-1 same | NLL master | NLL model |\n|---|---|---|---|---|---|---|---|---|\n");
         for set in &self.sets {
