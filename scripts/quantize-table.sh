@@ -9,6 +9,11 @@
 # reports and each variant's sha256 are copied to RESULTS (default docs/results/quantize-NAME) as
 # they finish: quantizing is deterministic, so a later session that rebuilds a variant checks its
 # sha256 against the committed one and measures only what is missing.
+# START=vocab (the default) reads the held-out documents of `kld` and `sensitivity` as llama.cpp
+# and generation prompts run the model (the start token only where the vocabulary adds one; Qwen2.5
+# adds none), and writes to docs/results/quantize-NAME-vocab; START=always puts the start token
+# before every document (lm-eval's rolling log-likelihood; the first 0.5B table, in
+# docs/results/quantize-NAME). Use a separate DIR per START: the sensitivity files depend on it.
 # KINDS="kld" measures only the per-document sets (half the time; kldtext is the check against
 # llama-perplexity's protocol).
 #   scripts/quantize-table.sh MODEL.gguf DIR [THREADS] [RESULTS]
@@ -17,7 +22,9 @@ cd "$(dirname "$0")/.."
 model=${1:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
 dir=${2:?usage: scripts/quantize-table.sh MODEL.gguf DIR [THREADS]}
 threads=${3:-2}
-results=${4:-docs/results/quantize-$(basename "$model" .gguf)}
+start=${START:-vocab}
+case $start in always) suffix= ;; vocab) suffix=-vocab ;; *) echo "quantize-table: START=$start: use vocab or always" >&2; exit 2 ;; esac
+results=${4:-docs/results/quantize-$(basename "$model" .gguf)$suffix}
 bin=${MATHNEURO_BIN:-target/release/mathneuro}
 data=${MATHNEURO_DATA:-../shared/data}
 mkdir -p "$dir" "$results"
@@ -49,7 +56,7 @@ kld_of() {
   for kind in ${KINDS:-kld kldtext}; do
     [ -e "$results/$kind-$v.json" ] && continue
     if [ $kind = kld ]; then
-      run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --threads "$threads" -q --json "$dir/$kind-$v.json"
+      run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --tokens 10240 --calibration-draw 110:42 --start-token "$start" --threads "$threads" -q --json "$dir/$kind-$v.json"
     else
       run "$dir/$kind-$v.json" "$bin" kld "$dir/q3-$v.gguf" --master "$m" --text "$dir/wiki-head.txt" --window 512 --tokens 10240 --threads "$threads" -q --json "$dir/$kind-$v.json"
     fi
@@ -61,7 +68,7 @@ for v in 1plain 2general 3math 4mathneuro; do kld_of $v; done
 # on 1 024 held-out GSM8K tokens from the end of the held-out list (not the texts `kld` scores);
 # journaled, so an interrupted run resumes.
 sens=$dir/sens-q3-down.json
-[ -e "$sens" ] || { echo "== $(date -u +%H:%M:%S) $sens"; /usr/bin/time -f "$sens: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction down --tokens 1024 --calibration-draw 110:42 --threads "$threads" -q --resume --report "$dir/sens-q3-down.report.json" -o "$sens"; }
+[ -e "$sens" ] || { echo "== $(date -u +%H:%M:%S) $sens"; /usr/bin/time -f "$sens: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction down --tokens 1024 --calibration-draw 110:42 --start-token "$start" --threads "$threads" -q --resume --report "$dir/sens-q3-down.report.json" -o "$sens"; }
 cp "$sens" "$dir/sens-q3-down.report.json" "$results/"
 q 5sens --general "$dir/general.gguf" --importance general --allocation "sensitivity=$sens" --promote-share 0.25
 kld_of 5sens
@@ -70,7 +77,7 @@ kld_of 5sens
 q 6knap --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens"
 kld_of 6knap
 up=$dir/sens-q3-up.json
-[ -e "$up" ] || { echo "== $(date -u +%H:%M:%S) $up"; /usr/bin/time -f "$up: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction up --tokens 1024 --calibration-draw 110:42 --threads "$threads" -q --resume --report "$dir/sens-q3-up.report.json" -o "$up"; }
+[ -e "$up" ] || { echo "== $(date -u +%H:%M:%S) $up"; /usr/bin/time -f "$up: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction up --tokens 1024 --calibration-draw 110:42 --start-token "$start" --threads "$threads" -q --resume --report "$dir/sens-q3-up.report.json" -o "$up"; }
 cp "$up" "$dir/sens-q3-up.report.json" "$results/"
 q 7knapup --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens,$up"
 kld_of 7knapup
