@@ -2,7 +2,8 @@
 # Issue 24's table for one model (docs/RESULTS.md, "Smaller, and still good at math"): the float
 # master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–7 at equal size
 # (5: a measured-sensitivity allocation, from a journaled `sensitivity` run over every target;
-# 6, 7: the same measure spent as a knapsack, with estimated or measured gains of a step up),
+# 6, 7: the same measure spent as a knapsack, with estimated or measured gains of a step up;
+# 8: entry-level protection of MathNeuro's entries with variant 2's importance),
 # and their KLD against the master at 10 240 tokens per set under both protocols (`kld`'s
 # per-document sets, and llama-perplexity's on WikiText-2 test text). Every step is skipped when
 # its output exists, so an interrupted run resumes; models go to DIR (never into git). The KLD
@@ -81,4 +82,8 @@ up=$dir/sens-q3-up.json
 cp "$up" "$dir/sens-q3-up.report.json" "$results/"
 q 7knapup --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens,$up"
 kld_of 7knapup
+# Variant 8: entry-level protection — general importance ×10 at the entries MathNeuro selects at
+# K = 5 % (math vs general STATS), the stock mix; against variant 2 it is the protection alone.
+q 8protect --math "$dir/math.gguf" --general "$dir/general.gguf" --importance general --protect 10 --protect-top-k 5
+kld_of 8protect
 echo "== $(date -u +%H:%M:%S) done: $dir"
