@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 24's table for one model (docs/RESULTS.md, "Smaller, and still good at math"): the float
-# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–7 at equal size
+# master, math and general STATS of ≈ 20 480 tokens each, the Q3_K_M variants 1–8 at equal size
 # (5: a measured-sensitivity allocation, from a journaled `sensitivity` run over every target;
 # 6, 7: the same measure spent as a knapsack, with estimated or measured gains of a step up;
 # 8: entry-level protection of MathNeuro's entries with variant 2's importance),
