@@ -67,9 +67,10 @@ kld_of() {
 for v in 1plain 2general 3math 4mathneuro; do kld_of $v; done
 # Variant 5: every target a step down alone (general importance, as variants 2 and 4), math KLD
 # on 1 024 held-out GSM8K tokens from the end of the held-out list (not the texts `kld` scores);
-# journaled, so an interrupted run resumes.
+# journaled, so an interrupted run resumes. The files hold scores made conservative by one
+# paired standard error (`--noise-floor 1`); the reports keep the raw scores.
 sens=$dir/sens-q3-down.json
-[ -e "$sens" ] || { echo "== $(date -u +%H:%M:%S) $sens"; /usr/bin/time -f "$sens: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction down --tokens 1024 --calibration-draw 110:42 --start-token "$start" --threads "$threads" -q --resume --report "$dir/sens-q3-down.report.json" -o "$sens"; }
+[ -e "$sens" ] || { echo "== $(date -u +%H:%M:%S) $sens"; /usr/bin/time -f "$sens: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction down --tokens 1024 --calibration-draw 110:42 --start-token "$start" --noise-floor 1 --threads "$threads" -q --resume --report "$dir/sens-q3-down.report.json" -o "$sens"; }
 cp "$sens" "$dir/sens-q3-down.report.json" "$results/"
 q 5sens --general "$dir/general.gguf" --importance general --allocation "sensitivity=$sens" --promote-share 0.25
 kld_of 5sens
@@ -77,8 +78,14 @@ kld_of 5sens
 # measured gains from a `--direction up` run (journaled too).
 q 6knap --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens"
 kld_of 6knap
+# Variant 6r: the same knapsack on the raw scores (the report's `score`, no noise floor), to see
+# what the floor changes.
+raw=$dir/sens-q3-down.raw.json
+[ -e "$raw" ] || python3 -c "import json,sys; r=json.load(open(sys.argv[1])); json.dump({p['tensor']: p['score'] for p in r['probes']}, open(sys.argv[2],'w'), indent=2, sort_keys=True)" "$dir/sens-q3-down.report.json" "$raw"
+q 6knapraw --general "$dir/general.gguf" --importance general --allocation "knapsack=$raw"
+kld_of 6knapraw
 up=$dir/sens-q3-up.json
-[ -e "$up" ] || { echo "== $(date -u +%H:%M:%S) $up"; /usr/bin/time -f "$up: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction up --tokens 1024 --calibration-draw 110:42 --start-token "$start" --threads "$threads" -q --resume --report "$dir/sens-q3-up.report.json" -o "$up"; }
+[ -e "$up" ] || { echo "== $(date -u +%H:%M:%S) $up"; /usr/bin/time -f "$up: %e s, %M KiB" "$bin" sensitivity "$m" --type Q3_K_M --general "$dir/general.gguf" --importance general --direction up --tokens 1024 --calibration-draw 110:42 --start-token "$start" --noise-floor 1 --threads "$threads" -q --resume --report "$dir/sens-q3-up.report.json" -o "$up"; }
 cp "$up" "$dir/sens-q3-up.report.json" "$results/"
 q 7knapup --general "$dir/general.gguf" --importance general --allocation "knapsack=$sens,$up"
 kld_of 7knapup

@@ -141,7 +141,7 @@ mod quantizer {
     use mathneuro::surgery::quantmix::mix_types;
     use mathneuro::ffi::ggml::dequantize_rows;
     use mathneuro::quantize::alloc::step;
-    use mathneuro::quantize::sensitivity::{Direction, SensitivityOptions, journal_path, measure_sensitivity, probe_plan};
+    use mathneuro::quantize::sensitivity::{Direction, Measure, SensitivityOptions, journal_path, measure_sensitivity, probe_plan};
 
     use crate::apply_support;
 
@@ -265,6 +265,11 @@ mod quantizer {
     /// Σ over tensors of ‖dequant(model) − master‖² / ‖master‖²: a measure of a written model
     /// that needs no forward pass (the real stage measures math KLD with llama.cpp).
     fn weight_error(master: &GgufFile, model: &Path) -> f64 {
+        weight_errors(master, model).iter().sum()
+    }
+
+    /// Each tensor's relative weight error: a measure over items, one item per tensor.
+    fn weight_errors(master: &GgufFile, model: &Path) -> Vec<f64> {
         let m = GgufFile::open(model).unwrap();
         master
             .tensors
@@ -274,7 +279,7 @@ mod quantizer {
                 let norm: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
                 a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / norm.max(1e-30)
             })
-            .sum()
+            .collect()
     }
 
     #[test]
@@ -295,6 +300,7 @@ mod quantizer {
             progress: false,
             resume: false,
             measure_key: "weight error".into(),
+            noise_floor: 0.0,
         };
         let mut seen = Vec::new();
         let measure = |p: &Path, seen: &mut Vec<Vec<(String, GgmlType)>>| {
@@ -378,6 +384,7 @@ mod quantizer {
             progress: false,
             resume,
             measure_key: key.into(),
+            noise_floor: 0.0,
         };
         let whole = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &opts("a.json", false, "w"), |p| Ok(weight_error(&master, p)))).unwrap();
         assert_eq!(whole.probes.len(), LAYERS);
@@ -408,6 +415,27 @@ mod quantizer {
         assert_eq!(calls, LAYERS - 4, "only the probes the journal lacks are measured");
         assert_eq!(std::fs::read_to_string(dir.path().join("b.json")).unwrap(), expected);
         assert!(!journal.exists());
+
+        // A measure over items (one per tensor) pairs every probe with the stock mix. A probe
+        // changes one item of n, so its paired standard error equals its score, and with a noise
+        // floor of 3 the file holds 3·se; a run resumed after the stock mix and two probes (the
+        // stock mix's items journaled) writes the same bytes.
+        let items = |p: &Path| Ok::<_, String>(Measure::of_items(weight_errors(&master, p)));
+        let floored = |name: &str, resume: bool| SensitivityOptions { noise_floor: 3.0, ..opts(name, resume, "items") };
+        let r = apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &floored("c.json", false), items)).unwrap();
+        for p in &r.probes {
+            let se = p.stderr.expect("a measure over items gives a standard error");
+            assert!(se > 0.0 && (se - p.score).abs() <= 1e-9 * p.score, "{p:?}");
+            assert!((p.written - 3.0 * se).abs() <= 1e-12 * p.written, "{p:?}");
+        }
+        let mut calls = 0;
+        let stopped = measure_sensitivity(&master, Some(&math), Some(&general), &floored("d.json", false), |p| {
+            calls += 1;
+            if calls == 4 { Err("stopped".into()) } else { items(p) }
+        });
+        assert!(stopped.is_err());
+        apply_support::two_threads(|| measure_sensitivity(&master, Some(&math), Some(&general), &floored("d.json", true), items)).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("d.json")).unwrap(), std::fs::read_to_string(dir.path().join("c.json")).unwrap());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::eval::engine::{DEFAULT_N_CTX, EngineOptions};
 use crate::eval::kld_run::KldProbe;
 use crate::gguf::GgufFile;
 use crate::quantize::Importance;
-use crate::quantize::sensitivity::{Direction, SensitivityOptions, measure_sensitivity};
+use crate::quantize::sensitivity::{Direction, Measure, SensitivityOptions, measure_sensitivity};
 use crate::stats::ActivationStats;
 use crate::surgery::Mix;
 
@@ -59,6 +59,12 @@ pub struct SensitivityArgs {
     /// Overwrite existing outputs (never an input).
     #[arg(long)]
     pub force: bool,
+    /// Write each score made conservative by Z paired standard errors of its per-token
+    /// differences (a step down costs at least Z·se, a step up gains its score less Z·se), so an
+    /// allocation does not trade on differences the measure cannot tell from 0; 0 writes the raw
+    /// scores. The report keeps score, stderr and the number written.
+    #[arg(long, default_value_t = 0.0, value_name = "Z")]
+    pub noise_floor: f64,
     /// Continue an interrupted run from its journal (OUT.partial.jsonl: every measure is
     /// journaled as it finishes; the journal is removed when the file is written).
     #[arg(long)]
@@ -110,8 +116,9 @@ pub fn run(args: SensitivityArgs) -> anyhow::Result<ExitCode> {
         progress: args.shared.progress(),
         resume: args.resume,
         measure_key: format!("{}, threads {:?}", probe.describe(), args.shared.threads()),
+        noise_floor: args.noise_floor,
     };
-    let report = measure_sensitivity(&master, math.as_ref(), general.as_ref(), &opts, |p| probe.measure(p).map(|s| s.mean).map_err(|e| e.to_string()))?;
+    let report = measure_sensitivity(&master, math.as_ref(), general.as_ref(), &opts, |p| probe.token_divergences(p).map(Measure::of_items).map_err(|e| e.to_string()))?;
     let mut ranked: Vec<_> = report.probes.iter().collect();
     ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.tensor.cmp(&b.tensor)));
     println!("wrote {}: {} probes ({} {:?}), math KLD of the stock mix {:.6} on {}", args.output.display(), ranked.len(), report.mix, report.direction, report.baseline, probe.describe());

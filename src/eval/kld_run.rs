@@ -155,6 +155,16 @@ impl KldProbe {
     /// KL(master ‖ model) on the texts: the same numbers as [`kld::divergences`] in lockstep,
     /// with the master decoded only at the first call.
     pub fn measure(&self, model: &Path) -> Result<KldSummary, KldRunError> {
+        Ok(kld::summarize(&self.divergences(model)?))
+    }
+
+    /// Each scored token's divergence, in the texts' order (what [`Self::measure`] summarizes;
+    /// probes of one master pair token by token).
+    pub fn token_divergences(&self, model: &Path) -> Result<Vec<f64>, KldRunError> {
+        Ok(self.divergences(model)?.iter().map(|d| d.kl).collect())
+    }
+
+    fn divergences(&self, model: &Path) -> Result<Vec<kld::TokenDivergence>, KldRunError> {
         let q = Model::load(model).map_err(|source| KldRunError::Load { path: model.to_path_buf(), source })?;
         if self.rows.get().is_none() {
             let mut sm = Session::new(&self.master, &self.engine)?;
@@ -162,8 +172,7 @@ impl KldProbe {
         }
         let master_rows = self.rows.get().expect("set above");
         let mut sq = Session::new(&q, &self.engine)?;
-        let rows = kld::divergences_from_rows(master_rows, self.start.token(&self.master), &mut sq, &self.texts.docs, self.windows)?;
-        Ok(kld::summarize(&rows))
+        Ok(kld::divergences_from_rows(master_rows, self.start.token(&self.master), &mut sq, &self.texts.docs, self.windows)?)
     }
 }
 

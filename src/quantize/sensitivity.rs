@@ -11,6 +11,13 @@
 //! measure(probe)). Tensors are named in file order of the master, and the same inputs and
 //! measure give the same bytes.
 //!
+//! **Noise.** A measure that scores items (tokens) gives each probe a paired standard error: the
+//! spread of its per-token differences from the stock mix's, over √n. With `noise_floor` z > 0
+//! the file holds a conservative number instead of the raw score — a step down costs at least
+//! z standard errors (`max(score, z·se)`), a step up gains its score less z standard errors —
+//! so an allocation does not trade tensors on differences the measure cannot tell from 0. The
+//! report keeps the raw score, the standard error and the number written.
+//!
 //! Each measure is journaled as it finishes (`OUT.partial.jsonl`, `safety::journal`), so a run
 //! of hundreds of probes that is stopped loses at most the probe in flight: with `resume` the
 //! measures of the journal are taken instead of being made again (the journal's key holds the
@@ -74,13 +81,57 @@ pub struct SensitivityOptions {
     pub resume: bool,
     /// What the measure is (texts, tokens, windows): part of the journal's key.
     pub measure_key: String,
+    /// z: the file's numbers are the scores made conservative by z paired standard errors
+    /// (see the module doc); 0 writes the raw scores.
+    pub noise_floor: f64,
 }
 
-/// One journaled measure: the stock mix (`tensor` empty) or one probe.
+/// What the measure says of one model: its value and, for a measure over items (tokens), each
+/// item's value (their mean is the value), which pairs probes with the stock mix.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measure {
+    /// The number (higher = further from the master).
+    pub value: f64,
+    /// Per-item values, or empty.
+    pub items: Vec<f64>,
+}
+
+impl Measure {
+    /// A measure over items: their mean, and the items kept for pairing.
+    pub fn of_items(items: Vec<f64>) -> Measure {
+        Measure { value: items.iter().sum::<f64>() / items.len().max(1) as f64, items }
+    }
+}
+
+impl From<f64> for Measure {
+    fn from(value: f64) -> Measure {
+        Measure { value, items: Vec::new() }
+    }
+}
+
+/// The standard error of the mean of `probe − base`, item by item; `None` unless both have the
+/// same two or more items.
+pub fn paired_stderr(probe: &[f64], base: &[f64]) -> Option<f64> {
+    let n = probe.len();
+    if n < 2 || n != base.len() {
+        return None;
+    }
+    let d: Vec<f64> = probe.iter().zip(base).map(|(p, b)| p - b).collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((var / n as f64).sqrt())
+}
+
+/// One journaled measure: the stock mix (`tensor` empty, with its items so that a resumed run
+/// still pairs) or one probe (with its paired standard error).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Measured {
     tensor: String,
     value: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    items: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stderr: Option<f64>,
 }
 
 /// The journal beside `output`: `OUT.partial.jsonl`.
@@ -103,8 +154,12 @@ pub struct Probe {
     pub bytes_delta: i64,
     /// The measure of the probe model.
     pub value: f64,
-    /// The score written (see the module doc).
+    /// The raw score (see the module doc).
     pub score: f64,
+    /// The score's paired standard error, when the measure scores items.
+    pub stderr: Option<f64>,
+    /// The number the sensitivity file holds: the score, made conservative by the noise floor.
+    pub written: f64,
 }
 
 /// What the stage measured.
@@ -127,7 +182,7 @@ pub struct SensitivityReport {
 impl SensitivityReport {
     /// The sensitivity file's content: `{"tensor": score, …}`, names sorted.
     pub fn scores_json(&self) -> String {
-        let map: BTreeMap<&str, f64> = self.probes.iter().map(|p| (p.tensor.as_str(), p.score)).collect();
+        let map: BTreeMap<&str, f64> = self.probes.iter().map(|p| (p.tensor.as_str(), p.written)).collect();
         serde_json::to_string_pretty(&map).expect("a map of numbers serializes") + "\n"
     }
 }
@@ -192,9 +247,10 @@ pub fn probe_plan(master_file: &GgufFile, stock: &HashMap<String, GgmlType>, dir
 
 /// Measures every probe of `opts` with `measure` (a written model file → a number, higher =
 /// further from the master) and writes the sensitivity file (and the report).
-pub fn measure_sensitivity<M>(master_file: &GgufFile, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &SensitivityOptions, mut measure: M) -> Result<SensitivityReport, SensitivityError>
+pub fn measure_sensitivity<M, T>(master_file: &GgufFile, math: Option<&ActivationStats>, general: Option<&ActivationStats>, opts: &SensitivityOptions, mut measure: M) -> Result<SensitivityReport, SensitivityError>
 where
-    M: FnMut(&Path) -> Result<f64, String>,
+    M: FnMut(&Path) -> Result<T, String>,
+    T: Into<Measure>,
 {
     let journal_file = journal_path(&opts.output);
     let resuming = opts.resume && journal_file.is_file();
@@ -213,51 +269,49 @@ where
         let only = if opts.only.is_empty() { String::new() } else { format!(" among tensors named {}", opts.only.join(", ")) };
         return Err(SensitivityError::NothingToProbe { master: master_file.path().display().to_string(), mix: opts.mix.name(), direction: opts.direction, only });
     }
-    let bar = Progress::new("encoding the stock mix", master_file.tensors.len() as u64, "tensors", opts.progress);
-    let mut encoded = Vec::with_capacity(master_file.tensors.len());
-    for t in &master_file.tensors {
-        encoded.push(encode_tensor(master_file, t, stock[&t.name], opts.importance, math, general, None)?);
-        master_file.release(t);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let encoded = encode_stock(master_file, &stock, opts, math, general)?;
     let dir = opts.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let stock_bytes = alloc::total_bytes(master_file, &stock);
-    let run = |types: &HashMap<String, GgmlType>, swap: Option<(usize, &[u8])>, what: &str, measure: &mut M| -> Result<f64, SensitivityError> {
+    let run = |types: &HashMap<String, GgmlType>, swap: Option<(usize, &[u8])>, what: &str, measure: &mut M| -> Result<Measure, SensitivityError> {
         let ex = Exchange { stock_bytes, bytes: alloc::total_bytes(master_file, types), ..Exchange::default() };
         let w = output_writer(master_file, &qopts, types, &format!("sensitivity probe: {what}"), &ex);
         let tmp = write_probe(&w, &dir, &encoded, swap)?;
-        measure(tmp.path()).map_err(|message| SensitivityError::Measure { what: what.to_string(), message })
+        measure(tmp.path()).map(Into::into).map_err(|message| SensitivityError::Measure { what: what.to_string(), message })
     };
     let mut journal = open_journal(&journal_file, &journal_key(master_file, math, general, opts), resuming)?;
-    let done: HashMap<String, f64> = journal.entries.iter().map(|m| (m.tensor.clone(), m.value)).collect();
-    let mut measured = |tensor: &str, value: Result<f64, SensitivityError>| -> Result<f64, SensitivityError> {
-        let value = value?;
-        journal.append(&Measured { tensor: tensor.to_string(), value })?;
-        Ok(value)
+    let done: HashMap<String, Measured> = journal.entries.iter().map(|m| (m.tensor.clone(), m.clone())).collect();
+    let mut measured = |tensor: &str, m: Result<Measure, SensitivityError>, base: Option<&[f64]>| -> Result<Measured, SensitivityError> {
+        let m = m?;
+        let entry = match base {
+            None => Measured { tensor: String::new(), value: m.value, items: m.items, stderr: None },
+            Some(b) => Measured { tensor: tensor.to_string(), value: m.value, items: Vec::new(), stderr: paired_stderr(&m.items, b) },
+        };
+        journal.append(&entry)?;
+        Ok(entry)
     };
-    let baseline = match done.get("") {
-        Some(&v) => v,
-        None => measured("", run(&stock, None, "the stock mix", &mut measure))?,
+    let base = match done.get("") {
+        Some(m) => m.clone(),
+        None => measured("", run(&stock, None, "the stock mix", &mut measure), None)?,
     };
+    let baseline = base.value;
     let bar = Progress::new("probing", probes.len() as u64, "tensors", opts.progress);
     let mut out = Vec::with_capacity(probes.len());
     for (i, ty) in probes {
         let t = &master_file.tensors[i];
-        let value = match done.get(&t.name) {
-            Some(&v) => v,
+        let m = match done.get(&t.name) {
+            Some(m) => m.clone(),
             None => {
                 let bytes = encode_tensor(master_file, t, ty, opts.importance, math, general, None)?;
                 master_file.release(t);
                 let mut types = stock.clone();
                 types.insert(t.name.clone(), ty);
-                measured(&t.name, run(&types, Some((i, &bytes)), &t.name, &mut measure))?
+                measured(&t.name, run(&types, Some((i, &bytes)), &t.name, &mut measure), Some(&base.items))?
             }
         };
-        let score = if opts.direction == Direction::Down { value - baseline } else { baseline - value };
-        let from = stock[&t.name];
+        let score = if opts.direction == Direction::Down { m.value - baseline } else { baseline - m.value };
+        let (from, written) = (stock[&t.name], conservative(score, m.stderr, opts.direction, opts.noise_floor));
         let bytes_delta = alloc::bytes_as(t, ty) as i64 - alloc::bytes_as(t, from) as i64;
-        out.push(Probe { tensor: t.name.clone(), stock_type: from.name().into(), probe_type: ty.name().into(), bytes_delta, value, score });
+        out.push(Probe { tensor: t.name.clone(), stock_type: from.name().into(), probe_type: ty.name().into(), bytes_delta, value: m.value, score, stderr: m.stderr, written });
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -270,6 +324,29 @@ where
     drop(journal);
     std::fs::remove_file(&journal_file).map_err(|source| SensitivityError::Probe { dir: journal_file.clone(), source })?;
     Ok(report)
+}
+
+/// Every tensor of the master encoded at its `stock` type, kept for the probes.
+fn encode_stock(master_file: &GgufFile, stock: &HashMap<String, GgmlType>, opts: &SensitivityOptions, math: Option<&ActivationStats>, general: Option<&ActivationStats>) -> Result<Vec<Vec<u8>>, SensitivityError> {
+    let bar = Progress::new("encoding the stock mix", master_file.tensors.len() as u64, "tensors", opts.progress);
+    let mut encoded = Vec::with_capacity(master_file.tensors.len());
+    for t in &master_file.tensors {
+        encoded.push(encode_tensor(master_file, t, stock[&t.name], opts.importance, math, general, None)?);
+        master_file.release(t);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(encoded)
+}
+
+/// The number the file holds for a probe's `score`: with a standard error and z > 0, a step
+/// down costs at least z·se and a step up gains its score less z·se (the module doc).
+pub fn conservative(score: f64, stderr: Option<f64>, direction: Direction, z: f64) -> f64 {
+    match stderr.filter(|_| z > 0.0) {
+        Some(se) if direction == Direction::Down => score.max(z * se),
+        Some(se) => score - z * se,
+        None => score,
+    }
 }
 
 /// The journal's key: everything a measure depends on besides the probe itself.
@@ -320,5 +397,21 @@ mod tests {
         assert_eq!("down".parse::<Direction>(), Ok(Direction::Down));
         assert_eq!("Up".parse::<Direction>(), Ok(Direction::Up));
         assert!("sideways".parse::<Direction>().unwrap_err().contains("down or up"));
+    }
+
+    #[test]
+    fn paired_errors_and_the_noise_floor() {
+        let base = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(paired_stderr(&[1.5, 2.5, 3.5, 4.5], &base), Some(0.0), "a constant shift is certain");
+        let se = paired_stderr(&[1.0, 3.0, 3.0, 5.0], &base).unwrap();
+        assert!((se - (1.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12, "{se}");
+        assert_eq!(paired_stderr(&[1.0], &[1.0]), None);
+        assert_eq!(paired_stderr(&[1.0, 2.0], &base), None);
+        assert_eq!(conservative(-0.01, Some(0.02), Direction::Down, 1.0), 0.02, "a demotion within the noise costs its noise");
+        assert_eq!(conservative(0.05, Some(0.02), Direction::Down, 1.0), 0.05);
+        assert!((conservative(0.05, Some(0.02), Direction::Up, 2.0) - 0.01).abs() < 1e-12);
+        assert_eq!(conservative(-0.01, Some(0.02), Direction::Down, 0.0), -0.01, "z = 0: the raw score");
+        assert_eq!(conservative(-0.01, None, Direction::Down, 1.0), -0.01);
+        assert_eq!(Measure::of_items(vec![1.0, 3.0]), Measure { value: 2.0, items: vec![1.0, 3.0] });
     }
 }
