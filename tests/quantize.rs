@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use mathneuro::eval::engine::{EngineOptions, Model, Session, Token};
-use mathneuro::eval::kld::{DocStart, chunk_divergences, divergences, divergences_from_rows, master_rows, summarize};
+use mathneuro::eval::kld::{DocStart, chunk_divergences, divergences, divergences_from_rows, divergences_of_each, master_rows, paired_difference, summarize};
 use mathneuro::eval::perplexity::Windows;
 use mathneuro::gguf::{GgmlType, GgufFile};
 use mathneuro::surgery::dequant::write_float_master;
@@ -81,6 +81,14 @@ fn kld_is_zero_against_itself_positive_against_another_model_and_matches_a_naive
         assert_eq!(kept.len(), tokens.len());
         assert_eq!(divergences_from_rows(&kept, Some(master.bos()), &mut sq, &docs, w).unwrap(), divergences(&mut sa, &mut sq, &docs, w, DocStart::Always, |_| {}).unwrap());
     }
+    // Several models in one pass (`kld --against`): each list is what `divergences` gives alone,
+    // token for token, so the two pair.
+    let both = divergences_of_each(&mut sa, &mut [&mut sq, &mut sb], &docs, whole, DocStart::Always, |_| {}).unwrap();
+    assert_eq!(both[0], diff);
+    assert!(both[1].iter().all(|d| d.kl <= 1e-6));
+    let pd = paired_difference(&both[1], &both[0]);
+    assert_eq!(pd.tokens, tokens.len());
+    assert!((pd.mean - (s.mean - summarize(&both[1]).mean)).abs() < 1e-12 && pd.ci95.0 < pd.mean && pd.mean < pd.ci95.1, "{pd:?}");
     // Gemma's vocabulary adds the start token, so reading documents "as the vocabulary asks" is
     // the same measure.
     assert_eq!(divergences(&mut sa, &mut sq, &docs, whole, DocStart::Vocab, |_| {}).unwrap(), diff);
@@ -121,6 +129,11 @@ fn kld_text_scores_second_halves_of_contexts_and_names_a_file_it_cannot_use() {
     // 20 tokens at 15 scored per context of 32: 2 contexts, 30 tokens, all KL 0.
     assert!(out.contains("| text | 30 | 0.000000"), "{out}");
     assert!(out.contains("the first 2 of") && out.contains("second halves scored"), "{out}");
+    // --against: the second model on the same tokens, and the paired difference (0 here).
+    let mut with = std::process::Command::new(env!("CARGO_BIN_EXE_mathneuro"));
+    let paired = with.args(["kld", "-q", "--threads", "2", "--tokens", "20", "--window", "32", "--text"]).arg(&text).arg("--master").arg(&model).arg("--against").arg(&model).arg(&model).output().unwrap();
+    let out = String::from_utf8_lossy(&paired.stdout);
+    assert!(paired.status.success() && out.contains("text: minus") && out.contains("+0.000000") && out.contains("paired over 30 tokens"), "{out}");
     let short = kld("4096", &text);
     let err = String::from_utf8_lossy(&short.stderr);
     assert!(!short.status.success() && err.contains("t.txt") && err.contains("fewer than one context"), "{err}");

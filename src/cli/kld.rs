@@ -32,6 +32,10 @@ pub struct KldArgs {
     /// half of each scored (for checking against llama.cpp on the same text).
     #[arg(long, value_name = "FILE")]
     pub text: Option<PathBuf>,
+    /// Measure this model too, on the same tokens (the master decoded once), and report the
+    /// paired difference MODEL − OTHER with its 95 % interval per text set.
+    #[arg(long, value_name = "OTHER")]
+    pub against: Option<PathBuf>,
     /// Tokens scored per text set.
     #[arg(long, default_value_t = DEFAULT_TOKENS, value_parser = crate::cli::args::at_least_one)]
     pub tokens: usize,
@@ -101,6 +105,10 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = &args.text {
         plan = plan.input(t);
     }
+    if let Some(a) = &mut args.against {
+        *a = crate::modelref::resolve(a)?.path;
+        plan = plan.input(a.as_path());
+    }
     if let Some(j) = &args.json {
         plan = plan.file(j);
     }
@@ -113,6 +121,7 @@ pub fn run(mut args: KldArgs) -> anyhow::Result<ExitCode> {
         sets: args.sets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         tokens: args.tokens,
         text: args.text.clone(),
+        against: args.against.clone(),
         draw,
         windows,
         start: args.held_out.start_token,

@@ -160,17 +160,48 @@ pub enum KldError {
 /// Every token of every document (tokenized by the master, without the start token; read after
 /// what `start` says) scored under both models, window by window; `progress` gets the documents
 /// done.
-pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, start: DocStart, mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
-    check_vocabulary(master, model)?;
+pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Vec<Token>], windows: Windows, start: DocStart, progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
+    let mut out = divergences_of_each(master, &mut [model], docs, windows, start, progress)?;
+    Ok(out.pop().expect("one model, one list"))
+}
+
+/// [`divergences`] of several models from one master in one lockstep pass (the master decoded
+/// once): one list per model, token for token the same positions, so they pair.
+pub fn divergences_of_each(master: &mut Session<'_>, models: &mut [&mut Session<'_>], docs: &[Vec<Token>], windows: Windows, start: DocStart, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<TokenDivergence>>, KldError> {
+    for m in models.iter() {
+        check_vocabulary(master, m)?;
+    }
     let open = start.token(master.model());
-    let mut out = Vec::new();
+    let mut out = vec![Vec::new(); models.len()];
     for (d, doc) in docs.iter().enumerate() {
         for (seq, first_scored) in scored_windows(open, doc, windows) {
-            score_sequence(master, model, &seq, first_scored, &mut out)?;
+            score_sequence(master, models, &seq, first_scored, &mut out)?;
         }
         progress(d + 1);
     }
     Ok(out)
+}
+
+/// The paired difference of two lists of the same tokens (`b − a`, per token): its mean and
+/// 95 % interval (± 1.96 standard errors of the per-token differences).
+pub fn paired_difference(a: &[TokenDivergence], b: &[TokenDivergence]) -> PairedDifference {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y.kl - x.kl).collect();
+    let n = d.len();
+    let mean = d.iter().sum::<f64>() / n.max(1) as f64;
+    let var = if n > 1 { d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    let se = (var / n.max(1) as f64).sqrt();
+    PairedDifference { tokens: n, mean, ci95: (mean - 1.96 * se, mean + 1.96 * se) }
+}
+
+/// Mean KL of one model minus another's on the same tokens.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairedDifference {
+    /// Tokens paired.
+    pub tokens: usize,
+    /// Mean of the per-token differences.
+    pub mean: f64,
+    /// mean ± 1.96 standard errors of the per-token differences.
+    pub ci95: (f64, f64),
 }
 
 /// `llama-perplexity --kl-divergence`'s protocol: each chunk (a whole context, its first token
@@ -179,12 +210,12 @@ pub fn divergences(master: &mut Session<'_>, model: &mut Session<'_>, docs: &[Ve
 /// so every scored token has at least half a context before it. `progress` gets the chunks done.
 pub fn chunk_divergences(master: &mut Session<'_>, model: &mut Session<'_>, chunks: &[Vec<Token>], mut progress: impl FnMut(usize)) -> Result<Vec<TokenDivergence>, KldError> {
     check_vocabulary(master, model)?;
-    let mut out = Vec::new();
+    let mut out = vec![Vec::new()];
     for (c, chunk) in chunks.iter().enumerate() {
-        score_sequence(master, model, chunk, chunk.len() / 2, &mut out)?;
+        score_sequence(master, &mut [&mut *model], chunk, chunk.len() / 2, &mut out)?;
         progress(c + 1);
     }
-    Ok(out)
+    Ok(out.pop().expect("one model, one list"))
 }
 
 /// The master's rows for the tokens [`divergences`] scores, in the order it scores them: kept
@@ -264,22 +295,24 @@ fn check_vocabulary(master: &Session<'_>, model: &Session<'_>) -> Result<(), Kld
 
 /// Decodes `seq` from position 0 in both models, one piece at a time, and appends the
 /// divergence of every row `i` in `first_scored .. seq.len() − 1` (row i predicts `seq[i + 1]`).
-fn score_sequence(master: &mut Session<'_>, model: &mut Session<'_>, seq: &[Token], first_scored: usize, out: &mut Vec<TokenDivergence>) -> Result<(), KldError> {
-    let piece = master.piece_len().min(model.piece_len());
+fn score_sequence(master: &mut Session<'_>, models: &mut [&mut Session<'_>], seq: &[Token], first_scored: usize, out: &mut [Vec<TokenDivergence>]) -> Result<(), KldError> {
+    let piece = models.iter().map(|m| m.piece_len()).fold(master.piece_len(), usize::min);
     master.restart();
-    model.restart();
+    models.iter_mut().for_each(|m| m.restart());
     for start in (0..seq.len().saturating_sub(1)).step_by(piece) {
         let end = (start + piece).min(seq.len() - 1);
         let p_rows = master.extend(&seq[start..end], start)?;
-        let q_rows = model.extend(&seq[start..end], start)?;
-        for (i, (p, q)) in (start..end).zip(p_rows.iter().zip(&q_rows)) {
-            if i >= first_scored {
-                out.push(row_divergence(p, q, seq[i + 1]));
+        for (model, out) in models.iter_mut().zip(out.iter_mut()) {
+            let q_rows = model.extend(&seq[start..end], start)?;
+            for (i, (p, q)) in (start..end).zip(p_rows.iter().zip(&q_rows)) {
+                if i >= first_scored {
+                    out.push(row_divergence(p, q, seq[i + 1]));
+                }
             }
         }
     }
     master.restart();
-    model.restart();
+    models.iter_mut().for_each(|m| m.restart());
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::engine::{EngineOptions, Model, Session};
-use super::kld::{self, DocStart, KldSummary};
+use super::kld::{self, DocStart, KldSummary, PairedDifference};
 use super::kld_texts::{self, CalibrationDraw, KldTexts, Scoring};
 use super::perplexity::Windows;
 use crate::progress::Progress;
@@ -24,6 +24,8 @@ pub struct KldOptions {
     pub start: DocStart,
     /// Score this file instead of the sets, with llama-perplexity's protocol (`kld --text`).
     pub text: Option<PathBuf>,
+    /// Measure this model too, on the same tokens, and pair the two (`kld --against`).
+    pub against: Option<PathBuf>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Context sizes and threads.
@@ -49,6 +51,19 @@ pub struct KldSet {
     pub documents: usize,
     /// The divergence.
     pub summary: KldSummary,
+    /// With `--against`: that model's divergence on the same tokens, and the paired difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<Against>,
+}
+
+/// The other model of `kld --against` on one text set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Against {
+    /// Its divergence from the master.
+    pub summary: KldSummary,
+    /// The measured model's KL minus its, token by token (negative: the measured model is
+    /// closer to the master).
+    pub difference: PairedDifference,
 }
 
 /// What `kld` measured.
@@ -63,6 +78,9 @@ pub struct KldReport {
     /// What each document was read after (reports written before this field: `always`).
     #[serde(default)]
     pub start: DocStart,
+    /// The model paired with `model` (`kld --against`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<PathBuf>,
     /// One entry per text set.
     pub sets: Vec<KldSet>,
 }
@@ -109,18 +127,29 @@ pub fn measure(master: &Path, model: &Path, opts: &KldOptions) -> Result<KldRepo
             _ => kld_texts::general(&m, &opts.data_dir, opts.tokens)?,
         });
     }
+    let a = opts.against.as_deref().map(load).transpose()?;
     let (mut sm, mut sq) = (Session::new(&m, &opts.engine)?, Session::new(&q, &opts.engine)?);
+    let mut sa = a.as_ref().map(|a| Session::new(a, &opts.engine)).transpose()?;
     let mut sets = Vec::new();
     for t in texts {
         let bar = Progress::new(&format!("kld {}", t.name), t.docs.len() as u64, "documents", opts.progress);
-        let rows = match t.scoring {
-            Scoring::Windows => kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, opts.start, |d| bar.set_position(d as u64))?,
-            Scoring::SecondHalf => kld::chunk_divergences(&mut sm, &mut sq, &t.docs, |d| bar.set_position(d as u64))?,
+        let mut rows = match (t.scoring, sa.as_mut()) {
+            (Scoring::Windows, None) => vec![kld::divergences(&mut sm, &mut sq, &t.docs, opts.windows, opts.start, |d| bar.set_position(d as u64))?],
+            (Scoring::Windows, Some(sa)) => kld::divergences_of_each(&mut sm, &mut [&mut sq, sa], &t.docs, opts.windows, opts.start, |d| bar.set_position(d as u64))?,
+            (Scoring::SecondHalf, sa) => {
+                let mut r = vec![kld::chunk_divergences(&mut sm, &mut sq, &t.docs, |d| bar.set_position(d as u64))?];
+                if let Some(sa) = sa {
+                    r.push(kld::chunk_divergences(&mut sm, sa, &t.docs, |_| {})?);
+                }
+                r
+            }
         };
         bar.finish_and_clear();
-        sets.push(KldSet { name: t.name.to_string(), source: t.source, documents: t.docs.len(), summary: kld::summarize(&rows) });
+        let against = rows.get(1).map(|b| Against { summary: kld::summarize(b), difference: kld::paired_difference(b, &rows[0]) });
+        let summary = kld::summarize(&rows.swap_remove(0));
+        sets.push(KldSet { name: t.name.to_string(), source: t.source, documents: t.docs.len(), summary, against });
     }
-    Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), start: opts.start, sets })
+    Ok(KldReport { master: master.to_path_buf(), model: model.to_path_buf(), window: (opts.windows.window, opts.windows.stride), start: opts.start, against: opts.against.clone(), sets })
 }
 
 /// The math KLD of many models against one master on the same texts (the measured-sensitivity
@@ -203,6 +232,20 @@ impl KldReport {
                 100.0 * k.top1_agreement,
                 k.master_nll,
                 k.model_nll
+            ));
+        }
+        for (set, a) in self.sets.iter().filter_map(|set| set.against.as_ref().map(|a| (set, a))) {
+            let d = &a.difference;
+            s.push_str(&format!(
+                "\n{}: minus {} ({:.6} alone): {:+.6} ({:+.6} to {:+.6}) nats, {}, paired over {} tokens",
+                set.name,
+                self.against.as_deref().unwrap_or(Path::new("?")).display(),
+                a.summary.mean,
+                d.mean,
+                d.ci95.0,
+                d.ci95.1,
+                if a.summary.mean > 0.0 { format!("{:+.1} %", 100.0 * d.mean / a.summary.mean) } else { "— %".to_string() },
+                d.tokens
             ));
         }
         for set in &self.sets {
