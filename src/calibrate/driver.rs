@@ -282,12 +282,12 @@ impl<'m> Calibrator<'m> {
     /// Tokenizes `texts` (BOS added as the model asks, or always with `start_token`) and truncates each to `max_tokens`.
     pub fn tokenize(&self, texts: &[String]) -> Result<Tokenized, CalibrateError> {
         let mut out = Tokenized::default();
+        let bos = self.model.bos();
         for t in texts {
             // A text is clipped to a generous byte budget first, so a 50 MB line is not
             // tokenized whole to keep its first tokens (issue 27 case 5).
             let t = clip_bytes(t, self.opts.max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
             let mut toks = if self.opts.parse_special { self.model.tokenize_special(t, true)? } else { self.model.tokenize(t, true)? };
-            let bos = self.model.bos();
             if self.opts.start_token && bos >= 0 && toks.first() != Some(&bos) {
                 toks.insert(0, bos);
             }

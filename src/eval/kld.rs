@@ -14,6 +14,7 @@
 use super::engine::{EngineError, Model, Session, Token};
 use super::logits::row_stats;
 use super::perplexity::{Windows, window_groups};
+use super::stats::mean_stderr;
 
 /// What each document is read after.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -114,10 +115,8 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub fn summarize(rows: &[TokenDivergence]) -> KldSummary {
     let n = rows.len();
     let nf = n.max(1) as f64;
-    let mean = rows.iter().map(|r| r.kl).sum::<f64>() / nf;
-    let var = if n > 1 { rows.iter().map(|r| (r.kl - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    let stderr = (var / nf).sqrt();
     let mut sorted: Vec<f64> = rows.iter().map(|r| r.kl).collect();
+    let (mean, stderr) = mean_stderr(&sorted);
     sorted.sort_by(f64::total_cmp);
     let nan_if_empty = |x: f64| if n == 0 { f64::NAN } else { x };
     KldSummary {
@@ -186,11 +185,8 @@ pub fn divergences_of_each(master: &mut Session<'_>, models: &mut [&mut Session<
 /// 95 % interval (± 1.96 standard errors of the per-token differences).
 pub fn paired_difference(a: &[TokenDivergence], b: &[TokenDivergence]) -> PairedDifference {
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y.kl - x.kl).collect();
-    let n = d.len();
-    let mean = d.iter().sum::<f64>() / n.max(1) as f64;
-    let var = if n > 1 { d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-    let se = (var / n.max(1) as f64).sqrt();
-    PairedDifference { tokens: n, mean, ci95: (mean - 1.96 * se, mean + 1.96 * se) }
+    let (mean, se) = mean_stderr(&d);
+    PairedDifference { tokens: d.len(), mean, ci95: (mean - 1.96 * se, mean + 1.96 * se) }
 }
 
 /// Mean KL of one model minus another's on the same tokens.

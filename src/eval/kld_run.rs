@@ -181,19 +181,10 @@ impl KldProbe {
         format!("{} ({} tokens, window {}, stride {}{start})", self.texts.source, self.texts.tokens(), self.windows.window, self.windows.stride)
     }
 
-    /// KL(master ‖ model) on the texts: the same numbers as [`kld::divergences`] in lockstep,
-    /// with the master decoded only at the first call.
-    pub fn measure(&self, model: &Path) -> Result<KldSummary, KldRunError> {
-        Ok(kld::summarize(&self.divergences(model)?))
-    }
-
-    /// Each scored token's divergence, in the texts' order (what [`Self::measure`] summarizes;
-    /// probes of one master pair token by token).
+    /// KL(master ‖ model) of each scored token, in the texts' order: the same numbers as
+    /// [`kld::divergences`] in lockstep, with the master decoded only at the first call (probes
+    /// of one master pair token by token).
     pub fn token_divergences(&self, model: &Path) -> Result<Vec<f64>, KldRunError> {
-        Ok(self.divergences(model)?.iter().map(|d| d.kl).collect())
-    }
-
-    fn divergences(&self, model: &Path) -> Result<Vec<kld::TokenDivergence>, KldRunError> {
         let q = Model::load(model).map_err(|source| KldRunError::Load { path: model.to_path_buf(), source })?;
         if self.rows.get().is_none() {
             let mut sm = Session::new(&self.master, &self.engine)?;
@@ -201,7 +192,8 @@ impl KldProbe {
         }
         let master_rows = self.rows.get().expect("set above");
         let mut sq = Session::new(&q, &self.engine)?;
-        Ok(kld::divergences_from_rows(master_rows, self.start.token(&self.master), &mut sq, &self.texts.docs, self.windows)?)
+        let rows = kld::divergences_from_rows(master_rows, self.start.token(&self.master), &mut sq, &self.texts.docs, self.windows)?;
+        Ok(rows.iter().map(|d| d.kl).collect())
     }
 }
 

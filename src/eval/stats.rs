@@ -7,6 +7,16 @@ use rand_chacha::ChaCha8Rng;
 
 use super::task::Aggregate;
 
+/// The mean of `values` and its standard error (sample standard deviation over √n; 0 for fewer
+/// than two values, and a mean of 0 for none).
+pub fn mean_stderr(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    let nf = n.max(1) as f64;
+    let mean = values.iter().sum::<f64>() / nf;
+    let var = if n > 1 { values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    (mean, (var / nf).sqrt())
+}
+
 /// The metric over all items.
 pub fn aggregate(agg: Aggregate, items: &[(f64, f64)]) -> f64 {
     let (num, den) = items.iter().fold((0.0, 0.0), |(n, d), &(a, b)| (n + a, d + b));

@@ -112,14 +112,11 @@ impl From<f64> for Measure {
 /// The standard error of the mean of `probe − base`, item by item; `None` unless both have the
 /// same two or more items.
 pub fn paired_stderr(probe: &[f64], base: &[f64]) -> Option<f64> {
-    let n = probe.len();
-    if n < 2 || n != base.len() {
+    if probe.len() < 2 || probe.len() != base.len() {
         return None;
     }
     let d: Vec<f64> = probe.iter().zip(base).map(|(p, b)| p - b).collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    Some((var / n as f64).sqrt())
+    Some(crate::eval::stats::mean_stderr(&d).1)
 }
 
 /// One journaled measure: the stock mix (`tensor` empty, with its items so that a resumed run
