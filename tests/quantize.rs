@@ -369,6 +369,11 @@ mod quantizer {
         let k = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &options(Mix::Q3KM, out.clone(), Some(Allocation { scores: knap, promote_share: 0.25 })))).unwrap();
         assert!(k.exchange.bytes <= k.exchange.stock_bytes && k.exchange.bytes as f64 >= 0.99 * k.exchange.stock_bytes as f64, "{:?}", k.exchange);
         assert!(k.exchange.promoted.iter().all(|n| n.contains("ffn_down")), "{:?}", k.exchange);
+        // Its forecast: present exactly when something moved, and every move gained more than it cost.
+        match k.exchange.forecast {
+            Some(f) => assert!(!k.exchange.promoted.is_empty() && f.gain > f.loss, "{:?}", k.exchange),
+            None => assert!(k.exchange.promoted.is_empty(), "{:?}", k.exchange),
+        }
         assert!(k.allocation.starts_with("knapsack="), "{}", k.allocation);
         let none = SensitivityOptions { only: vec!["no_such".into()], ..sens_opts("none.json", Direction::Down) };
         let err = measure_sensitivity(&master, Some(&math), Some(&general), &none, |_| Ok(0.0)).unwrap_err().to_string();

@@ -176,6 +176,9 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         ex.promoted.len(),
         ex.demoted.len()
     );
+    if let Some(f) = ex.forecast {
+        println!("knapsack forecast (if the tensors' effects add up): gains {:.6}, losses {:.6}, net {:+.6} math KLD", f.gain, f.loss, f.loss - f.gain);
+    }
     if let Some(r) = &args.report {
         crate::atomic::write_bytes_atomic(r, serde_json::to_string_pretty(&report)?.as_bytes()).with_context(|| format!("writing {}", r.display()))?;
     }

@@ -107,6 +107,20 @@ pub struct Exchange {
     pub stock_bytes: u64,
     /// Tensor bytes after the exchange.
     pub bytes: u64,
+    /// The knapsack's own forecast, in the sensitivity files' units (math KLD): the sum of the
+    /// gains its promotions were scored with and of the losses its demotions were. Assumes the
+    /// tensors' effects add up; only a measured KLD says whether they do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Forecast>,
+}
+
+/// What the knapsack expects its moves to change (see [`Exchange::forecast`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Forecast {
+    /// Sum of the promoted tensors' gains.
+    pub gain: f64,
+    /// Sum of the demoted tensors' losses.
+    pub loss: f64,
 }
 
 /// The greedy exchange on `stock` (see the module doc): `share` (0..=1) of the scored tensors
@@ -253,6 +267,9 @@ pub fn knapsack(model: &GgufFile, stock: &HashMap<String, GgmlType>, down: &Hash
         }
         types.insert(p.t.name.clone(), p.to);
         ex.promoted.push(p.t.name.clone());
+        let f = ex.forecast.get_or_insert_with(Forecast::default);
+        f.gain += p.value;
+        f.loss += lost;
         for d in pay {
             types.insert(d.t.name.clone(), d.to);
             ex.demoted.push(d.t.name.clone());
@@ -365,7 +382,7 @@ mod tests {
         assert_eq!(ex.bytes, total_bytes(&file, &types));
         let (same, none) = knapsack(&file, &stock, &losses([1.0; 8]), None);
         assert_eq!(same, stock, "{none:?}");
-        assert!(none.promoted.is_empty() && none.demoted.is_empty());
+        assert!(none.promoted.is_empty() && none.demoted.is_empty() && none.forecast.is_none());
     }
 
     /// Measured gains (a `--direction up` file) replace the estimate: a tensor whose step up
@@ -378,6 +395,10 @@ mod tests {
         let up = losses([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0]);
         let (types, ex) = knapsack(&file, &stock, &down, Some(&up));
         assert_eq!(ex.promoted, vec!["blk.3.ffn_down.weight".to_string()], "{ex:?}");
+        // The forecast is the promoted gain against the losses of the demotions that paid for it.
+        let f = ex.forecast.expect("a knapsack that moved something forecasts");
+        assert_eq!(f.gain, 5.0);
+        assert_eq!(f.loss, ex.demoted.len() as f64);
         assert_eq!(types["blk.3.ffn_down.weight"], GgmlType::Q5_K);
         assert!(ex.bytes <= ex.stock_bytes, "{ex:?}");
     }

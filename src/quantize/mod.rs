@@ -25,7 +25,7 @@ use crate::stats::ActivationStats;
 use crate::surgery::blocks::Change;
 use crate::surgery::{ApplyError, Mix, master, quantmix, transcode};
 
-pub use alloc::{Exchange, Scores};
+pub use alloc::{Exchange, Forecast, Scores};
 
 /// Which Σx² guides ggml's quantizer.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
