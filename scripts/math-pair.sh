@@ -14,15 +14,20 @@ bin=${MATHNEURO_BIN:-target/release/mathneuro}
 res=docs/results/math-qwen1.5b
 m=$(models/fetch.sh qwen2.5-coder-1.5b-instruct | tail -1)
 mkdir -p "$runs" "$res"
-# The two STATS (≈ 4 MB each) are committed once made, so a later machine skips ≈ 30 min of
-# calibration; a copy from git is checked by the edit's sha256 below like a fresh one.
+# The two STATS (≈ 8 MB each) are committed once made, so a later machine skips the calibration
+# (≈ 25 + 50 min); so is a calibration checkpoint (`.partial.gguf`, every 50 samples) when a
+# session stops inside one, and `--resume` continues it. Sums from two CPUs then meet in one STATS
+# (llama.cpp rounds differently per instruction set; see docs/GUIDE.md). The edit made from the
+# STATS is checked against the sha256 the committed journal was made with, so a journal is only
+# ever continued with the same edit.
 for f in q15-general q15-mathcal; do
   [ -e "$runs/$f.stats.gguf" ] || [ ! -e "$res/stats/$f.stats.gguf" ] || cp "$res/stats/$f.stats.gguf" "$runs/"
+  [ -e "$runs/$f.stats.gguf" ] || [ -e "$runs/$f.stats.gguf.partial.gguf" ] || [ ! -e "$res/stats/$f.stats.gguf.partial.gguf" ] || cp "$res/stats/$f.stats.gguf.partial.gguf" "$runs/"
 done
 [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
 [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
 mkdir -p "$res/stats"
-for f in q15-general q15-mathcal; do [ -e "$res/stats/$f.stats.gguf" ] || cp "$runs/$f.stats.gguf" "$res/stats/"; done
+for f in q15-general q15-mathcal; do [ -e "$res/stats/$f.stats.gguf" ] || cp "$runs/$f.stats.gguf" "$res/stats/"; rm -f "$res/stats/$f.stats.gguf.partial.gguf"; done
 [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
 want=$(cat "$res/edit.sha256" 2>/dev/null || true)
 got=$(sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1)
