@@ -4,8 +4,9 @@
 # against the paper's general side (500 MMLU texts, seed 42; the STATS protocol-slice.sh makes),
 # on the 500 MATH test problems of the seeded split (Minerva 4-shot, greedy, ≤ 256 new tokens),
 # paired. Every step resumes (calibration checkpoints, the eval journal under RUNS/math500/items,
-# written redacted so it holds no benchmark text); the journal is copied to
-# docs/results/math-qwen1.5b/journal after each run so a later machine continues it.
+# written redacted so it holds no benchmark text); the journal is archived as
+# docs/results/math-qwen1.5b/journal.tar.gz after each run so a later machine continues it (the
+# STATS are not kept in git: a new machine calibrates again, ≈ 25 + 75 min on 2 cores).
 #   scripts/math-pair.sh [RUNS_DIR]      (default RUNS_DIR: runs/q15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,20 +15,8 @@ bin=${MATHNEURO_BIN:-target/release/mathneuro}
 res=docs/results/math-qwen1.5b
 m=$(models/fetch.sh qwen2.5-coder-1.5b-instruct | tail -1)
 mkdir -p "$runs" "$res"
-# The two STATS (≈ 8 MB each) are committed once made, so a later machine skips the calibration
-# (≈ 25 + 50 min); so is a calibration checkpoint (`.partial.gguf`, every 50 samples) when a
-# session stops inside one, and `--resume` continues it. Sums from two CPUs then meet in one STATS
-# (llama.cpp rounds differently per instruction set; see docs/GUIDE.md). The edit made from the
-# STATS is checked against the sha256 the committed journal was made with, so a journal is only
-# ever continued with the same edit.
-for f in q15-general q15-mathcal; do
-  [ -e "$runs/$f.stats.gguf" ] || [ ! -e "$res/stats/$f.stats.gguf" ] || cp "$res/stats/$f.stats.gguf" "$runs/"
-  [ -e "$runs/$f.stats.gguf" ] || [ -e "$runs/$f.stats.gguf.partial.gguf" ] || [ ! -e "$res/stats/$f.stats.gguf.partial.gguf" ] || cp "$res/stats/$f.stats.gguf.partial.gguf" "$runs/"
-done
 [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
 [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
-mkdir -p "$res/stats"
-for f in q15-general q15-mathcal; do [ -e "$res/stats/$f.stats.gguf" ] || cp "$runs/$f.stats.gguf" "$res/stats/"; rm -f "$res/stats/$f.stats.gguf.partial.gguf"; done
 [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
 want=$(cat "$res/edit.sha256" 2>/dev/null || true)
 got=$(sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1)
@@ -37,8 +26,8 @@ if [ -n "$want" ] && [ "$want" != "$got" ]; then
 fi
 echo "$got" > "$res/edit.sha256"
 # A committed journal from another machine continues here.
-if [ -d "$res/journal" ] && [ ! -d "$runs/math500/items" ]; then mkdir -p "$runs/math500" && cp -r "$res/journal" "$runs/math500/items"; fi
+if [ -e "$res/journal.tar.gz" ] && [ ! -d "$runs/math500/items" ]; then mkdir -p "$runs/math500" && tar -xzf "$res/journal.tar.gz" -C "$runs/math500"; fi
 "$bin" eval "$m" --compare "$runs/q15-math-edit.gguf" --tasks math --redact-items --threads 2 --resume -q --out "$runs/math500" > "$runs/math500.stdout"
-rm -rf "$res/journal" && cp -r "$runs/math500/items" "$res/journal"
+tar -czf "$res/journal.tar.gz" -C "$runs/math500" items
 cp "$runs/math500/report.md" "$runs/math500/report.json" "$res/"
 echo "math-pair: $res/report.md"
