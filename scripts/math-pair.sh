@@ -3,31 +3,58 @@
 # MATH calibration (500 problem+solution texts of the non-test part, seed 42, with replacement)
 # against the paper's general side (500 MMLU texts, seed 42; the STATS protocol-slice.sh makes),
 # on the 500 MATH test problems of the seeded split (Minerva 4-shot, greedy, ≤ 256 new tokens),
-# paired. Every step resumes (calibration checkpoints, the eval journal under RUNS/math500/items,
-# written redacted so it holds no benchmark text); the journal is archived as
-# docs/results/math-qwen1.5b/journal.tar.gz after each run so a later machine continues it (the
-# STATS are not kept in git: a new machine calibrates again, ≈ 25 + 75 min on 2 cores).
-#   scripts/math-pair.sh [RUNS_DIR]      (default RUNS_DIR: runs/q15)
+# paired. Two halves, each resumable and each small enough for one sitting, then the pairing:
+#   edit  calibrate both sides (≈ 10 + 40 min on 2 AVX-512 cores), apply, evaluate the edit alone
+#         (RUNS/math500-edit); the STATS are not kept in git and differ between CPU kinds, so
+#         this half must finish on the machine that calibrated: its journal and report are then
+#         archived as docs/results/math-qwen1.5b/edit-run.tar.gz with the edit's sha256
+#   base  evaluate the unedited model alone (RUNS/math500; the model file is the same bytes on
+#         every machine, so its journal, archived as base-journal.tar.gz, continues anywhere)
+#   pair  `eval --compare-run` pairs the two finished halves item by item (no evaluation)
+# Journals are written redacted (no benchmark text).
+#   scripts/math-pair.sh [RUNS_DIR] [edit|base|pair|all]    (defaults: runs/q15, all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/q15}
+step=${2:-all}
 bin=${MATHNEURO_BIN:-target/release/mathneuro}
 res=docs/results/math-qwen1.5b
 m=$(models/fetch.sh qwen2.5-coder-1.5b-instruct | tail -1)
 mkdir -p "$runs" "$res"
-[ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
-[ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
-[ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
-want=$(cat "$res/edit.sha256" 2>/dev/null || true)
-got=$(sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1)
-if [ -n "$want" ] && [ "$want" != "$got" ]; then
-  echo "math-pair: $runs/q15-math-edit.gguf has sha256 $got, the committed journal used $want" >&2
-  exit 1
-fi
-echo "$got" > "$res/edit.sha256"
-# A committed journal from another machine continues here.
-if [ -e "$res/journal.tar.gz" ] && [ ! -d "$runs/math500/items" ]; then mkdir -p "$runs/math500" && tar -xzf "$res/journal.tar.gz" -C "$runs/math500"; fi
-"$bin" eval "$m" --compare "$runs/q15-math-edit.gguf" --tasks math --redact-items --threads 2 --resume -q --out "$runs/math500" > "$runs/math500.stdout"
-tar -czf "$res/journal.tar.gz" -C "$runs/math500" items
-cp "$runs/math500/report.md" "$runs/math500/report.json" "$res/"
-echo "math-pair: $res/report.md"
+eval_math() { "$bin" eval "$1" --tasks math --redact-items --threads 2 --resume -q "${@:2}"; }
+
+edit_half() {
+  if [ -e "$res/edit-run.tar.gz" ] && [ ! -d "$runs/math500-edit" ]; then
+    mkdir -p "$runs/math500-edit" && tar -xzf "$res/edit-run.tar.gz" -C "$runs/math500-edit"
+  fi
+  [ -e "$runs/math500-edit/report.json" ] && return 0
+  [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
+  [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
+  [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
+  sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1 > "$runs/edit.sha256"
+  eval_math "$runs/q15-math-edit.gguf" --out "$runs/math500-edit" > "$runs/math500-edit.stdout"
+  cp "$runs/edit.sha256" "$res/edit.sha256"
+  tar -czf "$res/edit-run.tar.gz" -C "$runs/math500-edit" items report.json report.md
+}
+
+base_half() {
+  if [ -e "$res/base-journal.tar.gz" ] && [ ! -d "$runs/math500/items" ]; then
+    mkdir -p "$runs/math500" && tar -xzf "$res/base-journal.tar.gz" -C "$runs/math500"
+  fi
+  eval_math "$m" --out "$runs/math500" > "$runs/math500-base.stdout" || { tar -czf "$res/base-journal.tar.gz" -C "$runs/math500" items; exit 1; }
+  tar -czf "$res/base-journal.tar.gz" -C "$runs/math500" items
+}
+
+pair() {
+  eval_math "$m" --compare-run "$runs/math500-edit" --out "$runs/math500" > "$runs/math500.stdout"
+  cp "$runs/math500/report.md" "$runs/math500/report.json" "$res/"
+  echo "math-pair: $res/report.md"
+}
+
+case $step in
+  edit) edit_half ;;
+  base) base_half ;;
+  pair) pair ;;
+  all) edit_half && base_half && pair ;;
+  *) echo "math-pair: unknown step $step (edit, base, pair or all)" >&2; exit 2 ;;
+esac

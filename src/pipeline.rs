@@ -226,23 +226,46 @@ pub fn texts_hash(texts: &[String]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The second side of a paired evaluation.
+#[derive(Clone, Copy, Debug)]
+pub enum Other<'a> {
+    /// A model file, evaluated after the base.
+    Model(&'a Path),
+    /// The `--out` directory of a finished evaluation of one model (`eval --compare-run`),
+    /// read back instead of evaluated.
+    Run(&'a Path),
+}
+
 /// Evaluates the model at `base` (and compares `other` with it on the same items), writes
 /// report.json, report.md and the per-item files into `out`, and returns the Markdown report.
 /// Both models are read by the GGUF reader first, so a bad `other` fails now, with the reader's
-/// reason, not after the whole base evaluation.
-pub fn evaluate(base: &Path, other: Option<&Path>, options: &EvalOptions, out: &Path) -> anyhow::Result<String> {
-    for model in std::iter::once(base).chain(other) {
+/// reason, not after the whole base evaluation; a finished run is read and checked first too.
+pub fn evaluate(base: &Path, other: Option<Other<'_>>, options: &EvalOptions, out: &Path) -> anyhow::Result<String> {
+    let other_model = match other {
+        Some(Other::Model(m)) => Some(m),
+        _ => None,
+    };
+    for model in std::iter::once(base).chain(other_model) {
         crate::model::check_loadable(model).with_context(|| format!("cannot evaluate {}", model.display()))?;
     }
+    let finished = match other {
+        Some(Other::Run(dir)) => Some(eval::finished::read(dir, &options.all_tasks(), options).with_context(|| format!("--compare-run {}", dir.display()))?),
+        _ => None,
+    };
     let mut options = options.clone();
     options.items_dir = Some(out.join("items").join("base"));
     let base_report = eval::evaluate(base, &options).with_context(|| format!("evaluating {}", base.display()))?;
-    let Some(other) = other else {
-        eval::write_outputs(out, &base_report, None)?;
-        return Ok(eval::report::render_markdown(&base_report));
+    let other_report = match (other_model, finished) {
+        (Some(other), _) => {
+            options.items_dir = Some(out.join("items").join("other"));
+            eval::evaluate(other, &options).with_context(|| format!("evaluating {}", other.display()))?
+        }
+        (None, Some(report)) => report,
+        (None, None) => {
+            eval::write_outputs(out, &base_report, None)?;
+            return Ok(eval::report::render_markdown(&base_report));
+        }
     };
-    options.items_dir = Some(out.join("items").join("other"));
-    let other_report = eval::evaluate(other, &options).with_context(|| format!("evaluating {}", other.display()))?;
     let comparison = eval::compare_reports(&base_report, &other_report, options.bootstrap, options.seed)?;
     eval::write_outputs(out, &base_report, Some(&comparison))?;
     Ok(eval::report::render_comparison_markdown(&comparison))

@@ -13,6 +13,7 @@ mod apply_types;
 mod architectures;
 mod calibrate_real;
 mod cli_inspect;
+mod eval_compare_run;
 mod eval_end_to_end;
 mod eval_gsm8k_prompt;
 mod eval_loglik;

@@ -1,5 +1,6 @@
-//! `mathneuro eval MODEL [--compare OTHER] --tasks LIST [--limit N] [--seed S] [--out DIR]`:
-//! evaluates one model, or two on identical items with a paired comparison, prints the Markdown
+//! `mathneuro eval MODEL [--compare OTHER | --compare-run DIR] --tasks LIST [--limit N] [--seed S]
+//! [--out DIR]`: evaluates one model, or two on identical items with a paired comparison (the
+//! second one's finished evaluation read back with --compare-run), prints the Markdown
 //! report to stdout and writes report.json, report.md and `<task>.jsonl` into `--out`.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,11 @@ pub struct EvalArgs {
     /// A second model to compare with MODEL on identical items (same forms as MODEL).
     #[arg(long, value_name = "OTHER")]
     pub compare: Option<PathBuf>,
+    /// The --out directory of a finished `eval` of a second model with the same tasks and
+    /// settings: compare MODEL with it on identical items without evaluating it again (its file
+    /// need not be here — e.g. evaluated on another machine, or deleted since).
+    #[arg(long, value_name = "DIR", conflicts_with = "compare")]
+    pub compare_run: Option<PathBuf>,
     /// Comma-separated tasks: gsm8k, gsm8k_nll, gsm8k_ppl, math (the 500 MATH test problems of
     /// the seeded split, Minerva 4-shot; see docs/math.md), mmlu, race, hellaswag, arc_easy,
     /// arc_challenge, piqa, boolq, wikitext, or all [default:
@@ -109,6 +115,11 @@ impl EvalArgs {
             plan = plan.input(other);
         }
         let options = self.options()?;
+        if let Some(dir) = &self.compare_run {
+            for f in crate::eval::finished::inputs(dir, &options.all_tasks()) {
+                plan = plan.input(f);
+            }
+        }
         for task in options.tasks.iter().copied().chain(self.task_file.is_some().then_some(Task::TaskFile)) {
             for f in crate::eval::content::task_files(&options.data_dir, task, self.task_file.as_deref()) {
                 plan = plan.input(f);
@@ -172,7 +183,12 @@ pub fn run(mut args: EvalArgs) -> anyhow::Result<ExitCode> {
         crate::eval::outputs::clear(&args.out).with_context(|| format!("clearing the earlier evaluation in {}", args.out.display()))?;
     }
     let options = args.options()?;
-    let markdown = crate::pipeline::evaluate(&args.model, args.compare.as_deref(), &options, &args.out)?;
+    let other = match (&args.compare, &args.compare_run) {
+        (Some(model), _) => Some(crate::pipeline::Other::Model(model)),
+        (None, Some(dir)) => Some(crate::pipeline::Other::Run(dir)),
+        (None, None) => None,
+    };
+    let markdown = crate::pipeline::evaluate(&args.model, other, &options, &args.out)?;
     print_report(&markdown, &args.out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -202,6 +202,35 @@ impl ItemLog {
     }
 }
 
+/// A finished task's item file read back without touching it (the other side of
+/// `eval --compare-run`).
+#[derive(Debug)]
+pub struct Finished {
+    /// The settings key in the header.
+    pub key: String,
+    /// Items by position; a position the file lacks is absent.
+    pub items: BTreeMap<usize, ItemResult>,
+}
+
+/// Reads the item file at `path` (never writing it). A file without a header is an error; a
+/// torn last line ends the items, as a resumed run reads it.
+pub fn read_finished(path: &Path) -> Result<Finished, ItemLogError> {
+    let text = crate::safety::inputs::read_text(path).map_err(|source| ItemLogError::Io { path: path.to_path_buf(), source })?;
+    let mut lines = text.lines();
+    let header = lines.next().and_then(|l| serde_json::from_str::<Header>(l).ok());
+    let Some(header) = header else {
+        return Err(ItemLogError::Io { path: path.to_path_buf(), source: std::io::Error::other("not an item file of `eval` (no header line)") });
+    };
+    let mut items = BTreeMap::new();
+    for l in lines {
+        match serde_json::from_str::<Line>(l) {
+            Ok(line) => items.insert(line.pos, line.item),
+            Err(_) => break,
+        };
+    }
+    Ok(Finished { key: header.key, items })
+}
+
 /// Runs a task of `n` items in chunks of `chunk` positions: `run(range)` evaluates the items at
 /// those positions (and must return one item per position, in order). Chunks finished in `log`
 /// are taken from it. Returns the whole outcome.

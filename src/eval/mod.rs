@@ -22,6 +22,7 @@ pub mod answer;
 pub mod content;
 pub mod datasets;
 pub mod engine;
+pub mod finished;
 pub mod gsm8k;
 pub mod gsm8k_prompt;
 pub mod itemlog;
@@ -156,6 +157,15 @@ impl EvalOptions {
         ) + &range)
     }
 
+    /// The tasks run, in order: `tasks`, then the task file's when one is given.
+    pub fn all_tasks(&self) -> Vec<Task> {
+        let mut all = self.tasks.clone();
+        if self.task_file.is_some() {
+            all.push(Task::TaskFile);
+        }
+        all
+    }
+
     /// The settings a report records.
     pub fn settings(&self) -> RunSettings {
         RunSettings {
@@ -185,6 +195,9 @@ pub enum EvalError {
     /// The two reports cannot be paired.
     #[error(transparent)]
     Compare(#[from] report::CompareError),
+    /// The finished run of `--compare-run` cannot be paired with this one.
+    #[error(transparent)]
+    Finished(#[from] finished::FinishedRunError),
     /// The per-item file cannot be used.
     #[error(transparent)]
     Items(#[from] itemlog::ItemLogError),
@@ -222,10 +235,7 @@ pub fn evaluate_model(model: &Model, options: &EvalOptions) -> Result<EvalReport
     let mut session = Session::new(model, &options.engine)?;
     let chat = if options.chat { Some(crate::chat::ChatFormat::of_model(model.path())?) } else { None };
     let task_file = options.task_file.as_deref().map(taskfile::TaskFile::load).transpose()?;
-    let mut all = options.tasks.clone();
-    if task_file.is_some() {
-        all.push(Task::TaskFile);
-    }
+    let all = options.all_tasks();
     let model_sha256 = match &options.items_dir {
         Some(_) => content::file_sha256(model.path())?,
         None => String::new(),

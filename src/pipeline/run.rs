@@ -134,7 +134,7 @@ pub fn run(job: &Job, stages: &Stages, mut on: impl FnMut(Event<'_>)) -> anyhow:
         Some((options, dir)) => {
             on(Event::Evaluating);
             let dir = dir.clone().unwrap_or_else(|| side_path(&report.output, ".eval"));
-            Some((super::evaluate(model, Some(&report.output), options, &dir)?, dir))
+            Some((super::evaluate(model, Some(super::Other::Model(&report.output)), options, &dir)?, dir))
         }
         None => None,
     };
