@@ -27,14 +27,16 @@ edit_half() {
   if [ -e "$res/edit-run.tar.gz" ] && [ ! -d "$runs/math500-edit" ]; then
     mkdir -p "$runs/math500-edit" && tar -xzf "$res/edit-run.tar.gz" -C "$runs/math500-edit"
   fi
-  [ -e "$runs/math500-edit/report.json" ] && return 0
-  [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
-  [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
-  [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
-  sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1 > "$runs/edit.sha256"
-  eval_math "$runs/q15-math-edit.gguf" --out "$runs/math500-edit" > "$runs/math500-edit.stdout"
-  cp "$runs/edit.sha256" "$res/edit.sha256"
-  tar -czf "$res/edit-run.tar.gz" -C "$runs/math500-edit" items report.json report.md
+  if [ ! -e "$runs/math500-edit/report.json" ]; then
+    [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
+    [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
+    [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
+    eval_math "$runs/q15-math-edit.gguf" --out "$runs/math500-edit" > "$runs/math500-edit.stdout"
+  fi
+  if [ ! -e "$res/edit-run.tar.gz" ]; then
+    sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1 > "$res/edit.sha256"
+    tar -czf "$res/edit-run.tar.gz" -C "$runs/math500-edit" items report.json report.md
+  fi
 }
 
 base_half() {
