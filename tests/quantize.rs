@@ -172,7 +172,7 @@ mod quantizer {
     }
 
     fn options(mix: Mix, output: PathBuf, allocation: Option<Allocation>) -> QuantizeOptions {
-        QuantizeOptions { mix, importance: Importance::Mix(0.5), allocation, protect: None, output, force: false, progress: false }
+        QuantizeOptions { mix, importance: Importance::Mix(0.5), allocation, protect: None, gptq: None, output, force: false, progress: false }
     }
 
     fn mathneuro_allocation(share: f64) -> Option<Allocation> {
@@ -489,7 +489,7 @@ fn a_real_master_quantized_with_the_mathneuro_allocation_keeps_the_size_loads_ge
     let (math, general) = apply_support::stats_pair(&GgufFile::open(apply_support::real_model()).unwrap());
     let run = |name: &str, allocation: Option<Allocation>| {
         let output = dir.path().join(name);
-        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::General, allocation, protect: None, output: output.clone(), force: false, progress: false };
+        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::General, allocation, protect: None, gptq: None, output: output.clone(), force: false, progress: false };
         let report = apply_support::two_threads(|| quantize(&master, Some(&math), Some(&general), &opts)).unwrap();
         (output, report)
     };
@@ -551,4 +551,56 @@ mod protect {
         assert!(err(&b, false) >= err(&a, false), "the others pay for it");
         assert_eq!(encode_protected(&t, &f16, GgmlType::Q3_K, Some(&cols), &mask, 100.0).unwrap(), prot, "deterministic");
     }
+}
+
+/// `--gptq` (error-compensated rounding against the input covariance of calibration texts) on
+/// the real default model's float master: the same types and size as the stock mix, its
+/// provenance recorded, the same bytes from the same inputs, and on the texts H came from the
+/// quantized model stays closer to the master than ggml's rounding with the same importance.
+#[test]
+fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_texts() {
+    use mathneuro::calibrate::CalibrateOptions;
+    use mathneuro::pipeline::{Sampling, capture_hessians};
+    use mathneuro::quantize::{Gptq, Importance, QuantizeOptions, gptq::DEFAULT_DAMP, quantize};
+    use mathneuro::surgery::Mix;
+    let dir = tempfile::tempdir().unwrap();
+    let master_path = float_master(dir.path());
+    let master = GgufFile::open(&master_path).unwrap();
+    let set = mathneuro::data::calibration::load("embedded-math", None).unwrap();
+    let sampling = Sampling { replacement: false, ..Sampling::new(set.texts.len(), 42) };
+    let cal = CalibrateOptions { threads: 2, ..CalibrateOptions::default() };
+    let capture = || Gptq { hessians: capture_hessians(&master_path, &set, &sampling, &cal, false).unwrap(), damp: DEFAULT_DAMP, source: "embedded-math".into() };
+    let g = std::sync::Arc::new(capture());
+    let first = g.clone();
+    assert!(g.hessians.tokens > 100 && g.hessians.get("blk.0.attn_q.weight").is_some());
+    // q, k and v read one input: one matrix.
+    assert_eq!(g.hessians.distinct(), 18 * 4);
+    let run = |name: &str, gptq: Option<std::sync::Arc<Gptq>>| {
+        let output = dir.path().join(name);
+        let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::None, allocation: None, protect: None, gptq, output: output.clone(), force: false, progress: false };
+        let report = apply_support::two_threads(|| quantize(&master, None, None, &opts)).unwrap();
+        (output, report)
+    };
+    let (plain_path, plain) = run("plain.gguf", None);
+    let (gptq_path, out) = run("gptq.gguf", Some(g));
+    assert_eq!((plain.types.clone(), plain.exchange.bytes), (out.types.clone(), out.exchange.bytes));
+    assert!(out.gptq.starts_with("embedded-math, damp 0.01"), "{}", out.gptq);
+    let written = GgufFile::open(&gptq_path).unwrap();
+    assert_eq!(written.get("mathneuro.quantize.gptq").and_then(|v| v.as_str().map(String::from)).as_deref(), Some(out.gptq.as_str()));
+    // The same texts give the same H (and `gptq::encode` the same bytes from the same H: its
+    // unit test), so the same inputs give the same file.
+    let again = capture();
+    for name in ["blk.0.attn_k.weight", "blk.17.ffn_down.weight"] {
+        assert!(again.hessians.get(name).unwrap() == first.hessians.get(name).unwrap(), "{name}: H differs between two captures");
+    }
+
+    let m = Model::load(&master_path).unwrap();
+    let texts: Vec<Vec<Token>> = set.texts.iter().take(4).map(|t| m.tokenize(t, true).unwrap()).collect();
+    let mean = |path: &Path| {
+        let q = Model::load(path).unwrap();
+        let (mut sm, mut sq) = (Session::new(&m, &engine()).unwrap(), Session::new(&q, &engine()).unwrap());
+        summarize(&divergences(&mut sm, &mut sq, &texts, Windows { window: 512, stride: 256 }, DocStart::Always, |_| {}).unwrap()).mean
+    };
+    let (kp, kg) = (mean(&plain_path), mean(&gptq_path));
+    assert!(kg < 0.8 * kp, "KLD on the calibration texts: gptq {kg} vs plain {kp}");
 }

@@ -190,6 +190,34 @@ fn clip_bytes(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// What `Calibrator::measure` feeds: an activation sink told which rows of each decode belong
+/// to which text (rows outside every segment are padding) and when a text ends.
+pub trait Capture {
+    /// Declares the rows of the next decode.
+    fn begin_decode(&mut self, segments: &[Segment], n_rows: usize);
+    /// The sink the decode reports its matmul inputs to.
+    fn sink(&mut self) -> &mut dyn crate::ffi::llama::ActivationSink;
+    /// Ends a decode: the first error any matmul met.
+    fn end_decode(&mut self) -> Result<(), AccumulateError>;
+    /// The text in `slot` has had its last row.
+    fn finish_text(&mut self, slot: usize);
+}
+
+impl Capture for Accumulator {
+    fn begin_decode(&mut self, segments: &[Segment], n_rows: usize) {
+        Accumulator::begin_decode(self, segments, n_rows);
+    }
+    fn sink(&mut self) -> &mut dyn crate::ffi::llama::ActivationSink {
+        self
+    }
+    fn end_decode(&mut self) -> Result<(), AccumulateError> {
+        Accumulator::end_decode(self)
+    }
+    fn finish_text(&mut self, slot: usize) {
+        Accumulator::finish_text(self, slot);
+    }
+}
+
 /// Measures activation statistics of one model. Create once per model; call `run` for each
 /// data set (the math set, then the general set) — the context is reused.
 pub struct Calibrator<'m> {
@@ -306,9 +334,10 @@ impl<'m> Calibrator<'m> {
         Accumulator::new(self.shapes.clone(), self.opts.max_texts_per_decode)
     }
 
-    /// Runs the forward passes over `texts` (each text one sample), adding to `acc`.
+    /// Runs the forward passes over `texts` (each text one sample), adding to `acc` (the
+    /// statistics' [`Accumulator`], or another [`Capture`] such as `hessian::HessianSink`).
     /// `progress` is told the tokens of each finished decode.
-    pub fn measure(&mut self, acc: &mut Accumulator, texts: &Tokenized, progress: &mut dyn FnMut(usize)) -> Result<Throughput, CalibrateError> {
+    pub fn measure(&mut self, acc: &mut dyn Capture, texts: &Tokenized, progress: &mut dyn FnMut(usize)) -> Result<Throughput, CalibrateError> {
         let lengths: Vec<usize> = texts.texts.iter().map(Vec::len).collect();
         let decodes = schedule::pack(&lengths, self.opts.micro_batch, self.opts.max_texts_per_decode);
         self.ctx.clear();
@@ -321,7 +350,7 @@ impl<'m> Calibrator<'m> {
             let fail = |source: AccumulateError| CalibrateError::Capture { decode: d, source };
             if self.opts.capture {
                 acc.begin_decode(&segments, self.batch.len());
-                let report = self.ctx.decode(&self.batch, Some(&mut *acc))?;
+                let report = self.ctx.decode(&self.batch, Some(acc.sink()))?;
                 acc.end_decode().map_err(fail)?;
                 if self.head_skipped && !report.stopped {
                     return Err(CalibrateError::NoStopNode { decode: d });

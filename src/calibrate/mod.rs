@@ -7,6 +7,7 @@
 //! - `accumulate`: the activation sink and running totals.
 //! - `driver`: [`Calibrator`], one context per model, `run(&texts) -> ActivationStats`.
 //! - `checkpoint`: resumable runs.
+//! - `hessian`: the XᵀX capture for `quantize --gptq` (another [`driver::Capture`]).
 //!
 //! Library use (one loaded model, both data sets; `crate::pipeline` draws, measures and saves):
 //! ```no_run
@@ -28,6 +29,7 @@
 pub mod accumulate;
 pub mod checkpoint;
 pub mod driver;
+pub mod hessian;
 pub mod sample;
 pub mod schedule;
 

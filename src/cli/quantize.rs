@@ -11,7 +11,7 @@ use anyhow::Context as _;
 
 use crate::gguf::{GgmlType, GgufFile};
 use crate::quantize::protect::Protect;
-use crate::quantize::{Allocation, Importance, QuantizeOptions, Scores, quantize};
+use crate::quantize::{Allocation, Gptq, Importance, QuantizeOptions, Scores, quantize};
 use crate::stats::ActivationStats;
 use crate::surgery::Mix;
 
@@ -57,6 +57,30 @@ pub struct QuantizeArgs {
     /// K in percent of the selection --protect weights.
     #[arg(long, default_value_t = 5.0, value_name = "K")]
     pub protect_top_k: f64,
+    /// Error-compensated rounding (GPTQ into ggml's block types): capture each target's input
+    /// covariance H = Σ x xᵀ on these calibration texts (the forms of `calibrate --data`) with
+    /// forward passes through --gptq-model, then round every column so the layer's output on
+    /// those texts moves least. Same types and size; memory ≈ 4·Σ n_in² bytes (2.5 GB on a 0.5B).
+    #[arg(long, value_name = "DATA", conflicts_with = "protect")]
+    pub gptq: Option<String>,
+    /// Texts drawn for --gptq.
+    #[arg(long, default_value_t = 128, value_parser = crate::cli::args::positive_count)]
+    pub gptq_samples: usize,
+    /// Seed of the --gptq draw.
+    #[arg(long, default_value_t = 42)]
+    pub gptq_seed: u64,
+    /// Draw the --gptq texts without replacement.
+    #[arg(long)]
+    pub gptq_no_replacement: bool,
+    /// GPTQ's damping: this share of H's mean diagonal is added to it.
+    #[arg(long, default_value_t = crate::quantize::gptq::DEFAULT_DAMP)]
+    pub gptq_damp: f64,
+    /// The model whose forward passes give H [default: MASTER].
+    #[arg(long, value_name = "MODEL")]
+    pub gptq_model: Option<PathBuf>,
+    /// Data directory for --gptq's named sets (default: $MATHNEURO_DATA, else ../shared/data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Overwrite an existing output (never an input).
     #[arg(long)]
     pub force: bool,
@@ -91,8 +115,8 @@ fn parse_target(s: &str) -> Result<Target, String> {
 /// `--type F16|BF16|F32`: writes the float master of `args.master` (no STATS, no allocation).
 fn write_master(args: &QuantizeArgs, ty: GgmlType) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.math.is_none() && args.general.is_none() && args.importance.is_none() && args.allocation.trim() == "stock" && args.report.is_none() && args.protect.is_none(),
-        "--type {ty} writes a float master: --math, --general, --importance, --allocation, --protect and --report do not apply"
+        args.math.is_none() && args.general.is_none() && args.importance.is_none() && args.allocation.trim() == "stock" && args.report.is_none() && args.protect.is_none() && args.gptq.is_none(),
+        "--type {ty} writes a float master: --math, --general, --importance, --allocation, --protect, --gptq and --report do not apply"
     );
     crate::safety::OutputPlan::new("quantize", args.force).input(&args.master).file(&args.output).check()?;
     let model = GgufFile::open(&args.master).with_context(|| format!("reading {}", args.master.display()))?;
@@ -121,6 +145,18 @@ fn parse_allocation(s: &str, top_k: f64, share: f64) -> anyhow::Result<Option<Al
     Ok(Some(Allocation { scores, promote_share: share }))
 }
 
+/// `--gptq DATA`: H of every target on the drawn texts, through --gptq-model (or the master).
+fn capture(args: &QuantizeArgs, spec: &str) -> anyhow::Result<Gptq> {
+    anyhow::ensure!(args.gptq_damp.is_finite() && args.gptq_damp > 0.0 && args.gptq_damp <= 1.0, "--gptq-damp {}: must be in (0, 1]", args.gptq_damp);
+    let model = args.gptq_model.as_ref().unwrap_or(&args.master);
+    let set = crate::data::calibration::load(spec, args.data_dir.as_deref()).with_context(|| format!("--gptq {spec}"))?;
+    let sampling = crate::pipeline::Sampling { replacement: !args.gptq_no_replacement, ..crate::pipeline::Sampling::new(args.gptq_samples, args.gptq_seed) };
+    let opts = crate::calibrate::CalibrateOptions { threads: args.shared.threads(), ..crate::calibrate::CalibrateOptions::default() };
+    let hessians = crate::pipeline::capture_hessians(model, &set, &sampling, &opts, args.shared.progress())?;
+    let source = format!("H from {} ({} texts, seed {}, {} tokens) through {}", set.name, args.gptq_samples, args.gptq_seed, hessians.tokens, model.display());
+    Ok(Gptq { hessians, damp: args.gptq_damp, source })
+}
+
 /// Runs `mathneuro quantize`.
 pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     let mix = match args.mix {
@@ -140,6 +176,12 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &args.report {
         plan = plan.file(r);
     }
+    if let Some(spec) = &args.gptq {
+        plan = plan.input(args.gptq_model.as_ref().unwrap_or(&args.master));
+        if let Some(f) = crate::cli::calibrate::data_inputs(spec, args.data_dir.as_deref()) {
+            plan = plan.input(f);
+        }
+    }
     plan.check()?;
     let master = GgufFile::open(&args.master).with_context(|| format!("reading master {}", args.master.display()))?;
     let load = |p: &Option<PathBuf>| p.as_ref().map(|p| ActivationStats::load(p).with_context(|| format!("reading STATS {}", p.display()))).transpose();
@@ -157,12 +199,13 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let opts = QuantizeOptions { mix, importance, allocation, protect, output: args.output.clone(), force: args.force, progress: args.shared.progress() };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.shared.threads()).build().context("starting worker threads")?;
+    let gptq = args.gptq.as_ref().map(|spec| pool.install(|| capture(&args, spec))).transpose()?.map(std::sync::Arc::new);
+    let opts = QuantizeOptions { mix, importance, allocation, protect, gptq, output: args.output.clone(), force: args.force, progress: args.shared.progress() };
     let report = pool.install(|| quantize(&master, math.as_ref(), general.as_ref(), &opts))?;
     let ex = &report.exchange;
     println!(
-        "wrote {} ({} bytes): {} from {}, importance {}, allocation {}, protection {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
+        "wrote {} ({} bytes): {} from {}, importance {}, allocation {}, protection {}, gptq {}; tensor bytes {} (stock {}, {:+.3} %), {} promoted, {} demoted",
         report.output.display(),
         report.file_bytes,
         report.mix,
@@ -170,6 +213,7 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         report.importance,
         report.allocation,
         report.protect,
+        report.gptq,
         ex.bytes,
         ex.stock_bytes,
         100.0 * (ex.bytes as f64 / ex.stock_bytes.max(1) as f64 - 1.0),

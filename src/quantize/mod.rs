@@ -11,6 +11,7 @@
 //! written as every output is: checked before work starts, never onto an input, atomically.
 
 pub mod alloc;
+pub mod gptq;
 pub mod mass;
 pub mod protect;
 pub mod sensitivity;
@@ -89,12 +90,43 @@ pub struct QuantizeOptions {
     pub allocation: Option<Allocation>,
     /// Weight MathNeuro's math-specific entries in the quantizer's importance (`protect`).
     pub protect: Option<protect::Protect>,
+    /// Error-compensated rounding against captured input covariances (`gptq`).
+    pub gptq: Option<std::sync::Arc<Gptq>>,
     /// The output GGUF.
     pub output: PathBuf,
     /// Overwrite an existing output (never an input).
     pub force: bool,
     /// Show progress on stderr.
     pub progress: bool,
+}
+
+/// The input covariances `--gptq` rounds against, and how they were made.
+pub struct Gptq {
+    /// H per weight.
+    pub hessians: crate::calibrate::hessian::Hessians,
+    /// GPTQ's damping (share of the mean diagonal).
+    pub damp: f64,
+    /// Where H came from (data, samples, seed, tokens, model), recorded in the output.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Gptq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gptq({}, damp {})", self.source, self.damp)
+    }
+}
+
+impl PartialEq for Gptq {
+    fn eq(&self, other: &Gptq) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Gptq {
+    /// The name recorded in the output.
+    pub fn name(&self) -> String {
+        format!("{}, damp {}", self.source, self.damp)
+    }
 }
 
 /// What `quantize` wrote.
@@ -112,6 +144,8 @@ pub struct QuantizeReport {
     pub allocation: String,
     /// The entry-level protection (`none` without one).
     pub protect: String,
+    /// The error-compensated rounding (`none` without `--gptq`).
+    pub gptq: String,
     /// What the exchange moved, and the tensor bytes before and after.
     pub exchange: Exchange,
     /// Bytes of the output file.
@@ -158,6 +192,14 @@ pub enum QuantizeError {
         tensor: String,
         /// Codec failure.
         source: CodecError,
+    },
+    /// Error-compensated rounding failed for a tensor.
+    #[error("{tensor}: --gptq: {source}")]
+    Gptq {
+        /// Tensor name.
+        tensor: String,
+        /// What failed.
+        source: gptq::GptqError,
     },
 }
 
@@ -271,6 +313,7 @@ pub fn quantize(master_file: &GgufFile, math: Option<&ActivationStats>, general:
         importance: opts.importance.name(),
         allocation,
         protect: opts.protect.map_or_else(|| "none".to_string(), |p| p.name()),
+        gptq: opts.gptq.as_ref().map_or_else(|| "none".to_string(), |g| g.name()),
         exchange,
         file_bytes: std::fs::metadata(&opts.output).map(|m| m.len()).unwrap_or(0),
         types: types.iter().map(|(k, v)| (k.clone(), v.name().to_string())).collect(),
@@ -294,6 +337,9 @@ pub(crate) fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, type
     if let Some(p) = opts.protect {
         w.set("mathneuro.quantize.protect", MetaValue::string(p.name()));
     }
+    if let Some(g) = &opts.gptq {
+        w.set("mathneuro.quantize.gptq", MetaValue::string(g.name()));
+    }
     w.set("mathneuro.quantize.stock_tensor_bytes", MetaValue::U64(ex.stock_bytes));
     w.set("mathneuro.quantize.tensor_bytes", MetaValue::U64(ex.bytes));
     let list = master_file.tensors.iter().map(|t| MetaValue::string(format!("{}={}", t.name, types[&t.name].name()))).collect();
@@ -304,13 +350,29 @@ pub(crate) fn output_writer(master_file: &GgufFile, opts: &QuantizeOptions, type
 /// Tensor `t` of `master_file` encoded as `dest` with the importance of `imp` (its bytes as
 /// they are when `dest` is already its type).
 /// With `protect` (a mask of the tensor's entries and a factor), those entries' importance is
-/// multiplied by the factor (`protect::encode_protected`).
-pub fn encode_tensor(master_file: &GgufFile, t: &TensorInfo, dest: GgmlType, imp: Importance, math: Option<&ActivationStats>, general: Option<&ActivationStats>, protect: Option<(&crate::select::BitMask, f32)>) -> Result<Vec<u8>, QuantizeError> {
+/// multiplied by the factor (`protect::encode_protected`); with `gptq` holding the tensor's H and
+/// `dest` a linear block grid, it is rounded with error compensation (`gptq::encode`).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_tensor(
+    master_file: &GgufFile,
+    t: &TensorInfo,
+    dest: GgmlType,
+    imp: Importance,
+    math: Option<&ActivationStats>,
+    general: Option<&ActivationStats>,
+    protect: Option<(&crate::select::BitMask, f32)>,
+    gptq: Option<&Gptq>,
+) -> Result<Vec<u8>, QuantizeError> {
     let data = master_file.tensor_data(t);
     if dest == t.ggml_type {
         return Ok(data.to_vec());
     }
     let imp = importance_for(imp, math, general, t);
+    if let Some((g, h)) = gptq.filter(|_| gptq::handles(dest)).and_then(|g| g.hessians.get(&t.name).map(|h| (g, h))) {
+        let codec = |source| QuantizeError::Codec { tensor: t.name.clone(), source };
+        let w = crate::ffi::ggml::dequantize_to_vec(t.ggml_type, data, t.n_elements() as usize).map_err(codec)?;
+        return gptq::encode(&w, t.dims[0] as usize, h, dest, imp.as_deref(), g.damp).map_err(|source| QuantizeError::Gptq { tensor: t.name.clone(), source });
+    }
     let encoded = match protect {
         Some((mask, factor)) => protect::encode_protected(t, data, dest, imp.as_deref(), mask, factor),
         None => transcode::transcode_tensor(t, data, None, Change::Scale(1.0), dest, imp.as_deref()).map(|(bytes, _)| bytes),
@@ -338,7 +400,7 @@ fn write(
             return sink.write_all(master_file.tensor_data(t));
         }
         let protect = opts.protect.and_then(|p| masks.get(&t.name).map(|m| (m, p.factor)));
-        match encode_tensor(master_file, t, dest, opts.importance, math, general, protect) {
+        match encode_tensor(master_file, t, dest, opts.importance, math, general, protect, opts.gptq.as_deref()) {
             Ok(bytes) => {
                 master_file.release(t);
                 sink.write_all(&bytes)

@@ -258,7 +258,7 @@ where
     // The journal stays when the run fails or is stopped: a rerun with `resume` continues it.
     plan = if resuming { plan.input(&journal_file) } else { plan.file(&journal_file).kept() };
     plan.check().map_err(QuantizeError::from)?;
-    let qopts = QuantizeOptions { mix: opts.mix, importance: opts.importance, allocation: None, protect: None, output: opts.output.clone(), force: opts.force, progress: false };
+    let qopts = QuantizeOptions { mix: opts.mix, importance: opts.importance, allocation: None, protect: None, gptq: None, output: opts.output.clone(), force: opts.force, progress: false };
     check_stats(master_file, math, general, &qopts)?;
     let stock = quantmix::mix_types(master_file, opts.mix);
     let probes = probe_plan(master_file, &stock, opts.direction, &opts.only);
@@ -298,7 +298,7 @@ where
         let m = match done.get(&t.name) {
             Some(m) => m.clone(),
             None => {
-                let bytes = encode_tensor(master_file, t, ty, opts.importance, math, general, None)?;
+                let bytes = encode_tensor(master_file, t, ty, opts.importance, math, general, None, None)?;
                 master_file.release(t);
                 let mut types = stock.clone();
                 types.insert(t.name.clone(), ty);
@@ -328,7 +328,7 @@ fn encode_stock(master_file: &GgufFile, stock: &HashMap<String, GgmlType>, opts:
     let bar = Progress::new("encoding the stock mix", master_file.tensors.len() as u64, "tensors", opts.progress);
     let mut encoded = Vec::with_capacity(master_file.tensors.len());
     for t in &master_file.tensors {
-        encoded.push(encode_tensor(master_file, t, stock[&t.name], opts.importance, math, general, None)?);
+        encoded.push(encode_tensor(master_file, t, stock[&t.name], opts.importance, math, general, None, None)?);
         master_file.release(t);
         bar.inc(1);
     }

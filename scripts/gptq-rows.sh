@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Issue 24, error-compensated rounding (`quantize --gptq`): row 2 of scripts/quantize-table.sh
+# (general importance, the llama.cpp norm) against the same importance with GPTQ rounding, H
+# captured on the master from (9) the same 125 WikiText-2 paragraphs as the general STATS, or
+# (10) the 110 GSM8K train texts of the math STATS (seed 42; `kld --calibration-draw 110:42`
+# keeps them out of the math text it scores). Same mix, same types, same bytes; KLD paired
+# against row 2 on the same 10 240 tokens per set (`kld --against`). Steps whose output exists
+# are skipped; models go to DIR (never into git), reports and sha256 to RESULTS.
+# ROWS picks the rows (default both); NO_KLD=1 builds them only.
+#   scripts/gptq-rows.sh MODEL.gguf DIR [THREADS] [RESULTS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:?usage: scripts/gptq-rows.sh MODEL.gguf DIR [THREADS] [RESULTS]}
+dir=${2:?usage: scripts/gptq-rows.sh MODEL.gguf DIR [THREADS] [RESULTS]}
+threads=${3:-2}
+results=${4:-docs/results/quantize-$(basename "$model" .gguf)-vocab/gptq}
+bin=${MATHNEURO_BIN:-target/release/mathneuro}
+data=${MATHNEURO_DATA:-../shared/data}
+mix=${MIX:-Q3_K_M}
+mkdir -p "$dir" "$results"
+run() { local out=$1; shift; [ -e "$out" ] || { echo "== $(date -u +%H:%M:%S) $out"; /usr/bin/time -f "$out: %e s, %M KiB" "$@"; }; }
+m=$dir/master-f16.gguf
+run "$m" "$bin" quantize "$model" --type F16 -q -o "$m"
+[ -e "$dir/wiki-calib.txt" ] || python3 -c "import sys; ls=open(sys.argv[1]).read().split('\n')[1479:]; open(sys.argv[2],'w').write('\n\n'.join(l.strip() for l in ls if len(l.strip())>=300 and not l.strip().startswith('='))+'\n')" "$data/wikitext2/wiki.test.raw.txt" "$dir/wiki-calib.txt"
+run "$dir/general.gguf" "$bin" calibrate "$model" --data "$dir/wiki-calib.txt" --samples 125 --no-replacement --seed 42 --threads "$threads" -q -o "$dir/general.gguf"
+q() {
+  local name=$1; shift
+  run "$dir/$name.gguf" "$bin" quantize "$m" --type "$mix" --general "$dir/general.gguf" --importance general -q --threads "$threads" --report "$dir/$name.json" -o "$dir/$name.gguf" "$@"
+  sha256sum "$dir/$name.gguf" | cut -d' ' -f1 > "$results/$name.sha256"
+  cp "$dir/$name.json" "$results/"
+}
+q 2general
+for v in ${ROWS:-10gptq-math 9gptq-general}; do
+  case $v in
+    9gptq-general) q $v --gptq "$dir/wiki-calib.txt" --gptq-samples 125 --gptq-no-replacement --gptq-seed 42 ;;
+    10gptq-math) q $v --gptq gsm8k --gptq-samples 110 --gptq-seed 42 ;;
+    *) echo "gptq-rows: unknown row $v" >&2; exit 2 ;;
+  esac
+  [ -n "${NO_KLD:-}" ] && continue
+  run "$dir/pair-$v.json" "$bin" kld "$dir/$v.gguf" --master "$m" --against "$dir/2general.gguf" --tokens 10240 --calibration-draw 110:42 --start-token vocab --threads "$threads" -q --json "$dir/pair-$v.json"
+  cp "$dir/pair-$v.json" "$results/"
+done

@@ -1,0 +1,188 @@
+//! Error-compensated rounding into ggml's block types (GPTQ, Frantar et al. 2022, with ggml's
+//! own block scales): the rounding error of each input column is pushed onto the columns not yet
+//! rounded, weighted by the inverse of H = Σ x xᵀ over calibration tokens
+//! (`calibrate::hessian`), so the layer's *output* on those tokens moves as little as the grid
+//! allows — where ggml's importance-weighted rounding (an imatrix) fits each weight on its own.
+//!
+//! Per row (rows are independent given H): columns run in order; at the first column of each
+//! block, that block's scales (and mins) are chosen by ggml's quantizer from the row's current,
+//! error-updated values with the usual importance vector; then every column of the block is
+//! rounded to the nearest code of that grid (`surgery::regrid::grid`), and its error e/U_jj
+//! updates the later columns by −e·U_j,· with U the upper Cholesky factor of H⁻¹. The bytes are
+//! ggml's block layout, so the output is an ordinary GGUF tensor of the same type and size.
+//! H is damped by `damp` × its mean diagonal (GPTQ's 1 %), and a column no token reached
+//! (H_jj = 0) gets H_jj = 1 (no error is pushed through it).
+
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{MatRef, Side};
+use rayon::prelude::*;
+
+use crate::ffi::ggml::{self, CodecError};
+use crate::gguf::GgmlType;
+use crate::surgery::grids::is_table;
+use crate::surgery::regrid::{self, GridType, round_code};
+
+/// GPTQ's default damping: 1 % of the mean diagonal.
+pub const DEFAULT_DAMP: f64 = 0.01;
+
+/// True for the types `encode` rounds (every linear block grid; not F16/BF16/F32 or the
+/// non-linear IQ tables, which quantize as without `--gptq`).
+pub fn handles(ty: GgmlType) -> bool {
+    GridType::try_from(ty).is_ok_and(|g| !is_table(g))
+}
+
+/// Why H could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GptqError {
+    /// H is not positive definite even damped by 100 % of its mean diagonal.
+    #[error("the input covariance is not positive definite even with damping {damp}")]
+    NotPositiveDefinite {
+        /// The last damping tried.
+        damp: f64,
+    },
+    /// ggml refused a block.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// The upper Cholesky factor U of (H + damp·mean(diag H)·I)⁻¹, row-major (U[j][k] for k ≥ j);
+/// damping grows ×10 until the factorization succeeds.
+pub fn inverse_factor(h: MatRef<'_, f32>, damp: f64) -> Result<Vec<f32>, GptqError> {
+    let n = h.nrows();
+    let mean = (0..n).map(|i| h[(i, i)] as f64).sum::<f64>() / n.max(1) as f64;
+    let mut d = damp;
+    loop {
+        let mut m = faer::Mat::<f64>::from_fn(n, n, |i, j| h[(i, j)] as f64);
+        for i in 0..n {
+            if m[(i, i)] <= 0.0 {
+                m[(i, i)] = 1.0;
+            }
+            m[(i, i)] += d * mean.max(f64::MIN_POSITIVE);
+        }
+        let factor = m.llt(Side::Lower).ok().map(|l| l.inverse()).and_then(|inv| inv.llt(Side::Lower).ok());
+        if let Some(l) = factor {
+            let l = l.L();
+            let mut u = vec![0f32; n * n];
+            for j in 0..n {
+                for k in j..n {
+                    u[j * n + k] = l[(k, j)] as f32;
+                }
+            }
+            return Ok(u);
+        }
+        if d >= 1.0 {
+            return Err(GptqError::NotPositiveDefinite { damp: d });
+        }
+        d *= 10.0;
+    }
+}
+
+/// Encodes `weights` (rows of `n_in`, row-major) as `ty` with GPTQ against `h`; `importance`
+/// (one value per column) guides ggml's choice of each block's scales. The caller checks
+/// [`handles`].
+pub fn encode(weights: &[f32], n_in: usize, h: MatRef<'_, f32>, ty: GgmlType, importance: Option<&[f32]>, damp: f64) -> Result<Vec<u8>, GptqError> {
+    let grid = GridType::try_from(ty).map_err(|_| CodecError::NoQuantizer(ty, " with --gptq"))?;
+    let per_block = ty.block_size() as usize;
+    let block_bytes = ty.bytes_for(ty.block_size()).expect("one block") as usize;
+    if n_in == 0 || !n_in.is_multiple_of(per_block) || !weights.len().is_multiple_of(n_in) || h.nrows() != n_in {
+        return Err(CodecError::BadRows { ty, len: weights.len(), n_per_row: n_in, block: per_block as u64 }.into());
+    }
+    let u = inverse_factor(h, damp)?;
+    let row_bytes = n_in / per_block * block_bytes;
+    let mut out = vec![0u8; weights.len() / n_in * row_bytes];
+    out.par_chunks_mut(row_bytes).zip(weights.par_chunks(n_in)).try_for_each(|(dst, row)| {
+        let mut w = row.to_vec();
+        for (b, block) in dst.chunks_mut(block_bytes).enumerate() {
+            let cols = b * per_block..(b + 1) * per_block;
+            block.copy_from_slice(&ggml::quantize(ty, &w[cols.clone()], per_block, importance.map(|v| &v[cols.clone()]))?);
+            for j in cols {
+                let jj = j - b * per_block;
+                let (s, o, lo, hi) = regrid::grid(grid, block, jj);
+                let v = if s != 0.0 {
+                    let q = (round_code((w[j] + o) / s) as i32).clamp(lo, hi);
+                    regrid::set_code(grid, block, jj, q);
+                    s * q as f32 - o
+                } else {
+                    -o
+                };
+                let e = (w[j] - v) / u[j * n_in + j];
+                let (head, tail) = w.split_at_mut(j + 1);
+                head[j] = v;
+                for (x, uk) in tail.iter_mut().zip(&u[j * n_in + j + 1..(j + 1) * n_in]) {
+                    *x -= e * uk;
+                }
+            }
+        }
+        Ok::<(), CodecError>(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Mat;
+    use rand::{Rng, SeedableRng};
+
+    /// Correlated inputs (a shared factor plus noise) and random weights.
+    fn problem(rows: usize, n: usize, tokens: usize) -> (Vec<f32>, Mat<f32>, Vec<f32>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let w: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x: Vec<f32> = (0..tokens)
+            .flat_map(|_| {
+                let common: f32 = rng.random_range(-1.0..1.0);
+                (0..n).map(|j| common * (1.0 + (j % 7) as f32 * 0.1) + 0.3 * rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>()
+            })
+            .collect();
+        let xm = Mat::<f32>::from_fn(tokens, n, |t, j| x[t * n + j]);
+        let h = xm.transpose() * &xm;
+        (w, h, x)
+    }
+
+    /// Σ over tokens and rows of (x·w − x·ŵ)².
+    fn output_error(w: &[f32], wq: &[f32], x: &[f32], n: usize) -> f64 {
+        let mut e = 0.0;
+        for xt in x.chunks(n) {
+            for (r, rq) in w.chunks(n).zip(wq.chunks(n)) {
+                let d: f64 = xt.iter().zip(r.iter().zip(rq)).map(|(a, (b, c))| *a as f64 * (*b as f64 - *c as f64)).sum();
+                e += d * d;
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn lowers_the_output_error_against_plain_rounding_at_the_same_type_and_size() {
+        for ty in [GgmlType::Q4_K, GgmlType::Q3_K, GgmlType::Q4_0, GgmlType::Q6_K] {
+            let n = 512;
+            let (w, h, x) = problem(8, n, 256);
+            let diag: Vec<f32> = (0..n).map(|j| h[(j, j)]).collect();
+            let plain = ggml::quantize(ty, &w, n, Some(&diag)).unwrap();
+            let gptq = encode(&w, n, h.as_ref(), ty, Some(&diag), DEFAULT_DAMP).unwrap();
+            assert_eq!(plain.len(), gptq.len());
+            let (p, g) = (ggml::dequantize_to_vec(ty, &plain, w.len()).unwrap(), ggml::dequantize_to_vec(ty, &gptq, w.len()).unwrap());
+            let (ep, eg) = (output_error(&w, &p, &x, n), output_error(&w, &g, &x, n));
+            assert!(eg < 0.8 * ep, "{ty}: GPTQ output error {eg} vs plain {ep}");
+        }
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_bytes_and_a_dead_column_is_harmless() {
+        let n = 256;
+        let (w, mut h, _) = problem(4, n, 64);
+        for k in 0..n {
+            h[(5, k)] = 0.0;
+            h[(k, 5)] = 0.0;
+        }
+        let a = encode(&w, n, h.as_ref(), GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap();
+        assert_eq!(a, encode(&w, n, h.as_ref(), GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap());
+        let v = ggml::dequantize_to_vec(GgmlType::Q4_K, &a, w.len()).unwrap();
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn tables_and_floats_are_not_handled() {
+        assert!(handles(GgmlType::Q3_K) && handles(GgmlType::Q8_0) && handles(GgmlType::Q5_1));
+        assert!(!handles(GgmlType::IQ4_NL) && !handles(GgmlType::F16) && !handles(GgmlType::F32));
+    }
+}
