@@ -6,8 +6,9 @@
 # paired. Two halves, each resumable and each small enough for one sitting, then the pairing:
 #   edit  calibrate both sides (≈ 10 + 40 min on 2 AVX-512 cores), apply, evaluate the edit alone
 #         (RUNS/math500-edit); the STATS are not kept in git and differ between CPU kinds, so
-#         this half must finish on the machine that calibrated: its journal and report are then
-#         archived as docs/results/math-qwen1.5b/edit-run.tar.gz with the edit's sha256
+#         a partial edit journal (committed at a stop as edit-run.tar.gz with edit.sha256)
+#         continues only on a machine whose rebuilt edit has that sha256 (the same CPU kind:
+#         Intel AVX-512 gave 32a37b4b…); a finished one is archived with its report
 #   base  evaluate the unedited model alone (RUNS/math500; the model file is the same bytes on
 #         every machine, so its journal, archived as base-journal.tar.gz, continues anywhere)
 #   pair  `eval --compare-run` pairs the two finished halves item by item (no evaluation)
@@ -31,9 +32,15 @@ edit_half() {
     [ -e "$runs/q15-general.stats.gguf" ] || "$bin" calibrate "$m" --data mmlu --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-general.stats.gguf"
     [ -e "$runs/q15-mathcal.stats.gguf" ] || "$bin" calibrate "$m" --data math --samples 500 --seed 42 --checkpoint-every 50 --resume --threads 2 -q -o "$runs/q15-mathcal.stats.gguf"
     [ -e "$runs/q15-math-edit.gguf" ] || "$bin" apply "$m" --math "$runs/q15-mathcal.stats.gguf" --general "$runs/q15-general.stats.gguf" --scale 1.1 --top-k 5 --no-modelfile -o "$runs/q15-math-edit.gguf"
+    # A partial edit journal (edit-run.tar.gz without its report) continues only with the same edit.
+    got=$(sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1)
+    if [ -e "$res/edit.sha256" ] && [ "$(cat "$res/edit.sha256")" != "$got" ]; then
+      echo "math-pair: the rebuilt edit has sha256 $got; the committed partial journal was made with $(cat "$res/edit.sha256") (another CPU kind: STATS differ). Remove $res/edit-run.tar.gz, $res/edit.sha256 and $runs/math500-edit to start the edit half afresh here" >&2
+      exit 1
+    fi
     eval_math "$runs/q15-math-edit.gguf" --out "$runs/math500-edit" > "$runs/math500-edit.stdout"
   fi
-  if [ ! -e "$res/edit-run.tar.gz" ]; then
+  if [ ! -e "$res/edit-run.tar.gz" ] || ! tar -tzf "$res/edit-run.tar.gz" | grep -q report.json; then
     sha256sum "$runs/q15-math-edit.gguf" | cut -d' ' -f1 > "$res/edit.sha256"
     tar -czf "$res/edit-run.tar.gz" -C "$runs/math500-edit" items report.json report.md
   fi
