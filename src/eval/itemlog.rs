@@ -147,20 +147,14 @@ impl ItemLog {
         let mut log = ItemLog { path: path.to_path_buf(), key: key.to_string(), header: None, done: BTreeMap::new(), file: None, text };
         if resume && path.exists() {
             let text = crate::safety::inputs::read_text(path).map_err(io)?;
-            let mut lines = text.lines();
-            if let Some(h) = lines.next().and_then(|l| serde_json::from_str::<Header>(l).ok()) {
+            if let Some((h, lines)) = parse(&text) {
                 if h.key != key {
                     return Err(ItemLogError::OtherSettings { path: path.to_path_buf(), found: h.key, expected: key.to_string() });
                 }
                 log.header = Some(h);
-                for l in lines {
-                    match serde_json::from_str::<Line>(l) {
-                        Ok(line) => {
-                            let line = Line::new(line.pos, &line.item, log.text, line.sha256.as_ref());
-                            log.done.insert(line.pos, line);
-                        }
-                        Err(_) => break,
-                    }
+                for line in lines {
+                    let line = Line::new(line.pos, &line.item, log.text, line.sha256.as_ref());
+                    log.done.insert(line.pos, line);
                 }
             }
         }
@@ -202,6 +196,13 @@ impl ItemLog {
     }
 }
 
+/// An item file's header and its whole lines, up to a torn last line (None without a header).
+fn parse(text: &str) -> Option<(Header, Vec<Line>)> {
+    let mut lines = text.lines();
+    let header = serde_json::from_str::<Header>(lines.next()?).ok()?;
+    Some((header, lines.map_while(|l| serde_json::from_str::<Line>(l).ok()).collect()))
+}
+
 /// A finished task's item file read back without touching it (the other side of
 /// `eval --compare-run`).
 #[derive(Debug)]
@@ -216,18 +217,10 @@ pub struct Finished {
 /// torn last line ends the items, as a resumed run reads it.
 pub fn read_finished(path: &Path) -> Result<Finished, ItemLogError> {
     let text = crate::safety::inputs::read_text(path).map_err(|source| ItemLogError::Io { path: path.to_path_buf(), source })?;
-    let mut lines = text.lines();
-    let header = lines.next().and_then(|l| serde_json::from_str::<Header>(l).ok());
-    let Some(header) = header else {
+    let Some((header, lines)) = parse(&text) else {
         return Err(ItemLogError::Io { path: path.to_path_buf(), source: std::io::Error::other("not an item file of `eval` (no header line)") });
     };
-    let mut items = BTreeMap::new();
-    for l in lines {
-        match serde_json::from_str::<Line>(l) {
-            Ok(line) => items.insert(line.pos, line.item),
-            Err(_) => break,
-        };
-    }
+    let items = lines.into_iter().map(|l| (l.pos, l.item)).collect();
     Ok(Finished { key: header.key, items })
 }
 
