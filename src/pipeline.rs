@@ -268,11 +268,11 @@ pub fn evaluate(base: &Path, other: Option<Other<'_>>, options: &EvalOptions, ou
         _ => None,
     };
     let mut options = options.clone();
-    options.items_dir = Some(out.join("items").join("base"));
+    options.items_dir = Some(eval::outputs::items_dir(out, eval::outputs::Side::Base));
     let base_report = eval::evaluate(base, &options).with_context(|| format!("evaluating {}", base.display()))?;
     let other_report = match (other_model, finished) {
         (Some(other), _) => {
-            options.items_dir = Some(out.join("items").join("other"));
+            options.items_dir = Some(eval::outputs::items_dir(out, eval::outputs::Side::Other));
             eval::evaluate(other, &options).with_context(|| format!("evaluating {}", other.display()))?
         }
         (None, Some(report)) => report,

@@ -274,6 +274,18 @@ impl Accumulator {
     }
 }
 
+/// A plain matmul's input must be as wide as the weight's columns and have one row per token
+/// of the decode (`n_rows`): the check every sink makes before it reads the rows.
+pub(super) fn check_input(shape: &WeightShape, input: &Activations<'_>, n_rows: usize) -> Result<(), AccumulateError> {
+    if input.n_in != shape.n_in {
+        return Err(AccumulateError::Width { weight: shape.name.clone(), got: input.n_in, columns: shape.n_in });
+    }
+    if input.n_rows() != n_rows {
+        return Err(AccumulateError::Rows { weight: shape.name.clone(), got: input.n_rows(), tokens: n_rows });
+    }
+    Ok(())
+}
+
 /// Σ x² per column over `rows` of `acts`, added into `out` (f64).
 fn add_squares(acts: &Activations<'_>, rows: std::ops::Range<usize>, out: &mut [f64]) {
     for r in rows {
@@ -289,12 +301,11 @@ impl ActivationSink for Accumulator {
     fn matmul(&mut self, weight: usize, input_id: usize, input: &Activations<'_>) {
         let shape = &self.shapes[weight];
         let n_in = shape.n_in;
-        if input.n_in != n_in || shape.n_groups != 1 {
+        if shape.n_groups != 1 {
             let e = AccumulateError::Width { weight: shape.name.clone(), got: input.n_in, columns: n_in };
             return self.fail(e);
         }
-        if input.n_rows() != self.n_rows {
-            let e = AccumulateError::Rows { weight: shape.name.clone(), got: input.n_rows(), tokens: self.n_rows };
+        if let Err(e) = check_input(shape, input, self.n_rows) {
             return self.fail(e);
         }
         self.seen[weight] = true;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use faer::{Accum, Mat, MatRef, Par};
 
-use super::accumulate::{AccumulateError, Segment, WeightShape};
+use super::accumulate::{AccumulateError, Segment, WeightShape, check_input};
 use super::driver::Capture;
 use crate::ffi::llama::{ActivationSink, Activations, ExpertIds};
 
@@ -128,12 +128,8 @@ impl ActivationSink for HessianSink {
         if shape.n_groups != 1 || self.error.is_some() {
             return;
         }
-        if input.n_in != shape.n_in {
-            self.error = Some(AccumulateError::Width { weight: shape.name.clone(), got: input.n_in, columns: shape.n_in });
-            return;
-        }
-        if input.n_rows() != self.n_rows {
-            self.error = Some(AccumulateError::Rows { weight: shape.name.clone(), got: input.n_rows(), tokens: self.n_rows });
+        if let Err(e) = check_input(shape, input, self.n_rows) {
+            self.error = Some(e);
             return;
         }
         if let Some(&g) = self.decode_inputs.get(&input_id) {

@@ -61,7 +61,7 @@ pub fn inputs(dir: &Path, tasks: &[Task]) -> Vec<PathBuf> {
 }
 
 fn item_file(dir: &Path, task: Task) -> PathBuf {
-    dir.join("items").join("base").join(format!("{task}.jsonl"))
+    super::outputs::items_dir(dir, super::outputs::Side::Base).join(format!("{task}.jsonl"))
 }
 
 /// The key without its model's sha256, and that sha256.

@@ -22,10 +22,27 @@ fn report_files(out: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Which model of a run a folder of per-item files holds: the evaluated model, or the one
+/// `--compare` puts beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// MODEL (a single-model run's only side; what `--compare-run` reads back).
+    Base,
+    /// `--compare OTHER`.
+    Other,
+}
+
+/// `out/items/base` or `out/items/other`: where a run journals one model's items.
+pub fn items_dir(out: &Path, side: Side) -> PathBuf {
+    out.join("items").join(match side {
+        Side::Base => "base",
+        Side::Other => "other",
+    })
+}
+
 /// The folders of the per-item files.
 fn item_dirs(out: &Path) -> [PathBuf; 3] {
-    let items = out.join("items");
-    [items.join("base"), items.join("other"), items]
+    [items_dir(out, Side::Base), items_dir(out, Side::Other), out.join("items")]
 }
 
 /// The per-item files of `out` (resumed from with `--resume`).
