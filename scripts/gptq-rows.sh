@@ -3,10 +3,13 @@
 # (general importance, the llama.cpp norm) against the same importance with GPTQ rounding, H
 # captured on the master from (9) the same 125 WikiText-2 paragraphs as the general STATS, or
 # (10) the 110 GSM8K train texts of the math STATS (seed 42; `kld --calibration-draw 110:42`
-# keeps them out of the math text it scores). Same mix, same types, same bytes; KLD paired
+# keeps them out of the math text it scores); (11) row 10's H with row 7's allocation (the knapsack
+# on the measured step-down and step-up losses, sens-q3-{down,up}.json in SENS, by default the
+# results' parent: the table's own files). Rows 9 and 10 keep the stock types and bytes per
+# tensor, row 11 row 7's types at the stock size; KLD paired
 # against row 2 on the same 10 240 tokens per set (`kld --against`). Steps whose output exists
 # are skipped; models go to DIR (never into git), reports and sha256 to RESULTS.
-# ROWS picks the rows (default both); NO_KLD=1 builds them only.
+# ROWS picks the rows (default 10 and 9); NO_KLD=1 builds them only.
 #   scripts/gptq-rows.sh MODEL.gguf DIR [THREADS] [RESULTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ results=${4:-docs/results/quantize-$(basename "$model" .gguf)-vocab/gptq}
 bin=${MATHNEURO_BIN:-target/release/mathneuro}
 data=${MATHNEURO_DATA:-../shared/data}
 mix=${MIX:-Q3_K_M}
+sens=${SENS:-$(dirname "$results")}
 mkdir -p "$dir" "$results"
 run() { local out=$1; shift; [ -e "$out" ] || { echo "== $(date -u +%H:%M:%S) $out"; /usr/bin/time -f "$out: %e s, %M KiB" "$@"; }; }
 m=$dir/master-f16.gguf
@@ -34,6 +38,7 @@ for v in ${ROWS:-10gptq-math 9gptq-general}; do
   case $v in
     9gptq-general) q $v --gptq "$dir/wiki-calib.txt" --gptq-samples 125 --gptq-no-replacement --gptq-seed 42 ;;
     10gptq-math) q $v --gptq gsm8k --gptq-samples 110 --gptq-seed 42 ;;
+    11gptq-knap) q $v --gptq gsm8k --gptq-samples 110 --gptq-seed 42 --allocation "knapsack=$sens/sens-q3-down.json,$sens/sens-q3-up.json" ;;
     *) echo "gptq-rows: unknown row $v" >&2; exit 2 ;;
   esac
   [ -n "${NO_KLD:-}" ] && continue
