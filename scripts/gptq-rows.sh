@@ -9,7 +9,7 @@
 # tensor, row 11 row 7's types at the stock size; KLD paired
 # against row 2 on the same 10 240 tokens per set (`kld --against`). Steps whose output exists
 # are skipped; models go to DIR (never into git), reports and sha256 to RESULTS.
-# ROWS picks the rows (default 10 and 9); NO_KLD=1 builds them only.
+# ROWS picks the rows (default 10 and 9); NO_KLD=1 skips the KLD pairs; ACC=N adds a GSM8K pair.
 #   scripts/gptq-rows.sh MODEL.gguf DIR [THREADS] [RESULTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,21 @@ q() {
   sha256sum "$dir/$name.gguf" | cut -d' ' -f1 > "$results/$name.sha256"
   cp "$dir/$name.json" "$results/"
 }
+# ACC=N: GSM8K 8-shot CoT on N seeded test questions, the row paired against row 2 (redacted
+# journal; one archived at an earlier stop, acc-gsm8k-ROW-journal.tar.gz, is continued — valid
+# only where the rebuilt rows have the committed sha256, i.e. the same CPU kind).
+acc_pair() {
+  local a=$dir/acc-gsm8k-$1 j=$results/acc-gsm8k-$1-journal.tar.gz
+  if [ ! -d "$a/items" ] && [ -e "$j" ]; then mkdir -p "$a" && tar -xzf "$j" -C "$a"; fi
+  echo "== $(date -u +%H:%M:%S) $a"
+  if ! "$bin" eval "$dir/2general.gguf" --compare "$dir/$1.gguf" --tasks gsm8k --limit "$ACC" --threads "$threads" --resume --redact-items -q --out "$a" > "$a.stdout"; then
+    tar -czf "$j" -C "$a" items
+    return 1
+  fi
+  tar -czf "$j" -C "$a" items
+  mkdir -p "$results/acc-gsm8k-$1"
+  cp "$a/report.md" "$a/report.json" "$a/diff.svg" "$results/acc-gsm8k-$1/"
+}
 q 2general
 for v in ${ROWS:-10gptq-math 9gptq-general}; do
   case $v in
@@ -41,7 +56,9 @@ for v in ${ROWS:-10gptq-math 9gptq-general}; do
     11gptq-knap) q $v --gptq gsm8k --gptq-samples 110 --gptq-seed 42 --allocation "knapsack=$sens/sens-q3-down.json,$sens/sens-q3-up.json" ;;
     *) echo "gptq-rows: unknown row $v" >&2; exit 2 ;;
   esac
-  [ -n "${NO_KLD:-}" ] && continue
-  run "$dir/pair-$v.json" "$bin" kld "$dir/$v.gguf" --master "$m" --against "$dir/2general.gguf" --tokens 10240 --calibration-draw 110:42 --start-token vocab --threads "$threads" -q --json "$dir/pair-$v.json"
-  cp "$dir/pair-$v.json" "$results/"
+  if [ -z "${NO_KLD:-}" ]; then
+    run "$dir/pair-$v.json" "$bin" kld "$dir/$v.gguf" --master "$m" --against "$dir/2general.gguf" --tokens 10240 --calibration-draw 110:42 --start-token vocab --threads "$threads" -q --json "$dir/pair-$v.json"
+    cp "$dir/pair-$v.json" "$results/"
+  fi
+  if [ -n "${ACC:-}" ]; then acc_pair "$v"; fi
 done
