@@ -113,7 +113,7 @@ pub fn round_rows(weights: &[f32], n_in: usize, u: &[f32], ty: GgmlType, importa
     Ok(out)
 }
 
-/// `x -= e·u` element by element: the update that dominates the encode, in the widest vector
+/// `x -= e·u` element by element: the update that dominates the rounding, in the widest vector
 /// registers the CPU has (chosen at run time; the crate is built for baseline x86-64). Each
 /// element is one multiply then one subtract, never a fused multiply-add, so every CPU gives
 /// the same bits.
