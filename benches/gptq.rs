@@ -8,7 +8,8 @@
 //!
 //!   cargo bench --bench gptq
 //!
-//! Never time it beside another heavy job: the rounding is bound by memory traffic.
+//! Never time it beside another heavy job: the rounding is bound by memory traffic and vector
+//! width (tiles and the run-time AVX-512/AVX2 update each matter; docs/BENCHMARKS.md).
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -40,11 +40,10 @@ acc_pair() {
   local a=$dir/acc-gsm8k-$1 j=$results/acc-gsm8k-$1-journal.tar.gz
   if [ ! -d "$a/items" ] && [ -e "$j" ]; then mkdir -p "$a" && tar -xzf "$j" -C "$a"; fi
   echo "== $(date -u +%H:%M:%S) $a"
-  if ! "$bin" eval "$dir/2general.gguf" --compare "$dir/$1.gguf" --tasks gsm8k --limit "$ACC" --threads "$threads" --resume --redact-items -q --out "$a" > "$a.stdout"; then
-    tar -czf "$j" -C "$a" items
-    return 1
-  fi
+  local rc=0
+  "$bin" eval "$dir/2general.gguf" --compare "$dir/$1.gguf" --tasks gsm8k --limit "$ACC" --threads "$threads" --resume --redact-items -q --out "$a" > "$a.stdout" || rc=$?
   tar -czf "$j" -C "$a" items
+  [ "$rc" -eq 0 ] || return "$rc"
   mkdir -p "$results/acc-gsm8k-$1"
   cp "$a/report.md" "$a/report.json" "$a/diff.svg" "$results/acc-gsm8k-$1/"
 }
