@@ -244,7 +244,7 @@ pub fn capture_hessians(model_path: &Path, set: &CalibrationSet, sampling: &Samp
     let mut cal = Calibrator::new(&model, opts)?;
     let texts = sampling.texts(set, model_path)?;
     let tok = cal.tokenize(&texts)?;
-    let mut sink = crate::calibrate::hessian::HessianSink::new(cal.shapes(), opts.threads);
+    let mut sink = crate::calibrate::hessian::HessianSink::new(cal.shapes(), opts.threads).context("starting the H capture's worker threads")?;
     let bar = Progress::new(&format!("capturing H ({})", set.name), tok.total_tokens() as u64, "tok", progress);
     cal.measure(&mut sink, &tok, &mut |n| bar.inc(n as u64)).with_context(|| format!("capturing H on {}", model_path.display()))?;
     bar.finish_and_clear();

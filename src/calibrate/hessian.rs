@@ -4,10 +4,13 @@
 //! (q/k/v, gate/up) share one matrix, found from the decode's input ids; expert weights (MUL_MAT_ID)
 //! are not captured (they quantize as without `--gptq`). Padding rows are left out.
 //!
-//! Each matrix is n_in × n_in f32, accumulated per decode as XᵀX with faer's matmul (after the
-//! decode, from its copied inputs: ≈ 0.4 GB per 512-token decode on a 0.5B): on
-//! Qwen2.5-0.5B (inputs of 896 and 4 864) that is 0.63 G entries per token of work and 2.5 GB of
-//! matrices; a 1.5B model needs ≈ 10 GB.
+//! H is symmetric, so only its lower triangle is summed and kept ([`Lower`]: row strips of
+//! [`STRIP`] rows, each up to and including its diagonal block), accumulated per decode as
+//! XᵀX with faer's matmul (after the decode, from its copied inputs: ≈ 0.4 GB per 512-token
+//! decode on a 0.5B) — half the products and half the memory of the full square: on
+//! Qwen2.5-0.5B (inputs of 896 and 4 864) 0.32 G products per token and 1.3 GB of matrices; on
+//! the 1.5B (1 536 and 8 960) 1.2 G and 4.9 GB. Each entry is summed over the same rows in the
+//! same order as the full product, so its bits are the full product's (tested).
 
 use std::collections::HashMap;
 
@@ -17,18 +20,70 @@ use super::accumulate::{AccumulateError, Segment, WeightShape, check_input};
 use super::driver::Capture;
 use crate::ffi::llama::{ActivationSink, Activations, ExpertIds};
 
+/// Rows per strip of [`Lower`].
+pub const STRIP: usize = 256;
+
+/// The lower triangle of a symmetric n × n matrix as row strips: strip s holds rows
+/// s·STRIP .. min((s+1)·STRIP, n) and columns 0 .. the strip's last row + 1 (its diagonal block
+/// whole). About n²/2 + n·STRIP/2 floats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lower {
+    n: usize,
+    strips: Vec<Mat<f32>>,
+}
+
+impl Lower {
+    /// An all-zero n × n matrix.
+    pub fn zeros(n: usize) -> Lower {
+        let strips = (0..n.div_ceil(STRIP)).map(|s| Mat::zeros((n - s * STRIP).min(STRIP), ((s + 1) * STRIP).min(n))).collect();
+        Lower { n, strips }
+    }
+
+    /// The order n.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Adds Σ over the columns x of `xt` (n × rows) of x xᵀ, the strips in parallel on the
+    /// current rayon pool (largest first).
+    pub fn add_gram(&mut self, xt: MatRef<'_, f32>) {
+        use rayon::prelude::*;
+        assert_eq!(xt.nrows(), self.n, "add_gram: {} rows for an order-{} matrix", xt.nrows(), self.n);
+        self.strips.par_iter_mut().enumerate().rev().for_each(|(s, strip)| {
+            let (r0, rows, cols) = (s * STRIP, strip.nrows(), strip.ncols());
+            faer::linalg::matmul::matmul(strip.as_mut(), Accum::Add, xt.subrows(r0, rows), xt.subrows(0, cols).transpose(), 1.0f32, Par::Seq);
+        });
+    }
+
+    /// Entry (i, j), read from the lower triangle.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        let (i, j) = if i >= j { (i, j) } else { (j, i) };
+        self.strips[i / STRIP][(i % STRIP, j)]
+    }
+
+    /// The lower triangle of a square `m` (its upper triangle is not read).
+    pub fn from_lower(m: MatRef<'_, f32>) -> Lower {
+        let mut l = Lower::zeros(m.nrows());
+        for (s, strip) in l.strips.iter_mut().enumerate() {
+            let (r0, cols) = (s * STRIP, strip.ncols());
+            strip.copy_from(m.submatrix(r0, 0, strip.nrows(), cols));
+        }
+        l
+    }
+}
+
 /// The captured matrices, by weight name.
 pub struct Hessians {
-    mats: Vec<Mat<f32>>,
+    mats: Vec<Lower>,
     of_weight: HashMap<String, usize>,
     /// Tokens summed into every matrix.
     pub tokens: u64,
 }
 
 impl Hessians {
-    /// H of weight `name` (n_in × n_in), when it was captured.
-    pub fn get(&self, name: &str) -> Option<MatRef<'_, f32>> {
-        self.of_weight.get(name).map(|&i| self.mats[i].as_ref())
+    /// H of weight `name` (n_in × n_in, its lower triangle), when it was captured.
+    pub fn get(&self, name: &str) -> Option<&Lower> {
+        self.of_weight.get(name).map(|&i| &self.mats[i])
     }
 
     /// Distinct matrices (weights that share an input share one).
@@ -41,14 +96,14 @@ impl Hessians {
 pub struct HessianSink {
     shapes: Vec<WeightShape>,
     group_of: Vec<Option<usize>>,
-    mats: Vec<Mat<f32>>,
+    mats: Vec<Lower>,
     /// Input id of this decode → matrix already fed from it.
     decode_inputs: HashMap<usize, usize>,
     segments: Vec<Segment>,
     n_rows: usize,
     real_rows: usize,
     tokens: u64,
-    threads: usize,
+    pool: rayon::ThreadPool,
     /// This decode's inputs (matrix, Xᵀ as n_in × rows), multiplied in `end_decode`: inside the
     /// decode's callback llama.cpp's own threads still hold the cores.
     pending: Vec<(usize, Mat<f32>)>,
@@ -57,8 +112,8 @@ pub struct HessianSink {
 
 impl HessianSink {
     /// A sink for `shapes` (the calibrator's weights), multiplying on `threads` threads.
-    pub fn new(shapes: &[WeightShape], threads: usize) -> HessianSink {
-        HessianSink {
+    pub fn new(shapes: &[WeightShape], threads: usize) -> Result<HessianSink, rayon::ThreadPoolBuildError> {
+        Ok(HessianSink {
             shapes: shapes.to_vec(),
             group_of: vec![None; shapes.len()],
             mats: Vec::new(),
@@ -67,10 +122,10 @@ impl HessianSink {
             n_rows: 0,
             real_rows: 0,
             tokens: 0,
-            threads: threads.max(1),
+            pool: rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?,
             pending: Vec::new(),
             error: None,
-        }
+        })
     }
 
     /// The matrices summed so far.
@@ -111,10 +166,8 @@ impl Capture for HessianSink {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let par = if self.threads > 1 { Par::rayon(self.threads) } else { Par::Seq };
-        for (g, xt) in pending {
-            faer::linalg::matmul::matmul(self.mats[g].as_mut(), Accum::Add, xt.as_ref(), xt.transpose(), 1.0f32, par);
-        }
+        let mats = &mut self.mats;
+        self.pool.install(|| pending.into_iter().for_each(|(g, xt)| mats[g].add_gram(xt.as_ref())));
         self.tokens += self.real_rows as u64;
         Ok(())
     }
@@ -139,7 +192,7 @@ impl ActivationSink for HessianSink {
         let g = match self.group_of[weight] {
             Some(g) => g,
             None => {
-                self.mats.push(Mat::zeros(shape.n_in, shape.n_in));
+                self.mats.push(Lower::zeros(shape.n_in));
                 self.mats.len() - 1
             }
         };
@@ -167,7 +220,7 @@ mod tests {
     #[test]
     fn sums_x_transpose_x_over_real_rows_once_per_shared_input() {
         let shapes = [shape("q", 3), shape("k", 3), shape("down", 2)];
-        let mut sink = HessianSink::new(&shapes, 1);
+        let mut sink = HessianSink::new(&shapes, 1).unwrap();
         // Rows 0..2 are one text, row 2 is padding.
         let a = [1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 100.0, 100.0, 100.0];
         let b = [1.0, 1.0, 2.0, 0.0, 9.0, 9.0];
@@ -181,19 +234,47 @@ mod tests {
         let h = sink.finish();
         assert_eq!((h.distinct(), h.tokens), (2, 4));
         let q = h.get("q").unwrap();
+        assert_eq!(q.n(), 3);
         let want = |i: usize, j: usize| 2.0 * (a[i] * a[j] + a[3 + i] * a[3 + j]);
         for i in 0..3 {
             for j in 0..3 {
-                assert_eq!(q[(i, j)], want(i, j));
+                assert_eq!(q.get(i, j), want(i, j));
             }
         }
-        assert_eq!(h.get("k").unwrap()[(0, 2)], q[(0, 2)]);
-        assert_eq!(h.get("down").unwrap()[(0, 1)], 2.0 * (1.0 * 1.0 + 2.0 * 0.0));
+        assert_eq!(h.get("k").unwrap().get(0, 2), q.get(0, 2));
+        assert_eq!(h.get("down").unwrap().get(0, 1), 2.0 * (1.0 * 1.0 + 2.0 * 0.0));
+    }
+
+    /// The strips' entries have the bits of one full XᵀX product (faer sums each entry over the
+    /// rows in the same order), at widths across and beyond a strip and row counts of a decode —
+    /// so H, and `quantize --gptq`'s bytes, are those of the full-square capture before it.
+    #[test]
+    fn the_lower_strips_have_the_bits_of_the_full_product() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (n, rows) in [(3, 2), (255, 17), (300, 64), (896, 512), (1100, 333)] {
+            let xt = Mat::<f32>::from_fn(n, rows, |_, _| rng.random_range(-2.0f32..2.0));
+            let (mut full, mut threaded) = (Mat::<f32>::zeros(n, n), Mat::<f32>::zeros(n, n));
+            let mut lower = Lower::zeros(n);
+            for _ in 0..2 {
+                faer::linalg::matmul::matmul(full.as_mut(), Accum::Add, xt.as_ref(), xt.transpose(), 1.0f32, Par::Seq);
+                faer::linalg::matmul::matmul(threaded.as_mut(), Accum::Add, xt.as_ref(), xt.transpose(), 1.0f32, Par::rayon(2));
+                lower.add_gram(xt.as_ref());
+            }
+            // The product the capture made before the strips (on two threads) is the same too.
+            assert!(full == threaded, "n {n}, rows {rows}: threaded full product differs");
+            for i in 0..n {
+                for j in 0..n {
+                    assert_eq!(lower.get(i, j).to_bits(), full[(i.max(j), i.min(j))].to_bits(), "n {n}, rows {rows}, ({i}, {j})");
+                }
+            }
+            assert_eq!(Lower::from_lower(full.as_ref()), lower);
+        }
     }
 
     #[test]
     fn a_non_finite_input_is_an_error_naming_the_weight() {
-        let mut sink = HessianSink::new(&[shape("w", 2)], 1);
+        let mut sink = HessianSink::new(&[shape("w", 2)], 1).unwrap();
         sink.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }], 1);
         sink.matmul(0, 1, &Activations::contiguous(&[f32::NAN, 1.0], 2));
         assert!(matches!(sink.end_decode(), Err(AccumulateError::NotFinite { weight }) if weight == "w"));

@@ -14,9 +14,10 @@
 //! (H_jj = 0) gets H_jj = 1 (no error is pushed through it).
 
 use faer::linalg::solvers::DenseSolveCore;
-use faer::{MatRef, Side};
+use faer::Side;
 use rayon::prelude::*;
 
+use crate::calibrate::hessian::Lower;
 use crate::ffi::ggml::{self, CodecError};
 use crate::gguf::GgmlType;
 use crate::surgery::grids::is_table;
@@ -47,12 +48,12 @@ pub enum GptqError {
 
 /// The upper Cholesky factor U of (H + damp·mean(diag H)·I)⁻¹, row-major (U[j][k] for k ≥ j);
 /// damping grows ×10 until the factorization succeeds.
-pub fn inverse_factor(h: MatRef<'_, f32>, damp: f64) -> Result<Vec<f32>, GptqError> {
-    let n = h.nrows();
-    let mean = (0..n).map(|i| h[(i, i)] as f64).sum::<f64>() / n.max(1) as f64;
+pub fn inverse_factor(h: &Lower, damp: f64) -> Result<Vec<f32>, GptqError> {
+    let n = h.n();
+    let mean = (0..n).map(|i| h.get(i, i) as f64).sum::<f64>() / n.max(1) as f64;
     let mut d = damp;
     loop {
-        let mut m = faer::Mat::<f64>::from_fn(n, n, |i, j| h[(i, j)] as f64);
+        let mut m = faer::Mat::<f64>::from_fn(n, n, |i, j| h.get(i, j) as f64);
         for i in 0..n {
             if m[(i, i)] <= 0.0 {
                 m[(i, i)] = 1.0;
@@ -87,8 +88,8 @@ pub const TILE_ROWS: usize = 16;
 /// Encodes `weights` (rows of `n_in`, row-major) as `ty` with GPTQ against `h`; `importance`
 /// (one value per column) guides ggml's choice of each block's scales. The caller checks
 /// [`handles`].
-pub fn encode(weights: &[f32], n_in: usize, h: MatRef<'_, f32>, ty: GgmlType, importance: Option<&[f32]>, damp: f64) -> Result<Vec<u8>, GptqError> {
-    if h.nrows() != n_in {
+pub fn encode(weights: &[f32], n_in: usize, h: &Lower, ty: GgmlType, importance: Option<&[f32]>, damp: f64) -> Result<Vec<u8>, GptqError> {
+    if h.n() != n_in {
         return Err(CodecError::BadRows { ty, len: weights.len(), n_per_row: n_in, block: ty.block_size() }.into());
     }
     let u = inverse_factor(h, damp)?;
@@ -217,7 +218,7 @@ mod tests {
             let (w, h, x) = problem(8, n, 256);
             let diag: Vec<f32> = (0..n).map(|j| h[(j, j)]).collect();
             let plain = ggml::quantize(ty, &w, n, Some(&diag)).unwrap();
-            let gptq = encode(&w, n, h.as_ref(), ty, Some(&diag), DEFAULT_DAMP).unwrap();
+            let gptq = encode(&w, n, &Lower::from_lower(h.as_ref()), ty, Some(&diag), DEFAULT_DAMP).unwrap();
             assert_eq!(plain.len(), gptq.len());
             let (p, g) = (ggml::dequantize_to_vec(ty, &plain, w.len()).unwrap(), ggml::dequantize_to_vec(ty, &gptq, w.len()).unwrap());
             let (ep, eg) = (output_error(&w, &p, &x, n), output_error(&w, &g, &x, n));
@@ -233,10 +234,11 @@ mod tests {
             h[(5, k)] = 0.0;
             h[(k, 5)] = 0.0;
         }
-        let a = encode(&w, n, h.as_ref(), GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap();
-        assert_eq!(a, encode(&w, n, h.as_ref(), GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap());
+        let h = Lower::from_lower(h.as_ref());
+        let a = encode(&w, n, &h, GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap();
+        assert_eq!(a, encode(&w, n, &h, GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap());
         // Rows rounded one by one, or in tiles that do and do not divide the row count: same bytes.
-        let (w9, h9) = (&w[..].repeat(3)[..9 * n], h.as_ref());
+        let (w9, h9) = (&w[..].repeat(3)[..9 * n], &h);
         let u = inverse_factor(h9, DEFAULT_DAMP).unwrap();
         let per_row = round_rows(w9, n, &u, GgmlType::Q4_K, None, 1).unwrap();
         assert_eq!(per_row, encode(w9, n, h9, GgmlType::Q4_K, None, DEFAULT_DAMP).unwrap());
