@@ -6,7 +6,10 @@
 //! `mathneuro calibrate`, `mathneuro run`, `tune` and the experiments calibrate through here;
 //! `mathneuro eval` and `run --eval` evaluate through here.
 
+pub mod hessians;
 pub mod run;
+
+pub use hessians::{HessianPasses, capture_hessians};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -234,21 +237,6 @@ pub enum Other<'a> {
     /// The `--out` directory of a finished evaluation of one model (`eval --compare-run`),
     /// read back instead of evaluated.
     Run(&'a Path),
-}
-
-/// Captures H = Σ x xᵀ of every target weight's input (`calibrate::hessian`, for
-/// `quantize --gptq`) over the `sampling` texts of `set`, on the model at `model_path`; the
-/// model is unloaded before this returns. Returns H and the tokens measured.
-pub fn capture_hessians(model_path: &Path, set: &CalibrationSet, sampling: &Sampling, opts: &crate::calibrate::CalibrateOptions, progress: bool) -> anyhow::Result<crate::calibrate::hessian::Hessians> {
-    let model = crate::ffi::llama::Model::load(model_path).with_context(|| format!("loading {}", model_path.display()))?;
-    let mut cal = Calibrator::new(&model, opts)?;
-    let texts = sampling.texts(set, model_path)?;
-    let tok = cal.tokenize(&texts)?;
-    let mut sink = crate::calibrate::hessian::HessianSink::new(cal.shapes(), opts.threads).context("starting the H capture's worker threads")?;
-    let bar = Progress::new(&format!("capturing H ({})", set.name), tok.total_tokens() as u64, "tok", progress);
-    cal.measure(&mut sink, &tok, &mut |n| bar.inc(n as u64)).with_context(|| format!("capturing H on {}", model_path.display()))?;
-    bar.finish_and_clear();
-    Ok(sink.finish())
 }
 
 /// Evaluates the model at `base` (and compares `other` with it on the same items), writes

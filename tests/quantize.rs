@@ -142,6 +142,26 @@ fn kld_text_scores_second_halves_of_contexts_and_names_a_file_it_cannot_use() {
     assert!(!missing.status.success() && err.contains("none.txt"), "{err}");
 }
 
+/// `--gptq-memory` must be a positive number of GiB; a bad one is refused before any work and
+/// leaves no output.
+#[test]
+fn a_gptq_memory_budget_that_is_not_positive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.gguf");
+    for bad in ["0", "-1", "nan"] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_mathneuro"))
+            .args(["quantize", "-q", "--threads", "2", "--type", "Q3_K_M", "--gptq", "embedded-math", &format!("--gptq-memory={bad}")])
+            .arg(apply_support::real_model())
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && err.contains("--gptq-memory") && err.contains("GiB above 0"), "{bad}: {err}");
+        assert!(!out.exists());
+    }
+}
+
 mod quantizer {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
@@ -555,12 +575,12 @@ mod protect {
 
 /// `--gptq` (error-compensated rounding against the input covariance of calibration texts) on
 /// the real default model's float master: the same types and size as the stock mix, its
-/// provenance recorded, the same bytes from the same inputs, and on the texts H came from the
-/// quantized model stays closer to the master than ggml's rounding with the same importance.
+/// provenance recorded, the same bytes from the same inputs (H captured at once or in passes
+/// within a memory budget), and on the texts H came from the quantized model stays closer to the master than ggml's rounding with the same importance.
 #[test]
 fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_texts() {
     use mathneuro::calibrate::CalibrateOptions;
-    use mathneuro::pipeline::{Sampling, capture_hessians};
+    use mathneuro::pipeline::{HessianPasses, Sampling, capture_hessians};
     use mathneuro::quantize::{Gptq, Importance, QuantizeOptions, gptq::DEFAULT_DAMP, quantize};
     use mathneuro::surgery::Mix;
     let dir = tempfile::tempdir().unwrap();
@@ -569,12 +589,12 @@ fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_text
     let set = mathneuro::data::calibration::load("embedded-math", None).unwrap();
     let sampling = Sampling { replacement: false, ..Sampling::new(set.texts.len(), 42) };
     let cal = CalibrateOptions { threads: 2, ..CalibrateOptions::default() };
-    let capture = || Gptq { hessians: capture_hessians(&master_path, &set, &sampling, &cal, false).unwrap(), damp: DEFAULT_DAMP, source: "embedded-math".into() };
-    let g = std::sync::Arc::new(capture());
-    let first = g.clone();
-    assert!(g.hessians.tokens > 100 && g.hessians.get("blk.0.attn_q.weight").is_some());
+    let capture = || capture_hessians(&master_path, &set, &sampling, &cal, None, false).unwrap();
+    let first = capture();
+    assert!(first.tokens > 100 && first.get("blk.0.attn_q.weight").is_some());
     // q, k and v read one input: one matrix.
-    assert_eq!(g.hessians.distinct(), 18 * 4);
+    assert_eq!(first.distinct(), 18 * 4);
+    let g = std::sync::Arc::new(Gptq { hessians: Box::new(capture()), damp: DEFAULT_DAMP, source: "embedded-math".into() });
     let run = |name: &str, gptq: Option<std::sync::Arc<Gptq>>| {
         let output = dir.path().join(name);
         let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::None, allocation: None, protect: None, gptq, output: output.clone(), force: false, progress: false };
@@ -583,6 +603,16 @@ fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_text
     };
     let (plain_path, plain) = run("plain.gguf", None);
     let (gptq_path, out) = run("gptq.gguf", Some(g));
+    // Within a memory budget H is captured in passes over consecutive tensors: the same bytes.
+    let weights: Vec<(String, usize)> = mathneuro::model::target_weights(&master).into_iter().map(|t| (t.name.clone(), t.dims[0] as usize)).collect();
+    let all: u64 = weights.iter().map(|(_, n)| mathneuro::calibrate::hessian::Lower::bytes_for(*n)).sum();
+    let passes = HessianPasses::plan(&master_path, set.clone(), sampling.clone(), cal.clone(), &weights, all / 3, false).unwrap();
+    assert!(passes.groups() >= 3, "{} groups", passes.groups());
+    let passes = std::sync::Arc::new(passes);
+    let in_passes = Gptq { hessians: Box::new(passes.clone()), damp: DEFAULT_DAMP, source: "embedded-math".into() };
+    let (passes_path, _) = run("gptq-passes.gguf", Some(std::sync::Arc::new(in_passes)));
+    assert_eq!(passes.passes(), passes.groups(), "each group captured once");
+    assert!(std::fs::read(&passes_path).unwrap() == std::fs::read(&gptq_path).unwrap(), "H in passes gave other bytes");
     assert_eq!((plain.types.clone(), plain.exchange.bytes), (out.types.clone(), out.exchange.bytes));
     assert!(out.gptq.starts_with("embedded-math, damp 0.01"), "{}", out.gptq);
     let written = GgufFile::open(&gptq_path).unwrap();
@@ -591,7 +621,7 @@ fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_text
     // unit test), so the same inputs give the same file.
     let again = capture();
     for name in ["blk.0.attn_k.weight", "blk.17.ffn_down.weight"] {
-        assert!(again.hessians.get(name).unwrap() == first.hessians.get(name).unwrap(), "{name}: H differs between two captures");
+        assert!(again.get(name).unwrap() == first.get(name).unwrap(), "{name}: H differs between two captures");
     }
 
     let m = Model::load(&master_path).unwrap();

@@ -12,7 +12,8 @@
 //! the 1.5B (1 536 and 8 960) 1.2 G and 4.9 GB. Each entry is summed over the same rows in the
 //! same order as the full product, so its bits are the full product's (tested).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use faer::{Accum, Mat, MatRef, Par};
 
@@ -37,6 +38,11 @@ impl Lower {
     pub fn zeros(n: usize) -> Lower {
         let strips = (0..n.div_ceil(STRIP)).map(|s| Mat::zeros((n - s * STRIP).min(STRIP), ((s + 1) * STRIP).min(n))).collect();
         Lower { n, strips }
+    }
+
+    /// The bytes an order-`n` matrix takes (what `quantize --gptq` budgets its passes with).
+    pub fn bytes_for(n: usize) -> u64 {
+        (0..n.div_ceil(STRIP)).map(|s| ((n - s * STRIP).min(STRIP) * ((s + 1) * STRIP).min(n) * 4) as u64).sum()
     }
 
     /// The order n.
@@ -74,7 +80,7 @@ impl Lower {
 
 /// The captured matrices, by weight name.
 pub struct Hessians {
-    mats: Vec<Lower>,
+    mats: Vec<Arc<Lower>>,
     of_weight: HashMap<String, usize>,
     /// Tokens summed into every matrix.
     pub tokens: u64,
@@ -83,7 +89,17 @@ pub struct Hessians {
 impl Hessians {
     /// H of weight `name` (n_in × n_in, its lower triangle), when it was captured.
     pub fn get(&self, name: &str) -> Option<&Lower> {
-        self.of_weight.get(name).map(|&i| &self.mats[i])
+        self.of_weight.get(name).map(|&i| &*self.mats[i])
+    }
+
+    /// H of weight `name`, shared, when it was captured.
+    pub fn shared(&self, name: &str) -> Option<Arc<Lower>> {
+        self.of_weight.get(name).map(|&i| self.mats[i].clone())
+    }
+
+    /// No matrices.
+    pub fn empty() -> Hessians {
+        Hessians { mats: Vec::new(), of_weight: HashMap::new(), tokens: 0 }
     }
 
     /// Distinct matrices (weights that share an input share one).
@@ -96,6 +112,8 @@ impl Hessians {
 pub struct HessianSink {
     shapes: Vec<WeightShape>,
     group_of: Vec<Option<usize>>,
+    /// Only these weights are captured (all when None).
+    only: Option<HashSet<String>>,
     mats: Vec<Lower>,
     /// Input id of this decode → matrix already fed from it.
     decode_inputs: HashMap<usize, usize>,
@@ -116,6 +134,7 @@ impl HessianSink {
         Ok(HessianSink {
             shapes: shapes.to_vec(),
             group_of: vec![None; shapes.len()],
+            only: None,
             mats: Vec::new(),
             decode_inputs: HashMap::new(),
             segments: Vec::new(),
@@ -128,10 +147,16 @@ impl HessianSink {
         })
     }
 
+    /// Captures only the weights named in `only` (a pass of a capture made in several).
+    pub fn only(mut self, only: HashSet<String>) -> HessianSink {
+        self.only = Some(only);
+        self
+    }
+
     /// The matrices summed so far.
     pub fn finish(self) -> Hessians {
         let of_weight = self.shapes.iter().zip(&self.group_of).filter_map(|(s, g)| g.map(|g| (s.name.clone(), g))).collect();
-        Hessians { mats: self.mats, of_weight, tokens: self.tokens }
+        Hessians { mats: self.mats.into_iter().map(Arc::new).collect(), of_weight, tokens: self.tokens }
     }
 
     /// The decode's real rows of `input` as the columns of an (n_in × rows) matrix (Xᵀ).
@@ -178,7 +203,7 @@ impl Capture for HessianSink {
 impl ActivationSink for HessianSink {
     fn matmul(&mut self, weight: usize, input_id: usize, input: &Activations<'_>) {
         let shape = &self.shapes[weight];
-        if shape.n_groups != 1 || self.error.is_some() {
+        if shape.n_groups != 1 || self.error.is_some() || self.only.as_ref().is_some_and(|o| !o.contains(&shape.name)) {
             return;
         }
         if let Err(e) = check_input(shape, input, self.n_rows) {
@@ -269,6 +294,25 @@ mod tests {
                 }
             }
             assert_eq!(Lower::from_lower(full.as_ref()), lower);
+        }
+    }
+
+    #[test]
+    fn only_the_named_weights_are_captured_and_a_matrix_s_bytes_are_known_before() {
+        let shapes = [shape("q", 3), shape("k", 3), shape("down", 2)];
+        let mut sink = HessianSink::new(&shapes, 1).unwrap().only(["k".to_string()].into());
+        let a = [1.0, 2.0, 3.0];
+        sink.begin_decode(&[Segment { slot: 0, start: 0, end: 1 }], 1);
+        sink.matmul(0, 7, &Activations::contiguous(&a, 3));
+        sink.matmul(1, 7, &Activations::contiguous(&a, 3));
+        sink.matmul(2, 8, &Activations::contiguous(&[1.0, 1.0], 2));
+        sink.end_decode().unwrap();
+        let h = sink.finish();
+        assert!(h.get("q").is_none() && h.get("down").is_none());
+        assert_eq!((h.distinct(), h.get("k").unwrap().get(2, 1)), (1, 6.0));
+        for n in [1, 255, 256, 257, 1100] {
+            let l = Lower::zeros(n);
+            assert_eq!(Lower::bytes_for(n), l.strips.iter().map(|m| (m.nrows() * m.ncols() * 4) as u64).sum::<u64>());
         }
     }
 

@@ -44,6 +44,29 @@ pub enum GptqError {
     /// ggml refused a block.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// Capturing H (a pass of forward passes) failed.
+    #[error("capturing H: {0}")]
+    Capture(String),
+}
+
+/// Gives the encoder H per weight, asked in the master's tensor order: all captured at once
+/// ([`Hessians`](crate::calibrate::hessian::Hessians)), or captured pass by pass within a memory
+/// budget (`pipeline::HessianPasses`).
+pub trait HessianSource: Send + Sync {
+    /// H of weight `name`; None when it has none (expert weights, names no capture sees).
+    fn hessian(&self, name: &str) -> Result<Option<std::sync::Arc<Lower>>, GptqError>;
+}
+
+impl<T: HessianSource> HessianSource for std::sync::Arc<T> {
+    fn hessian(&self, name: &str) -> Result<Option<std::sync::Arc<Lower>>, GptqError> {
+        (**self).hessian(name)
+    }
+}
+
+impl HessianSource for crate::calibrate::hessian::Hessians {
+    fn hessian(&self, name: &str) -> Result<Option<std::sync::Arc<Lower>>, GptqError> {
+        Ok(self.shared(name))
+    }
 }
 
 /// The upper Cholesky factor U of (H + damp·mean(diag H)·I)⁻¹, row-major (U[j][k] for k ≥ j);

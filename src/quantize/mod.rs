@@ -102,8 +102,8 @@ pub struct QuantizeOptions {
 
 /// The input covariances `--gptq` rounds against, and how they were made.
 pub struct Gptq {
-    /// H per weight.
-    pub hessians: crate::calibrate::hessian::Hessians,
+    /// H per weight (captured at once, or pass by pass).
+    pub hessians: Box<dyn gptq::HessianSource>,
     /// GPTQ's damping (share of the mean diagonal).
     pub damp: f64,
     /// Where H came from (data, samples, seed, tokens, model), recorded in the output.
@@ -368,10 +368,13 @@ pub fn encode_tensor(
         return Ok(data.to_vec());
     }
     let imp = importance_for(imp, math, general, t);
-    if let Some((g, h)) = gptq.filter(|_| gptq::handles(dest)).and_then(|g| g.hessians.get(&t.name).map(|h| (g, h))) {
+    let gptq_error = |source| QuantizeError::Gptq { tensor: t.name.clone(), source };
+    if let Some(g) = gptq.filter(|_| gptq::handles(dest))
+        && let Some(h) = g.hessians.hessian(&t.name).map_err(gptq_error)?
+    {
         let codec = |source| QuantizeError::Codec { tensor: t.name.clone(), source };
         let w = crate::ffi::ggml::dequantize_to_vec(t.ggml_type, data, t.n_elements() as usize).map_err(codec)?;
-        return gptq::encode(&w, t.dims[0] as usize, h, dest, imp.as_deref(), g.damp).map_err(|source| QuantizeError::Gptq { tensor: t.name.clone(), source });
+        return gptq::encode(&w, t.dims[0] as usize, &h, dest, imp.as_deref(), g.damp).map_err(gptq_error);
     }
     let encoded = match protect {
         Some((mask, factor)) => protect::encode_protected(t, data, dest, imp.as_deref(), mask, factor),
