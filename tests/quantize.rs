@@ -576,7 +576,8 @@ mod protect {
 /// `--gptq` (error-compensated rounding against the input covariance of calibration texts) on
 /// the real default model's float master: the same types and size as the stock mix, its
 /// provenance recorded, the same bytes from the same inputs (H captured at once or in passes
-/// within a memory budget), and on the texts H came from the quantized model stays closer to the master than ggml's rounding with the same importance.
+/// within a memory budget), and on the texts H came from the quantized model stays closer to
+/// the master than ggml's rounding with the same importance.
 #[test]
 fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_texts() {
     use mathneuro::calibrate::CalibrateOptions;
@@ -590,11 +591,11 @@ fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_text
     let sampling = Sampling { replacement: false, ..Sampling::new(set.texts.len(), 42) };
     let cal = CalibrateOptions { threads: 2, ..CalibrateOptions::default() };
     let capture = || capture_hessians(&master_path, &set, &sampling, &cal, None, false).unwrap();
-    let first = capture();
+    let first = std::sync::Arc::new(capture());
     assert!(first.tokens > 100 && first.get("blk.0.attn_q.weight").is_some());
     // q, k and v read one input: one matrix.
     assert_eq!(first.distinct(), 18 * 4);
-    let g = std::sync::Arc::new(Gptq { hessians: Box::new(capture()), damp: DEFAULT_DAMP, source: "embedded-math".into() });
+    let g = std::sync::Arc::new(Gptq { hessians: Box::new(first.clone()), damp: DEFAULT_DAMP, source: "embedded-math".into() });
     let run = |name: &str, gptq: Option<std::sync::Arc<Gptq>>| {
         let output = dir.path().join(name);
         let opts = QuantizeOptions { mix: Mix::Q3KM, importance: Importance::None, allocation: None, protect: None, gptq, output: output.clone(), force: false, progress: false };
@@ -604,7 +605,7 @@ fn gptq_keeps_the_mix_and_size_and_lowers_the_divergence_on_its_calibration_text
     let (plain_path, plain) = run("plain.gguf", None);
     let (gptq_path, out) = run("gptq.gguf", Some(g));
     // Within a memory budget H is captured in passes over consecutive tensors: the same bytes.
-    let weights: Vec<(String, usize)> = mathneuro::model::target_weights(&master).into_iter().map(|t| (t.name.clone(), t.dims[0] as usize)).collect();
+    let weights = mathneuro::pipeline::hessians::gptq_weights(&master);
     let all: u64 = weights.iter().map(|(_, n)| mathneuro::calibrate::hessian::Lower::bytes_for(*n)).sum();
     let passes = HessianPasses::plan(&master_path, set.clone(), sampling.clone(), cal.clone(), &weights, all / 3, false).unwrap();
     assert!(passes.groups() >= 3, "{} groups", passes.groups());

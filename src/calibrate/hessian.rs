@@ -34,15 +34,19 @@ pub struct Lower {
 }
 
 impl Lower {
+    /// (rows, columns) of each strip of an order-`n` matrix.
+    fn strip_shapes(n: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..n.div_ceil(STRIP)).map(move |s| ((n - s * STRIP).min(STRIP), ((s + 1) * STRIP).min(n)))
+    }
+
     /// An all-zero n × n matrix.
     pub fn zeros(n: usize) -> Lower {
-        let strips = (0..n.div_ceil(STRIP)).map(|s| Mat::zeros((n - s * STRIP).min(STRIP), ((s + 1) * STRIP).min(n))).collect();
-        Lower { n, strips }
+        Lower { n, strips: Lower::strip_shapes(n).map(|(rows, cols)| Mat::zeros(rows, cols)).collect() }
     }
 
     /// The bytes an order-`n` matrix takes (what `quantize --gptq` budgets its passes with).
     pub fn bytes_for(n: usize) -> u64 {
-        (0..n.div_ceil(STRIP)).map(|s| ((n - s * STRIP).min(STRIP) * ((s + 1) * STRIP).min(n) * 4) as u64).sum()
+        Lower::strip_shapes(n).map(|(rows, cols)| (rows * cols * 4) as u64).sum()
     }
 
     /// The order n.
@@ -95,11 +99,6 @@ impl Hessians {
     /// H of weight `name`, shared, when it was captured.
     pub fn shared(&self, name: &str) -> Option<Arc<Lower>> {
         self.of_weight.get(name).map(|&i| self.mats[i].clone())
-    }
-
-    /// No matrices.
-    pub fn empty() -> Hessians {
-        Hessians { mats: Vec::new(), of_weight: HashMap::new(), tokens: 0 }
     }
 
     /// Distinct matrices (weights that share an input share one).

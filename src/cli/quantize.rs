@@ -163,7 +163,7 @@ fn capture(args: &QuantizeArgs, spec: &str, master: &GgufFile) -> anyhow::Result
     let set = crate::data::calibration::load(spec, args.data_dir.as_deref()).with_context(|| format!("--gptq {spec}"))?;
     let sampling = crate::pipeline::Sampling { replacement: !args.gptq_no_replacement, ..crate::pipeline::Sampling::new(args.gptq_samples, args.gptq_seed) };
     let opts = crate::calibrate::CalibrateOptions { threads: args.shared.threads(), ..crate::calibrate::CalibrateOptions::default() };
-    let weights: Vec<(String, usize)> = crate::model::target_weights(master).into_iter().filter(|t| t.dims.len() == 2).map(|t| (t.name.clone(), t.dims[0] as usize)).collect();
+    let weights = crate::pipeline::hessians::gptq_weights(master);
     let passes = crate::pipeline::HessianPasses::plan(model, set.clone(), sampling, opts, &weights, budget, args.shared.progress())?;
     if passes.groups() > 1 && args.shared.progress() {
         eprintln!("--gptq: H in {} passes of at most {:.1} GiB each (--gptq-memory)", passes.groups(), budget as f64 / (1u64 << 30) as f64);

@@ -64,6 +64,12 @@ pub fn plan_groups(weights: &[(String, usize)], budget: u64) -> Vec<Vec<String>>
     groups
 }
 
+/// The targets of `master` whose H a capture can give (2-D weights; expert stacks are not
+/// captured), as (name, input width) in tensor order: what [`HessianPasses::plan`] groups.
+pub fn gptq_weights(master: &crate::gguf::GgufFile) -> Vec<(String, usize)> {
+    crate::model::target_weights(master).into_iter().filter(|t| t.dims.len() == 2).map(|t| (t.name.clone(), t.dims[0] as usize)).collect()
+}
+
 /// H captured pass by pass (see the module doc); the first group is captured when planned.
 pub struct HessianPasses {
     model: PathBuf,
@@ -73,10 +79,15 @@ pub struct HessianPasses {
     progress: bool,
     groups: Vec<HashSet<String>>,
     group_of: HashMap<String, usize>,
-    current: Mutex<(usize, Arc<Hessians>)>,
+    current: Mutex<Current>,
     /// Tokens summed into every matrix (the same in every pass).
     pub tokens: u64,
-    passes: std::sync::atomic::AtomicUsize,
+}
+
+/// The group in memory (None while the next is captured) and the passes made.
+struct Current {
+    group: Option<(usize, Hessians)>,
+    passes: usize,
 }
 
 impl HessianPasses {
@@ -85,11 +96,11 @@ impl HessianPasses {
     pub fn plan(model: &Path, set: CalibrationSet, sampling: Sampling, opts: CalibrateOptions, weights: &[(String, usize)], budget: u64, progress: bool) -> anyhow::Result<HessianPasses> {
         let groups: Vec<HashSet<String>> = plan_groups(weights, budget).into_iter().map(|g| g.into_iter().collect()).collect();
         let group_of = groups.iter().enumerate().flat_map(|(i, g)| g.iter().map(move |n| (n.clone(), i))).collect();
+        // (An empty `weights` plans no group; this pass then captures everything, asked for by no one.)
         let first = capture_hessians(model, &set, &sampling, &opts, groups.first().cloned(), progress)?;
         let tokens = first.tokens;
-        let current = Mutex::new((0, Arc::new(first)));
-        // (An empty `weights` plans no group; the first pass then captured everything.)
-        Ok(HessianPasses { model: model.to_path_buf(), set, sampling, opts, progress, groups, group_of, current, tokens, passes: 1.into() })
+        let current = Mutex::new(Current { group: Some((0, first)), passes: 1 });
+        Ok(HessianPasses { model: model.to_path_buf(), set, sampling, opts, progress, groups, group_of, current, tokens })
     }
 
     /// Groups planned (forward passes when every group is asked for once).
@@ -99,25 +110,29 @@ impl HessianPasses {
 
     /// Forward passes made so far.
     pub fn passes(&self) -> usize {
-        self.passes.load(std::sync::atomic::Ordering::Relaxed)
+        self.lock().passes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl HessianSource for HessianPasses {
     fn hessian(&self, name: &str) -> Result<Option<Arc<Lower>>, GptqError> {
         let Some(&g) = self.group_of.get(name) else { return Ok(None) };
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.0 != g {
+        let mut current = self.lock();
+        if current.group.as_ref().is_none_or(|(held, _)| *held != g) {
             // Drop the group before capturing the next: only one group's matrices at a time.
-            *current = (usize::MAX, Arc::new(Hessians::empty()));
+            current.group = None;
             let h = capture_hessians(&self.model, &self.set, &self.sampling, &self.opts, Some(self.groups[g].clone()), self.progress).map_err(|e| GptqError::Capture(format!("{e:#}")))?;
             if h.tokens != self.tokens {
                 return Err(GptqError::Capture(format!("pass {} measured {} tokens, the first {}", g + 1, h.tokens, self.tokens)));
             }
-            self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            *current = (g, Arc::new(h));
+            current.passes += 1;
+            current.group = Some((g, h));
         }
-        Ok(current.1.shared(name))
+        Ok(current.group.as_ref().and_then(|(_, h)| h.shared(name)))
     }
 }
 
